@@ -1,0 +1,116 @@
+package gymbro
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is the class of a failure. It decides the HTTP status; the Code
+// names the precise reason for clients.
+type Kind uint8
+
+// Kinds of failure. The HTTP layer maps each to one status code.
+const (
+	KindInternal        Kind = iota // 500: a bug or an unexpected failure; never shown in detail
+	KindInvalid                     // 400: the request is malformed
+	KindUnauthenticated             // 401: no valid credential
+	KindForbidden                   // 403: authenticated but not allowed
+	KindNotFound                    // 404: absent, or not the caller's
+	KindConflict                    // 409: clashes with the current state
+	KindTooLarge                    // 413: a body or field over its limit
+	KindUnprocessable               // 422: well-formed but semantically wrong
+	KindRateLimited                 // 429: slow down; see Error.RetryAfter
+	KindUnavailable                 // 503: a dependency is down; try again
+	KindUpstream                    // 502: a dependency answered wrongly
+	KindTimeout                     // 504: a dependency did not answer in time
+)
+
+// Stable error codes shared by several packages. Packages define their own
+// codes beside these (auth failures, AI failures, sync failures); every code
+// a client can see is listed in docs/API_CONTRACTS.md.
+const (
+	CodeInternal         = "internal"
+	CodeInvalidRequest   = "invalid_request"
+	CodeInvalidJSON      = "invalid_json"
+	CodeValidation       = "validation_failed"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeUnavailable      = "unavailable"
+	CodeRateLimited      = "rate_limited"
+	CodeInterrupted      = "interrupted"
+	CodeCanceled         = "canceled"
+)
+
+// Error is the one error type the domain speaks. Message is safe to show to
+// a client; Err is the cause, kept for logs and errors.Is, never shown.
+type Error struct {
+	Kind       Kind
+	Code       string
+	Message    string
+	RetryAfter time.Duration // for KindRateLimited and KindUnavailable; zero when unknown
+	Err        error
+}
+
+// Errorf returns an *Error of the given kind and code with a formatted
+// client-safe message.
+func Errorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error that keeps err as its hidden cause.
+func Wrap(err error, kind Kind, code, message string) *Error {
+	return &Error{Kind: kind, Code: code, Message: message, Err: err}
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorKind returns the kind of err: that of the first *Error in its chain,
+// KindInternal otherwise.
+func ErrorKind(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, "internal"
+// for any other error, and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Code != "" {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// ErrorMessage returns the client-safe message of err. Errors that are not
+// *Error collapse to a generic sentence so internal details never leak.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return "An internal error occurred."
+}
+
+// IsRetryable reports whether trying the same thing again later may succeed.
+func IsRetryable(err error) bool {
+	switch ErrorKind(err) {
+	case KindRateLimited, KindUnavailable, KindTimeout, KindUpstream, KindInternal:
+		return true
+	}
+	return false
+}

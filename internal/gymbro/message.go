@@ -1,0 +1,161 @@
+package gymbro
+
+import (
+	"context"
+	"time"
+)
+
+// Status is where an exchange is in its life.
+type Status string
+
+// Statuses of an exchange. Completed, Failed, Canceled and Interrupted are
+// terminal: once there, an exchange never changes again.
+const (
+	StatusQueued      Status = "queued"
+	StatusWorking     Status = "working"
+	StatusCompleted   Status = "completed"
+	StatusFailed      Status = "error"
+	StatusCanceled    Status = "canceled"
+	StatusInterrupted Status = "interrupted" // its instance stopped or died mid-generation
+)
+
+// Terminal reports whether s is a final status.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusCanceled, StatusInterrupted:
+		return true
+	}
+	return false
+}
+
+// Usage counts the tokens a model spent on one reply.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+// Conversation is a thread of exchanges owned by one user.
+type Conversation struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	Title     string    `json:"title"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Message is one exchange: the user's text and the coach's reply, known to
+// clients by its id (the message_id).
+type Message struct {
+	ID             string     `json:"id"`
+	ConversationID string     `json:"conversation_id"`
+	UserID         string     `json:"user_id"`
+	Provider       string     `json:"provider"`
+	Text           string     `json:"text"`
+	Reply          string     `json:"reply"`
+	Status         Status     `json:"status"`
+	ErrorCode      string     `json:"error_code,omitempty"`
+	ErrorMessage   string     `json:"error_message,omitempty"`
+	Model          string     `json:"model,omitempty"`
+	FinishReason   string     `json:"finish_reason,omitempty"`
+	Usage          Usage      `json:"usage"`
+	TraceID        string     `json:"trace_id,omitempty"`
+	LastSeq        int64      `json:"last_seq"` // seq of the terminal event once terminal; 0 before
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	CompletedAt    *time.Time `json:"completed_at,omitempty"`
+}
+
+// NewMessage is what a client's POST becomes before it is stored.
+type NewMessage struct {
+	ID                string // chosen by the caller (a UUID)
+	ConversationID    string // empty: start a new conversation (its id is NewConversationID)
+	NewConversationID string
+	UserID            string
+	Provider          string
+	Text              string
+	TraceID           string
+	IdempotencyKey    string // empty: none
+	RequestHash       string // hash of the request body, compared on an idempotent replay
+	Now               time.Time
+}
+
+// Result is how a generation ended; the store records it atomically with the
+// outbox record that syncs the exchange to Supabase.
+type Result struct {
+	Status       Status // a terminal status
+	Reply        string
+	ErrorCode    string
+	ErrorMessage string
+	Model        string
+	FinishReason string
+	Usage        Usage
+	LastSeq      int64 // the seq of the terminal event that will be appended
+	At           time.Time
+}
+
+// Page asks for one page of a cursor-paginated list, newest first.
+type Page struct {
+	Cursor string // opaque, from the previous page's NextCursor; empty for the first page
+	Limit  int
+}
+
+// Store persists conversations, exchanges and the sync outbox. SQLite and
+// PostgreSQL implement it and pass the same contract suite (storetest).
+type Store interface {
+	// CreateMessage stores a queued exchange. With an IdempotencyKey that the
+	// user used before it returns the earlier exchange and replayed=true, or
+	// an *Error with code idempotency_conflict (KindConflict) when the
+	// RequestHash differs. A ConversationID the user does not own fails with
+	// KindNotFound, code conversation_not_found.
+	CreateMessage(ctx context.Context, in NewMessage) (m *Message, replayed bool, err error)
+
+	// Message returns the user's exchange, or KindNotFound (code
+	// message_not_found) when it does not exist or is another user's.
+	Message(ctx context.Context, userID, id string) (*Message, error)
+
+	// MessageByID returns an exchange whoever owns it, for internal use.
+	MessageByID(ctx context.Context, id string) (*Message, error)
+
+	// StartMessage moves a queued exchange to working, held by owner until
+	// leaseUntil. It fails with KindConflict when the exchange is not queued.
+	StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error
+
+	// RenewLease extends owner's lease on a working exchange; KindConflict
+	// when owner no longer holds it.
+	RenewLease(ctx context.Context, id, owner string, leaseUntil time.Time) error
+
+	// SaveReply records the reply so far of a working exchange (a checkpoint,
+	// so a crash keeps the partial text).
+	SaveReply(ctx context.Context, id, reply string) error
+
+	// FinishMessage records the terminal result and, in the same
+	// transaction, enqueues the exchange's chat record in the outbox. It
+	// fails with KindConflict when the exchange is already terminal.
+	FinishMessage(ctx context.Context, id string, r Result) (*Message, error)
+
+	// ExpiredLeases returns exchanges that are queued or working and whose
+	// lease ended before now (or that have no lease and were created before
+	// now), at most limit of them, oldest first.
+	ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*Message, error)
+
+	// Conversations lists the user's conversations, most recently updated first.
+	Conversations(ctx context.Context, userID string, p Page) (items []*Conversation, next string, err error)
+
+	// ConversationMessages lists one of the user's conversations, newest
+	// first; KindNotFound (conversation_not_found) when it is not theirs.
+	ConversationMessages(ctx context.Context, userID, conversationID string, p Page) (items []*Message, next string, err error)
+
+	// History returns up to limit finished exchanges of a conversation that
+	// precede the exchange before, oldest first: the model's context.
+	History(ctx context.Context, conversationID, before string, limit int) ([]*Message, error)
+
+	// CountRunning counts the user's exchanges that are queued or working.
+	CountRunning(ctx context.Context, userID string) (int, error)
+
+	Outbox
+
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,79 @@
+package gymbro
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Providers a Principal can come from.
+const (
+	ProviderSupabase = "supabase"
+	ProviderFirebase = "firebase"
+	ProviderOIDC     = "oidc"
+)
+
+// Principal is the verified identity behind a request. It is built from a
+// token by a Verifier; nothing past the auth layer knows which provider
+// signed the token.
+type Principal struct {
+	UID       string         // the token's sub
+	Email     string         // may be empty (phone or anonymous sign-in)
+	Provider  string         // ProviderSupabase, ProviderFirebase or ProviderOIDC
+	Issuer    string         // the token's iss
+	SessionID string         // Supabase session_id; empty when the provider has none
+	Role      string         // Supabase role ("authenticated"); empty otherwise
+	ExpiresAt time.Time      // the token's exp
+	Claims    map[string]any // every claim of the token, as decoded
+}
+
+// LogValue keeps claims (which may hold personal data) out of logs.
+func (p *Principal) LogValue() slog.Value {
+	if p == nil {
+		return slog.StringValue("")
+	}
+	return slog.GroupValue(slog.String("uid", p.UID), slog.String("provider", p.Provider))
+}
+
+// Verifier turns a bearer token into a Principal.
+type Verifier interface {
+	// Verify checks token's signature and claims. It fails with an *Error of
+	// KindUnauthenticated (code token_expired, signature_invalid, …) when the
+	// token is not acceptable and KindUnavailable (code keys_unavailable) when
+	// the keys to decide cannot be had.
+	Verify(ctx context.Context, token string) (*Principal, error)
+}
+
+type principalKey struct{}
+
+// NewContextWithPrincipal returns a copy of ctx that carries p.
+func NewContextWithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFromContext returns the principal ctx carries, or nil.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// UserDetails is what a provider knows about a user beyond the token.
+type UserDetails struct {
+	UID          string         `json:"uid"`
+	Email        string         `json:"email,omitempty"`
+	Phone        string         `json:"phone,omitempty"`
+	Provider     string         `json:"provider"`
+	CreatedAt    time.Time      `json:"created_at,omitzero"`
+	LastSignInAt time.Time      `json:"last_sign_in_at,omitzero"`
+	AppMetadata  map[string]any `json:"app_metadata,omitempty"`
+	UserMetadata map[string]any `json:"user_metadata,omitempty"`
+}
+
+// IdentityProvider answers questions about a user that a token cannot: the
+// seed's get_user_details. Implementations sit behind this interface so the
+// rest of the code does not know the provider's API.
+type IdentityProvider interface {
+	// UserDetails returns the user with the given uid, or an *Error with
+	// KindNotFound when the provider has no such user.
+	UserDetails(ctx context.Context, uid string) (*UserDetails, error)
+}

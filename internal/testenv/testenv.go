@@ -1,0 +1,71 @@
+// Package testenv connects tests to the real PostgreSQL and Redis that every
+// development and CI machine runs. A test that needs one skips on a laptop
+// without it, saying why, but fails when CI is set: there a missing service
+// is a broken machine, not a reason to pass.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// Default addresses of the local services; overridable for other set-ups.
+const (
+	defaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	defaultRedisURL    = "redis://127.0.0.1:6379/0"
+)
+
+// PostgresURL returns the URL of the test PostgreSQL (GYMBRO_TEST_DATABASE_URL
+// or the local default), skipping or failing t when it is not reachable.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("GYMBRO_TEST_DATABASE_URL")
+	if url == "" {
+		url = defaultPostgresURL
+	}
+	require(t, "PostgreSQL", "127.0.0.1:5432", os.Getenv("GYMBRO_TEST_DATABASE_URL") == "")
+	return url
+}
+
+// RedisURL returns the URL of the test Redis (GYMBRO_TEST_REDIS_URL or the
+// local default), skipping or failing t when it is not reachable.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("GYMBRO_TEST_REDIS_URL")
+	if url == "" {
+		url = defaultRedisURL
+	}
+	require(t, "Redis", "127.0.0.1:6379", os.Getenv("GYMBRO_TEST_REDIS_URL") == "")
+	return url
+}
+
+// UniqueName returns prefix followed by random hex, for a schema, database or
+// key prefix that no other test (or parallel run) uses.
+func UniqueName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+func require(t testing.TB, what, addr string, probe bool) {
+	t.Helper()
+	if !probe {
+		return // a custom URL: let the test's own connection report problems
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err == nil {
+		conn.Close()
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not reachable at %s (%v); CI must provide it", what, addr, err)
+	}
+	t.Skipf("%s is not reachable at %s (%v); start it to run this test", what, addr, err)
+}
