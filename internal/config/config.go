@@ -1,0 +1,475 @@
+// Package config reads the service's settings from the environment (and an
+// optional .env file) into one struct, with defaults in one table and
+// validation that reports every problem on its own line. Only cmd/gymbro
+// calls it; every other package receives what it needs through constructors.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+)
+
+// Environments.
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// Secret is a string that never prints: logs, %v and JSON see a mask.
+type Secret string
+
+// String masks the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "********"
+}
+
+// LogValue masks the secret in slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText masks the secret in encoded output.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the secret itself, for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+// OIDCIssuer is an extra OpenID Connect provider whose tokens are accepted.
+type OIDCIssuer struct {
+	Issuer     string
+	Audience   string
+	JWKSURL    string
+	Algorithms []string
+}
+
+// Config is every setting of the service.
+type Config struct {
+	Env      string
+	HTTPAddr string
+	// PublicURL is the base URL clients reach this service at; the local
+	// Auth emulator's issuer is PublicURL + "/auth/v1". Empty: derived from
+	// the listening address.
+	PublicURL string
+	DataDir   string
+	TLSCert   string
+	TLSKey    string
+	LogLevel  slog.Level
+	LogFormat string // "text" or "json"
+
+	DatabaseURL Secret // empty: SQLite in DataDir
+	RedisURL    Secret // empty: in-process event log and limits
+	InstanceID  string
+
+	SupabaseURL            string
+	SupabaseAnonKey        Secret
+	SupabaseServiceRoleKey Secret
+	SupabaseJWTSecret      Secret
+	FirebaseProjectID      string
+	FirebaseJWKSURL        string
+	OIDCIssuers            []OIDCIssuer
+
+	JWTLeeway       time.Duration
+	JWKSTTL         time.Duration
+	JWKSCooldown    time.Duration
+	TokenCacheSize  int
+	CORSOrigins     []string
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+
+	AIProvider          string // "demo" or "openai"
+	AIModel             string
+	OpenAIAPIKey        Secret
+	OpenAIBaseURL       string
+	AISystemPrompt      string
+	AIHistoryTurns      int
+	AIHistoryChars      int
+	AIFirstChunkTimeout time.Duration
+	AIIdleTimeout       time.Duration
+	AITotalTimeout      time.Duration
+	AIMaxConcurrent     int
+
+	MaxMessageChars int
+	MaxRunning      int // running generations per user
+	RateLimit       int // messages per minute per user; 0: off
+	EventTTL        time.Duration
+	SSEHeartbeat    time.Duration
+	SSERetry        time.Duration
+	LeaseTTL        time.Duration
+
+	SyncDatabaseURL Secret
+	SyncBatchSize   int
+
+	TestUsersEnabled     bool
+	TestUsersAdmins      []string
+	TestUsersPrefixes    []string
+	TestUsersEmailDomain string
+	TestUsersPerMinute   int
+	MailAPIURL           string
+}
+
+// Emulated reports whether the local Supabase Auth emulator serves
+// /auth/v1 and is trusted as the Supabase issuer.
+func (c *Config) Emulated() bool { return c.SupabaseURL == "" && c.Env == EnvDevelopment }
+
+// Production reports whether the service runs in production.
+func (c *Config) Production() bool { return c.Env == EnvProduction }
+
+// Problems is every validation failure, one per line.
+type Problems []string
+
+func (p Problems) Error() string { return strings.Join(p, "\n") }
+
+// LoadDotEnv reads path (when it exists) into the process environment
+// without overriding variables that are already set, as most .env tools do.
+func LoadDotEnv(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return godotenv.Load(path)
+}
+
+// Load builds a Config from getenv (os.Getenv in production, a map in
+// tests). It returns Problems listing every invalid setting.
+func Load(getenv func(string) string) (*Config, error) {
+	r := reader{getenv: getenv}
+	c := &Config{
+		Env:       r.str("GYMBRO_ENV", EnvDevelopment),
+		HTTPAddr:  r.str("GYMBRO_HTTP_ADDR", "127.0.0.1:8080"),
+		PublicURL: strings.TrimRight(r.str("GYMBRO_PUBLIC_URL", ""), "/"),
+		DataDir:   r.str("GYMBRO_DATA_DIR", "./data"),
+		TLSCert:   r.str("GYMBRO_TLS_CERT", ""),
+		TLSKey:    r.str("GYMBRO_TLS_KEY", ""),
+		LogLevel:  r.level("GYMBRO_LOG_LEVEL", slog.LevelInfo),
+		LogFormat: r.oneOf("GYMBRO_LOG_FORMAT", "text", "text", "json"),
+
+		DatabaseURL: Secret(r.str("GYMBRO_DATABASE_URL", "")),
+		RedisURL:    Secret(r.str("GYMBRO_REDIS_URL", "")),
+		InstanceID:  r.str("GYMBRO_INSTANCE_ID", ""),
+
+		SupabaseURL:            strings.TrimRight(r.str("SUPABASE_URL", ""), "/"),
+		SupabaseAnonKey:        Secret(r.str("SUPABASE_ANON_KEY", "")),
+		SupabaseServiceRoleKey: Secret(r.str("SUPABASE_SERVICE_ROLE_KEY", "")),
+		SupabaseJWTSecret:      Secret(r.str("SUPABASE_JWT_SECRET", "")),
+		FirebaseProjectID:      r.str("FIREBASE_PROJECT_ID", ""),
+		FirebaseJWKSURL:        r.str("FIREBASE_JWKS_URL", ""),
+
+		JWTLeeway:       r.duration("GYMBRO_JWT_LEEWAY", 30*time.Second, 0, 5*time.Minute),
+		JWKSTTL:         r.duration("GYMBRO_JWKS_TTL", 15*time.Minute, time.Minute, 24*time.Hour),
+		JWKSCooldown:    r.duration("GYMBRO_JWKS_REFRESH_COOLDOWN", 30*time.Second, time.Second, time.Hour),
+		TokenCacheSize:  r.integer("GYMBRO_TOKEN_CACHE_SIZE", 10000, 0, 10_000_000),
+		CORSOrigins:     r.list("GYMBRO_CORS_ORIGINS", nil),
+		MaxBodyBytes:    int64(r.integer("GYMBRO_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
+		ShutdownTimeout: r.duration("GYMBRO_SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 5*time.Minute),
+
+		AIModel:             r.str("GYMBRO_AI_MODEL", ""),
+		OpenAIAPIKey:        Secret(r.str("OPENAI_API_KEY", "")),
+		OpenAIBaseURL:       r.str("OPENAI_BASE_URL", ""),
+		AIHistoryTurns:      r.integer("GYMBRO_AI_HISTORY_TURNS", 20, 0, 200),
+		AIHistoryChars:      r.integer("GYMBRO_AI_HISTORY_CHARS", 24000, 0, 1_000_000),
+		AIFirstChunkTimeout: r.duration("GYMBRO_AI_FIRST_CHUNK_TIMEOUT", 20*time.Second, time.Second, 10*time.Minute),
+		AIIdleTimeout:       r.duration("GYMBRO_AI_IDLE_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute),
+		AITotalTimeout:      r.duration("GYMBRO_AI_TOTAL_TIMEOUT", 2*time.Minute, time.Second, time.Hour),
+		AIMaxConcurrent:     r.integer("GYMBRO_AI_MAX_CONCURRENT", 64, 1, 100000),
+
+		MaxMessageChars: r.integer("GYMBRO_MAX_MESSAGE_CHARS", 8000, 1, 1_000_000),
+		MaxRunning:      r.integer("GYMBRO_MAX_RUNNING_PER_USER", 3, 1, 1000),
+		RateLimit:       r.integer("GYMBRO_RATE_LIMIT", 0, 0, 100000),
+		EventTTL:        r.duration("GYMBRO_EVENT_TTL", time.Hour, time.Second, 7*24*time.Hour),
+		SSEHeartbeat:    r.duration("GYMBRO_SSE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 10*time.Minute),
+		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),
+		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
+
+		SyncDatabaseURL: Secret(r.str("GYMBRO_SYNC_DATABASE_URL", "")),
+		SyncBatchSize:   r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
+
+		TestUsersAdmins:      r.list("GYMBRO_TEST_USERS_ADMINS", nil),
+		TestUsersPrefixes:    r.list("GYMBRO_TEST_USERS_PREFIXES", []string{"gymbro-test"}),
+		TestUsersEmailDomain: r.str("GYMBRO_TEST_USERS_EMAIL_DOMAIN", "test.gymbro.local"),
+		TestUsersPerMinute:   r.integer("GYMBRO_TEST_USERS_PER_MINUTE", 10, 1, 10000),
+		MailAPIURL:           r.str("GYMBRO_MAIL_API_URL", "https://api.mailslurp.com"),
+	}
+	if id := r.str("SUPABASE_PROJECT_ID", ""); id != "" && c.SupabaseURL == "" {
+		c.SupabaseURL = "https://" + id + ".supabase.co"
+	}
+	defaultProvider := "demo"
+	if c.OpenAIAPIKey != "" {
+		defaultProvider = "openai"
+	}
+	c.AIProvider = r.oneOf("GYMBRO_AI_PROVIDER", defaultProvider, "demo", "openai")
+	if c.AIModel == "" && c.AIProvider == "openai" {
+		c.AIModel = "gpt-4o-mini"
+	}
+	c.AISystemPrompt = r.str("GYMBRO_AI_SYSTEM_PROMPT", "")
+	if file := r.str("GYMBRO_AI_SYSTEM_PROMPT_FILE", ""); file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			r.fail("GYMBRO_AI_SYSTEM_PROMPT_FILE", "cannot be read: %v", err)
+		} else {
+			c.AISystemPrompt = strings.TrimSpace(string(b))
+		}
+	}
+	if c.AISystemPrompt == "" {
+		c.AISystemPrompt = DefaultSystemPrompt
+	}
+	c.TestUsersEnabled = r.boolean("GYMBRO_TEST_USERS_ENABLED", c.Env != EnvProduction)
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.DataDir != "" {
+		if abs, err := filepath.Abs(c.DataDir); err == nil {
+			c.DataDir = abs
+		}
+	}
+	c.validate(&r)
+	for _, o := range r.oidc() {
+		c.OIDCIssuers = append(c.OIDCIssuers, o)
+	}
+	if len(r.problems) > 0 {
+		return nil, r.problems
+	}
+	return c, nil
+}
+
+// DefaultSystemPrompt is the coach persona used unless configured.
+const DefaultSystemPrompt = `You are GymBro, a friendly, knowledgeable strength and fitness coach inside a mobile app.
+Give practical, safe, specific advice on training, technique, recovery and nutrition.
+Keep answers short and structured; ask a clarifying question when the goal or experience level matters.
+You are not a doctor: for pain, injury or medical conditions, advise seeing a professional.`
+
+func (c *Config) validate(r *reader) {
+	if c.Env != EnvDevelopment && c.Env != EnvProduction {
+		r.fail("GYMBRO_ENV", "must be %q or %q, not %q", EnvDevelopment, EnvProduction, c.Env)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		r.fail("GYMBRO_HTTP_ADDR", "must be host:port (e.g. 127.0.0.1:8080): %v", err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		r.fail("GYMBRO_TLS_CERT", "and GYMBRO_TLS_KEY must be set together")
+	}
+	if c.PublicURL != "" {
+		r.url("GYMBRO_PUBLIC_URL", c.PublicURL, false)
+	}
+	if c.SupabaseURL != "" {
+		r.url("SUPABASE_URL", c.SupabaseURL, c.Production())
+	}
+	if c.FirebaseJWKSURL != "" {
+		r.url("FIREBASE_JWKS_URL", c.FirebaseJWKSURL, c.Production())
+	}
+	if c.OpenAIBaseURL != "" {
+		r.url("OPENAI_BASE_URL", c.OpenAIBaseURL, false)
+	}
+	if c.AIProvider == "openai" && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
+		r.fail("OPENAI_API_KEY", "is required when GYMBRO_AI_PROVIDER=openai (or set OPENAI_BASE_URL for a keyless local server)")
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(string(c.DatabaseURL), "postgres://") && !strings.HasPrefix(string(c.DatabaseURL), "postgresql://") {
+		r.fail("GYMBRO_DATABASE_URL", "must be a postgres:// URL")
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(string(c.RedisURL), "redis://") && !strings.HasPrefix(string(c.RedisURL), "rediss://") {
+		r.fail("GYMBRO_REDIS_URL", "must be a redis:// or rediss:// URL")
+	}
+	if c.Production() {
+		if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc()) == 0 {
+			r.fail("SUPABASE_URL", "is required in production (or FIREBASE_PROJECT_ID): no token issuer is configured, and the local Auth emulator never runs in production")
+		}
+		for _, o := range c.CORSOrigins {
+			if o == "*" {
+				r.fail("GYMBRO_CORS_ORIGINS", "must list origins in production; \"*\" with credentialed requests lets any site call the API as the user")
+			}
+		}
+		if c.DataDir == "" && c.DatabaseURL == "" {
+			r.fail("GYMBRO_DATA_DIR", "or GYMBRO_DATABASE_URL is required in production")
+		}
+	}
+	for _, o := range c.CORSOrigins {
+		if o != "*" {
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
+				r.fail("GYMBRO_CORS_ORIGINS", "has %q, which is not an origin like https://app.example.com", o)
+			}
+		}
+	}
+}
+
+type reader struct {
+	getenv   func(string) string
+	problems Problems
+	oidcs    []OIDCIssuer
+	oidcRead bool
+}
+
+func (r *reader) fail(name, format string, args ...any) {
+	r.problems = append(r.problems, name+" "+fmt.Sprintf(format, args...))
+}
+
+func (r *reader) str(name, def string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(r.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, "must be one of %s, not %q", strings.Join(allowed, ", "), v)
+	return def
+}
+
+func (r *reader) integer(name string, def, min, max int) int {
+	s := r.str(name, "")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		r.fail(name, "must be a whole number, not %q", s)
+		return def
+	}
+	if n < min || n > max {
+		r.fail(name, "must be between %d and %d, not %d", min, max, n)
+		return def
+	}
+	return n
+}
+
+func (r *reader) duration(name string, def, min, max time.Duration) time.Duration {
+	s := r.str(name, "")
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if n, nerr := strconv.Atoi(s); nerr == nil { // bare seconds, as FastAPI settings often are
+			d, err = time.Duration(n)*time.Second, nil
+		}
+	}
+	if err != nil {
+		r.fail(name, "must be a duration like 30s or 15m, not %q", s)
+		return def
+	}
+	if d < min || d > max {
+		r.fail(name, "must be between %s and %s, not %s", min, max, d)
+		return def
+	}
+	return d
+}
+
+func (r *reader) boolean(name string, def bool) bool {
+	s := r.str(name, "")
+	if s == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		r.fail(name, "must be true or false, not %q", s)
+		return def
+	}
+	return b
+}
+
+func (r *reader) level(name string, def slog.Level) slog.Level {
+	s := r.str(name, "")
+	if s == "" {
+		return def
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		r.fail(name, "must be debug, info, warn or error, not %q", s)
+		return def
+	}
+	return l
+}
+
+func (r *reader) list(name string, def []string) []string {
+	s := r.str(name, "")
+	if s == "" {
+		return def
+	}
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, strings.TrimRight(p, "/"))
+		}
+	}
+	return out
+}
+
+// url checks that v is an absolute http(s) URL; with secure set, plain HTTP
+// is allowed only for loopback hosts.
+func (r *reader) url(name, v string, secure bool) {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		r.fail(name, "must be an absolute http(s) URL, not %q", v)
+		return
+	}
+	if secure && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		r.fail(name, "must use https in production (plain http is allowed only for loopback hosts), not %q", v)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// oidc reads GYMBRO_OIDC_ISSUERS: entries separated by ";", each
+// "issuer|audience|jwks_url|ALG,ALG" (algorithms default to RS256).
+func (r *reader) oidc() []OIDCIssuer {
+	if r.oidcRead {
+		return r.oidcs
+	}
+	r.oidcRead = true
+	s := r.str("GYMBRO_OIDC_ISSUERS", "")
+	if s == "" {
+		return nil
+	}
+	for _, entry := range strings.Split(s, ";") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		parts := strings.Split(entry, "|")
+		if len(parts) < 3 || len(parts) > 4 {
+			r.fail("GYMBRO_OIDC_ISSUERS", "entry %q must be issuer|audience|jwks_url[|ALG,ALG]", entry)
+			continue
+		}
+		o := OIDCIssuer{Issuer: strings.TrimSpace(parts[0]), Audience: strings.TrimSpace(parts[1]), JWKSURL: strings.TrimSpace(parts[2]), Algorithms: []string{"RS256"}}
+		if len(parts) == 4 {
+			o.Algorithms = nil
+			for _, a := range strings.Split(parts[3], ",") {
+				a = strings.ToUpper(strings.TrimSpace(a))
+				switch a {
+				case "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EDDSA":
+					o.Algorithms = append(o.Algorithms, a)
+				default:
+					r.fail("GYMBRO_OIDC_ISSUERS", "entry %q has algorithm %q; only asymmetric algorithms are allowed", o.Issuer, a)
+				}
+			}
+		}
+		r.url("GYMBRO_OIDC_ISSUERS", o.JWKSURL, false)
+		if o.Issuer == "" || o.Audience == "" {
+			r.fail("GYMBRO_OIDC_ISSUERS", "entry %q needs an issuer and an audience", entry)
+			continue
+		}
+		r.oidcs = append(r.oidcs, o)
+	}
+	return r.oidcs
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Env != EnvDevelopment || c.HTTPAddr != "127.0.0.1:8080" || !c.Emulated() {
+		t.Errorf("env=%q addr=%q emulated=%v", c.Env, c.HTTPAddr, c.Emulated())
+	}
+	if c.AIProvider != "demo" || c.SSEHeartbeat != 15*time.Second || c.EventTTL != time.Hour || c.JWTLeeway != 30*time.Second || c.JWKSTTL != 15*time.Minute {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+	if !c.TestUsersEnabled || c.MaxMessageChars != 8000 || c.AISystemPrompt == "" {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+}
+
+func TestSupabaseProjectID(t *testing.T) {
+	c, err := Load(env(map[string]string{"SUPABASE_PROJECT_ID": "abcd"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SupabaseURL != "https://abcd.supabase.co" || c.Emulated() {
+		t.Errorf("SupabaseURL=%q emulated=%v", c.SupabaseURL, c.Emulated())
+	}
+}
+
+func TestOpenAIKeySelectsProvider(t *testing.T) {
+	c, err := Load(env(map[string]string{"OPENAI_API_KEY": "sk-test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AIProvider != "openai" || c.AIModel == "" {
+		t.Errorf("provider=%q model=%q", c.AIProvider, c.AIModel)
+	}
+	if s := fmt.Sprint(c.OpenAIAPIKey); strings.Contains(s, "sk-test") {
+		t.Errorf("secret printed: %s", s)
+	}
+}
+
+func TestEveryProblemOnItsOwnLine(t *testing.T) {
+	_, err := Load(env(map[string]string{
+		"GYMBRO_ENV":               "production",
+		"GYMBRO_SSE_HEARTBEAT":     "soon",
+		"GYMBRO_CORS_ORIGINS":      "*",
+		"GYMBRO_MAX_MESSAGE_CHARS": "-3",
+		"GYMBRO_DATABASE_URL":      "mysql://x",
+		"FIREBASE_JWKS_URL":        "http://keys.example.com/jwks",
+		"FIREBASE_PROJECT_ID":      "p",
+	}))
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	want := []string{"GYMBRO_SSE_HEARTBEAT", "GYMBRO_CORS_ORIGINS", "GYMBRO_MAX_MESSAGE_CHARS", "GYMBRO_DATABASE_URL", "FIREBASE_JWKS_URL"}
+	if len(p) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(p), len(want), p)
+	}
+	for _, name := range want {
+		found := false
+		for _, line := range p {
+			found = found || strings.HasPrefix(line, name+" ")
+		}
+		if !found {
+			t.Errorf("no problem names %s:\n%s", name, p)
+		}
+	}
+}
+
+func TestProductionNeedsAnIssuer(t *testing.T) {
+	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production"}))
+	if err == nil || !strings.Contains(err.Error(), "SUPABASE_URL") {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Emulated() || c.TestUsersEnabled {
+		t.Errorf("production: emulated=%v testusers=%v", c.Emulated(), c.TestUsersEnabled)
+	}
+}
+
+func TestProductionAllowsLoopbackHTTP(t *testing.T) {
+	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://x.supabase.co"}))
+	if err == nil {
+		t.Fatal("plain http issuer accepted in production")
+	}
+}
+
+func TestOIDCIssuers(t *testing.T) {
+	c, err := Load(env(map[string]string{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|https://id.example.com/jwks|ES256,RS256"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.OIDCIssuers) != 1 || c.OIDCIssuers[0].Audience != "api" || len(c.OIDCIssuers[0].Algorithms) != 2 {
+		t.Fatalf("%+v", c.OIDCIssuers)
+	}
+	if _, err := Load(env(map[string]string{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|https://id.example.com/jwks|HS256"})); err == nil {
+		t.Fatal("HS256 accepted for an OIDC issuer")
+	}
+}
+
+func TestBareSecondsDuration(t *testing.T) {
+	c, err := Load(env(map[string]string{"GYMBRO_SSE_HEARTBEAT": "5"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SSEHeartbeat != 5*time.Second {
+		t.Fatalf("got %s", c.SSEHeartbeat)
+	}
+}
