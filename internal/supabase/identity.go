@@ -1,0 +1,139 @@
+package supabase
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// IdentityOptions tunes an IdentityProvider's cache.
+type IdentityOptions struct {
+	TTL        time.Duration    // how long a user is served from cache; default 60s
+	MaxEntries int              // cache bound; default 10,000
+	Now        func() time.Time // clock; default time.Now
+}
+
+// IdentityProvider answers gymbro.IdentityProvider from the Supabase Admin
+// API. Answers are cached briefly so a burst of requests costs one Admin
+// call, and concurrent misses for one user share a single call.
+type IdentityProvider struct {
+	client *AuthClient
+	opts   IdentityOptions
+	group  singleflight.Group
+
+	mu    sync.Mutex
+	cache map[string]identityEntry
+}
+
+type identityEntry struct {
+	details gymbro.UserDetails
+	expires time.Time
+}
+
+var _ gymbro.IdentityProvider = (*IdentityProvider)(nil)
+
+// NewIdentityProvider returns an IdentityProvider that asks client.
+func NewIdentityProvider(client *AuthClient, opts IdentityOptions) *IdentityProvider {
+	if opts.TTL <= 0 {
+		opts.TTL = 60 * time.Second
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 10_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &IdentityProvider{client: client, opts: opts, cache: map[string]identityEntry{}}
+}
+
+// UserDetails returns the user with uid, or an *gymbro.Error of KindNotFound
+// (code user_not_found) when Supabase has none. Failures to reach Supabase
+// keep their KindUnavailable/KindTimeout.
+func (p *IdentityProvider) UserDetails(ctx context.Context, uid string) (*gymbro.UserDetails, error) {
+	if _, err := uuid.Parse(uid); err != nil {
+		// Supabase user ids are UUIDs; anything else cannot exist, and asking
+		// would only earn a 400.
+		return nil, gymbro.Errorf(gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
+	}
+	now := p.opts.Now()
+	p.mu.Lock()
+	e, ok := p.cache[uid]
+	p.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return cloneDetails(e.details), nil
+	}
+	v, err, _ := p.group.Do(uid, func() (any, error) {
+		// Detached from this caller's cancellation: the call is shared by
+		// every concurrent caller; the client's own timeout still bounds it.
+		u, err := p.client.GetUser(context.WithoutCancel(ctx), uid)
+		if err != nil {
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				return nil, gymbro.Wrap(err, gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
+			}
+			return nil, err
+		}
+		d := userDetails(u)
+		p.store(uid, d, p.opts.Now())
+		return d, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cloneDetails(v.(gymbro.UserDetails)), nil
+}
+
+// Forget drops uid from the cache, e.g. after updating that user.
+func (p *IdentityProvider) Forget(uid string) {
+	p.mu.Lock()
+	delete(p.cache, uid)
+	p.mu.Unlock()
+}
+
+func (p *IdentityProvider) store(uid string, d gymbro.UserDetails, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.cache) >= p.opts.MaxEntries {
+		for k, e := range p.cache {
+			if !now.Before(e.expires) {
+				delete(p.cache, k)
+			}
+		}
+	}
+	// Still full of live entries: drop arbitrary ones (map order is random),
+	// which bounds memory at the price of an extra lookup later.
+	for k := range p.cache {
+		if len(p.cache) < p.opts.MaxEntries {
+			break
+		}
+		delete(p.cache, k)
+	}
+	p.cache[uid] = identityEntry{details: d, expires: now.Add(p.opts.TTL)}
+}
+
+func userDetails(u *User) gymbro.UserDetails {
+	d := gymbro.UserDetails{
+		UID: u.ID, Email: u.Email, Phone: u.Phone, Provider: gymbro.ProviderSupabase,
+		CreatedAt: u.CreatedAt, AppMetadata: u.AppMetadata, UserMetadata: u.UserMetadata,
+	}
+	if u.LastSignInAt != nil {
+		d.LastSignInAt = *u.LastSignInAt
+	}
+	return d
+}
+
+// cloneDetails copies d so a caller editing the maps cannot change the
+// cached answer others get.
+func cloneDetails(d gymbro.UserDetails) *gymbro.UserDetails {
+	d.AppMetadata = maps.Clone(d.AppMetadata)
+	d.UserMetadata = maps.Clone(d.UserMetadata)
+	return &d
+}
