@@ -1,0 +1,415 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+const messageColumns = `id, conversation_id, user_id, provider, text, reply, status,
+	error_code, error_message, model, finish_reason, prompt_tokens, completion_tokens,
+	total_tokens, trace_id, last_seq, created_at, updated_at, completed_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanMessage(s scanner) (*gymbro.Message, error) {
+	var (
+		m                gymbro.Message
+		status           string
+		created, updated int64
+		completed        sql.NullInt64
+	)
+	err := s.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Provider, &m.Text, &m.Reply, &status,
+		&m.ErrorCode, &m.ErrorMessage, &m.Model, &m.FinishReason, &m.Usage.PromptTokens,
+		&m.Usage.CompletionTokens, &m.Usage.TotalTokens, &m.TraceID, &m.LastSeq,
+		&created, &updated, &completed)
+	if err != nil {
+		return nil, err
+	}
+	m.Status = gymbro.Status(status)
+	m.CreatedAt = fromMicros(created)
+	m.UpdatedAt = fromMicros(updated)
+	m.CompletedAt = nullMicros(completed)
+	return &m, nil
+}
+
+func scanMessages(rows *sql.Rows) ([]*gymbro.Message, error) {
+	defer rows.Close()
+	var out []*gymbro.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func errMessageNotFound() error {
+	return gymbro.Errorf(gymbro.KindNotFound, "message_not_found", "The message does not exist.")
+}
+
+func errConversationNotFound() error {
+	return gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "The conversation does not exist.")
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, error) {
+	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errMessageNotFound()
+	}
+	return m, err
+}
+
+// CreateMessage stores a queued exchange; see gymbro.Store. The single write
+// connection serializes creates, so checking the idempotency key and
+// inserting cannot interleave with a concurrent duplicate; the unique index
+// stays as the backstop.
+func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
+	now := orNow(in.Now, db.now)
+	var (
+		out      *gymbro.Message
+		replayed bool
+	)
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		if in.IdempotencyKey != "" {
+			var id, hash string
+			err := tx.QueryRowContext(ctx, `SELECT id, request_hash FROM messages WHERE user_id = ? AND idempotency_key = ?`,
+				in.UserID, in.IdempotencyKey).Scan(&id, &hash)
+			switch {
+			case err == nil:
+				if hash != in.RequestHash {
+					return gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
+						"The Idempotency-Key was already used with a different request.")
+				}
+				m, err := getMessage(ctx, tx, id)
+				if err != nil {
+					return err
+				}
+				out, replayed = m, true
+				return nil
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		convID := in.ConversationID
+		if convID == "" {
+			convID = in.NewConversationID
+			_, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+				convID, in.UserID, title(in.Text), micros(now), micros(now))
+			if isUnique(err) {
+				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
+			}
+			if err != nil {
+				return err
+			}
+		} else {
+			res, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ? AND user_id = ?`,
+				micros(now), convID, in.UserID)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				return errConversationNotFound()
+			}
+		}
+		var key any
+		if in.IdempotencyKey != "" {
+			key = in.IdempotencyKey
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
+			trace_id, idempotency_key, request_hash, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.ID, convID, in.UserID, in.Provider, in.Text, string(gymbro.StatusQueued),
+			in.TraceID, key, in.RequestHash, micros(now), micros(now))
+		if isUnique(err) {
+			return gymbro.Errorf(gymbro.KindConflict, "message_exists", "The message already exists.")
+		}
+		if err != nil {
+			return err
+		}
+		out = &gymbro.Message{
+			ID: in.ID, ConversationID: convID, UserID: in.UserID, Provider: in.Provider,
+			Text: in.Text, Status: gymbro.StatusQueued, TraceID: in.TraceID,
+			CreatedAt: fromMicros(micros(now)), UpdatedAt: fromMicros(micros(now)),
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, replayed, nil
+}
+
+// Message returns the user's exchange; another user's reads as missing so
+// ids cannot be probed (OWASP API1:2023, broken object level authorization).
+func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, error) {
+	m, err := getMessage(ctx, db.read, id)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	if m.UserID != userID {
+		return nil, errMessageNotFound()
+	}
+	return m, nil
+}
+
+// MessageByID returns an exchange whoever owns it.
+func (db *DB) MessageByID(ctx context.Context, id string) (*gymbro.Message, error) {
+	m, err := getMessage(ctx, db.read, id)
+	return m, dbErr(err)
+}
+
+// stateErr explains why a guarded update touched no row: the message is
+// missing, or in a state the caller names with code.
+func stateErr(ctx context.Context, tx *sql.Tx, id, code, msg string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE id = ?`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errMessageNotFound()
+	}
+	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
+}
+
+func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return stateErr(ctx, tx, id, code, msg)
+		}
+		return nil
+	})
+}
+
+// StartMessage moves a queued exchange to working under owner's lease.
+func (db *DB) StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error {
+	return db.guardedUpdate(ctx, id, "message_not_queued", "The message is not queued.",
+		`UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
+		WHERE id = ? AND status = 'queued'`,
+		owner, micros(leaseUntil), micros(db.now()), id)
+}
+
+// RenewLease extends owner's lease on a working exchange.
+func (db *DB) RenewLease(ctx context.Context, id, owner string, leaseUntil time.Time) error {
+	return db.guardedUpdate(ctx, id, "lease_lost", "The lease on the message is lost.",
+		`UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`,
+		micros(leaseUntil), id, owner)
+}
+
+// SaveReply checkpoints the partial reply of a running exchange.
+func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
+	return db.guardedUpdate(ctx, id, "message_terminal", "The message is already finished.",
+		`UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`,
+		reply, micros(db.now()), id)
+}
+
+// FinishMessage records the result and enqueues the chat record in one
+// transaction, so an exchange is never finished without being synced (nor
+// synced without being finished).
+func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
+	if !r.Status.Terminal() {
+		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
+	}
+	at := micros(orNow(r.At, db.now))
+	var out *gymbro.Message
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET status = ?, reply = ?, error_code = ?, error_message = ?,
+			model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
+			last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
+			WHERE id = ? AND status IN ('queued', 'working')`,
+			string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
+			r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, at, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return stateErr(ctx, tx, id, "message_terminal", "The message is already finished.")
+		}
+		m, err := getMessage(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		rec, err := json.Marshal(chatRecord(m))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`,
+			id, string(rec), at, at); err != nil {
+			return err
+		}
+		out = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ExpiredLeases returns running exchanges nobody holds a live lease on.
+func (db *DB) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*gymbro.Message, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE status IN ('queued', 'working')
+		AND ((lease_until IS NOT NULL AND lease_until < ?1) OR (lease_until IS NULL AND created_at < ?1))
+		ORDER BY created_at, id LIMIT ?2`, micros(now), limit)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	ms, err := scanMessages(rows)
+	return ms, dbErr(err)
+}
+
+// Conversations lists the user's conversations, most recently updated first.
+func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) ([]*gymbro.Conversation, string, error) {
+	c, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := pageLimit(p.Limit)
+	q := `SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = ?`
+	args := []any{userID}
+	if c != nil {
+		q += ` AND (updated_at < ? OR (updated_at = ? AND id < ?))`
+		args = append(args, c.at, c.at, c.id)
+	}
+	q += ` ORDER BY updated_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", dbErr(err)
+	}
+	defer rows.Close()
+	var out []*gymbro.Conversation
+	for rows.Next() {
+		var (
+			cv               gymbro.Conversation
+			created, updated int64
+		)
+		if err := rows.Scan(&cv.ID, &cv.UserID, &cv.Title, &created, &updated); err != nil {
+			return nil, "", dbErr(err)
+		}
+		cv.CreatedAt, cv.UpdatedAt = fromMicros(created), fromMicros(updated)
+		out = append(out, &cv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", dbErr(err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = encodeCursor(micros(last.UpdatedAt), last.ID)
+	}
+	return out, next, nil
+}
+
+// ConversationMessages lists one of the user's conversations, newest first.
+func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID string, p gymbro.Page) ([]*gymbro.Message, string, error) {
+	c, err := decodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := pageLimit(p.Limit)
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM conversations WHERE id = ? AND user_id = ?`,
+		conversationID, userID).Scan(&n); err != nil {
+		return nil, "", dbErr(err)
+	}
+	if n == 0 {
+		return nil, "", errConversationNotFound()
+	}
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ?`
+	args := []any{conversationID}
+	if c != nil {
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, c.at, c.at, c.id)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", dbErr(err)
+	}
+	out, err := scanMessages(rows)
+	if err != nil {
+		return nil, "", dbErr(err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1]
+		next = encodeCursor(micros(last.CreatedAt), last.ID)
+	}
+	return out, next, nil
+}
+
+// History returns the completed exchanges of a conversation that precede
+// before (all of them when before is empty), the latest limit of them,
+// oldest first. A limit of zero or less returns none.
+func (db *DB) History(ctx context.Context, conversationID, before string, limit int) ([]*gymbro.Message, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND status = 'completed'`
+	args := []any{conversationID}
+	if before != "" {
+		var at int64
+		err := db.read.QueryRowContext(ctx, `SELECT created_at FROM messages WHERE id = ? AND conversation_id = ?`,
+			before, conversationID).Scan(&at)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errMessageNotFound()
+		}
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, at, at, before)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	out, err := scanMessages(rows)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// CountRunning counts the user's queued and working exchanges.
+func (db *DB) CountRunning(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE user_id = ? AND status IN ('queued', 'working')`,
+		userID).Scan(&n)
+	return n, dbErr(err)
+}

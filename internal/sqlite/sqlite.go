@@ -1,0 +1,273 @@
+// Package sqlite is the embedded gymbro.Store: one SQLite file in the data
+// directory, through the pure-Go modernc.org/sqlite driver (no cgo).
+//
+// SQLite admits one writer at a time, so every write goes through a pool of
+// exactly one connection: writers queue in Go instead of spinning on
+// SQLITE_BUSY. Reads use a separate pool; in WAL mode they never block on, or
+// are blocked by, the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+var _ gymbro.Store = (*DB)(nil)
+
+// DB is a gymbro.Store on one SQLite file.
+type DB struct {
+	write *sql.DB // exactly one connection: SQLite's single writer
+	read  *sql.DB // WAL readers
+	now   func() time.Time
+}
+
+type options struct {
+	now         func() time.Time
+	readConns   int
+	busyTimeout time.Duration
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithNow sets the clock the store uses where it stamps time itself (lease
+// and reply updates, redriven outbox items). The default is time.Now.
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithReadConns sets the size of the read pool; the default is
+// max(4, 2×GOMAXPROCS).
+func WithReadConns(n int) Option { return func(o *options) { o.readConns = n } }
+
+// WithBusyTimeout sets how long a connection waits for a lock that another
+// process holds before failing with SQLITE_BUSY; the default is 5s.
+func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
+
+// Open opens (creating if needed) the SQLite database at path and applies
+// pending migrations. The path must not contain '?'.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	o := options{now: time.Now, readConns: max(4, 2*runtime.GOMAXPROCS(0)), busyTimeout: 5 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if path == "" || strings.Contains(path, "?") {
+		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_path", "The SQLite path %q is not usable.", path)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.busyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL is durable across application crashes in WAL mode; only a power
+	// loss may drop the last transactions (sqlite.org/pragma.html#pragma_synchronous).
+	q.Add("_pragma", "synchronous(NORMAL)")
+	// IMMEDIATE takes the write lock at BEGIN, so a transaction that reads
+	// and then writes cannot fail half-way with SQLITE_BUSY when another
+	// process holds the file.
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	wq.Set("_txlock", "immediate")
+	rq := url.Values{}
+	for k, v := range q {
+		rq[k] = v
+	}
+	rq.Add("_pragma", "query_only(1)")
+
+	write, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	// The write connection creates the file and switches it to WAL before
+	// the readers open it.
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, dbErr(err)
+	}
+	read, err := sql.Open("sqlite", path+"?"+rq.Encode())
+	if err != nil {
+		write.Close()
+		return nil, dbErr(err)
+	}
+	read.SetMaxOpenConns(o.readConns)
+	read.SetMaxIdleConns(o.readConns)
+	read.SetConnMaxIdleTime(0)
+
+	db := &DB{write: write, read: read, now: o.now}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Migrate applies the embedded migrations that schema_migrations does not
+// list yet, each in its own transaction. Running it again is a no-op.
+func (db *DB) Migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return dbErr(err)
+	}
+	migs, err := migrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range migs {
+		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %d: %w", m.version, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, micros(db.now()))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations returns the embedded files named NNNN_description.sql in
+// version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+	}
+	var out []migration
+	for _, e := range entries {
+		prefix, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil {
+			return nil, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "Migration %q is not named NNNN_name.sql.", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+		}
+		out = append(out, migration{version: v, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// Ping reports whether both pools can reach the file.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.read.PingContext(ctx); err != nil {
+		return dbErr(err)
+	}
+	var one int
+	if err := db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return dbErr(err)
+	}
+	return nil
+}
+
+// Close closes both pools. A WAL checkpoint runs as the last connection
+// closes, leaving a self-contained file behind.
+func (db *DB) Close() error {
+	rerr := db.read.Close()
+	werr := db.write.Close()
+	return errors.Join(rerr, werr)
+}
+
+// writeTx runs fn in a transaction on the write connection, committing when
+// fn returns nil.
+func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return dbErr(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return dbErr(err)
+	}
+	return nil
+}
+
+// dbErr turns a driver failure into an *gymbro.Error that keeps it as the
+// hidden cause; an *gymbro.Error passes through untouched.
+func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ge *gymbro.Error
+	if errors.As(err, &ge) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
+	}
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3lib.SQLITE_BUSY, sqlite3lib.SQLITE_LOCKED, sqlite3lib.SQLITE_CANTOPEN, sqlite3lib.SQLITE_FULL, sqlite3lib.SQLITE_IOERR:
+			return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
+		}
+	}
+	if errors.Is(err, sql.ErrConnDone) {
+		return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
+	}
+	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+}
+
+// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
+func isUnique(err error) bool {
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// micros is how times are stored: UTC microseconds since the epoch.
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func nullMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMicros(v.Int64)
+	return &t
+}

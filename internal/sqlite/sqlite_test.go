@@ -1,0 +1,132 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlite"
+	"github.com/gymbro/gymbro-api/internal/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func open(t testing.TB, path string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) gymbro.Store {
+		db := open(t, filepath.Join(t.TempDir(), "gymbro.db"))
+		t.Cleanup(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return db
+	})
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "gymbro.db")
+	db := open(t, path)
+	in := gymbro.NewMessage{
+		ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",
+		Provider: gymbro.ProviderSupabase, Text: "remember me", Now: time.Now(),
+	}
+	if _, _, err := db.CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "ok", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = open(t, path)
+	defer db.Close()
+	m, err := db.Message(ctx, "u1", in.ID)
+	if err != nil {
+		t.Fatalf("after reopen: %v", err)
+	}
+	if m.Text != "remember me" || m.Reply != "ok" || m.Status != gymbro.StatusCompleted {
+		t.Errorf("after reopen: %+v", m)
+	}
+	if st, err := db.OutboxStats(ctx); err != nil || st.Pending != 1 {
+		t.Errorf("outbox after reopen = %+v, %v; want 1 pending", st, err)
+	}
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "gymbro.db")
+	a := open(t, path)
+	if err := a.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, path) // Open migrates again
+	defer b.Close()
+	if err := b.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate after reopen: %v", err)
+	}
+	if err := b.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRefusesBadPath(t *testing.T) {
+	_, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a?b.db"))
+	if gymbro.ErrorKind(err) != gymbro.KindInvalid {
+		t.Fatalf("err = %v, want KindInvalid", err)
+	}
+	_, err = sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "missing-dir", "x.db"))
+	if err == nil {
+		t.Fatal("Open in a missing directory succeeded")
+	}
+}
+
+func BenchmarkCreateMessage(b *testing.B) {
+	ctx := context.Background()
+	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
+	defer db.Close()
+	newMsg := func() gymbro.NewMessage {
+		return gymbro.NewMessage{
+			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
+			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
+			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+}

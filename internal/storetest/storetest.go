@@ -1,0 +1,1019 @@
+// Package storetest is the behaviour suite every gymbro.Store passes: the
+// SQLite and PostgreSQL stores run the same subtests, so the application
+// cannot tell them apart.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// Run runs the suite. open returns a fresh, empty store for one subtest and
+// arranges (with t.Cleanup) to close and remove it.
+func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s gymbro.Store)
+	}{
+		{"CreateAndRead", testCreateAndRead},
+		{"CreateInConversation", testCreateInConversation},
+		{"ConversationNotFound", testConversationNotFound},
+		{"MessageOfAnotherUser", testMessageOfAnotherUser},
+		{"Idempotency", testIdempotency},
+		{"IdempotencyRace", testIdempotencyRace},
+		{"DuplicateMessageID", testDuplicateMessageID},
+		{"StartAndLease", testStartAndLease},
+		{"SaveReply", testSaveReply},
+		{"Finish", testFinish},
+		{"FinishRace", testFinishRace},
+		{"FinishInvalid", testFinishInvalid},
+		{"ExpiredLeases", testExpiredLeases},
+		{"ConversationsPagination", testConversationsPagination},
+		{"ConversationMessagesPagination", testConversationMessagesPagination},
+		{"PageLimits", testPageLimits},
+		{"InvalidCursor", testInvalidCursor},
+		{"History", testHistory},
+		{"CountRunning", testCountRunning},
+		{"Outbox", testOutbox},
+		{"OutboxBuryRedrive", testOutboxBuryRedrive},
+		{"OutboxConcurrentClaim", testOutboxConcurrentClaim},
+		{"Ping", testPing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, open(t))
+		})
+	}
+}
+
+// base is a past instant with millisecond precision, so stored times are
+// exact and every "now" the store takes from its own clock is later.
+func base() time.Time { return time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond) }
+
+func newID() string { return uuid.NewString() }
+
+func newMessage(user, conv, text string, at time.Time) gymbro.NewMessage {
+	return gymbro.NewMessage{
+		ID:                newID(),
+		ConversationID:    conv,
+		NewConversationID: newID(),
+		UserID:            user,
+		Provider:          gymbro.ProviderSupabase,
+		Text:              text,
+		TraceID:           "trace-" + newID()[:8],
+		Now:               at,
+	}
+}
+
+func create(t *testing.T, s gymbro.Store, in gymbro.NewMessage) *gymbro.Message {
+	t.Helper()
+	m, replayed, err := s.CreateMessage(context.Background(), in)
+	if err != nil {
+		t.Fatalf("CreateMessage: %v", err)
+	}
+	if replayed {
+		t.Fatalf("CreateMessage replayed a new message")
+	}
+	return m
+}
+
+func finish(t *testing.T, s gymbro.Store, id string, status gymbro.Status, at time.Time) *gymbro.Message {
+	t.Helper()
+	m, err := s.FinishMessage(context.Background(), id, gymbro.Result{
+		Status: status, Reply: "reply to " + id, Model: "demo", FinishReason: "stop",
+		Usage: gymbro.Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}, LastSeq: 5, At: at,
+	})
+	if err != nil {
+		t.Fatalf("FinishMessage(%s): %v", status, err)
+	}
+	return m
+}
+
+// wantErr fails t unless err is an *gymbro.Error of kind and code.
+func wantErr(t *testing.T, err error, kind gymbro.Kind, code string) {
+	t.Helper()
+	var ge *gymbro.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("err = %v, want *gymbro.Error %s", err, code)
+	}
+	if ge.Kind != kind || ge.Code != code {
+		t.Fatalf("err = kind %d code %q (%v), want kind %d code %q", ge.Kind, ge.Code, err, kind, code)
+	}
+}
+
+func sameTime(t *testing.T, what string, got, want time.Time) {
+	t.Helper()
+	if !got.Equal(want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func testCreateAndRead(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	at := base()
+	text := strings.Repeat("Squat form check ", 10)
+	in := newMessage("u1", "", text, at)
+	m := create(t, s, in)
+	if m.ID != in.ID || m.ConversationID != in.NewConversationID || m.UserID != "u1" || m.Status != gymbro.StatusQueued {
+		t.Fatalf("created = %+v", m)
+	}
+	got, err := s.Message(ctx, "u1", in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &gymbro.Message{
+		ID: in.ID, ConversationID: in.NewConversationID, UserID: "u1", Provider: gymbro.ProviderSupabase,
+		Text: text, Status: gymbro.StatusQueued, TraceID: in.TraceID, CreatedAt: at, UpdatedAt: at,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Message (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(m, got); diff != "" {
+		t.Errorf("CreateMessage result differs from what was stored (-created +stored):\n%s", diff)
+	}
+	byID, err := s.MessageByID(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, byID); diff != "" {
+		t.Errorf("MessageByID (-Message +MessageByID):\n%s", diff)
+	}
+	_, err = s.MessageByID(ctx, newID())
+	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
+
+	convs, next, err := s.Conversations(ctx, "u1", gymbro.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(convs) != 1 || next != "" {
+		t.Fatalf("Conversations = %d items, next %q; want 1, none", len(convs), next)
+	}
+	c := convs[0]
+	wantTitle := strings.TrimSpace(string([]rune(strings.Join(strings.Fields(text), " "))[:60]))
+	if c.ID != in.NewConversationID || c.UserID != "u1" || c.Title != wantTitle {
+		t.Errorf("conversation = %+v, want title %q", c, wantTitle)
+	}
+	if n := len([]rune(c.Title)); n > 60 || n == 0 {
+		t.Errorf("title has %d characters, want 1..60", n)
+	}
+	sameTime(t, "conversation created_at", c.CreatedAt, at)
+	sameTime(t, "conversation updated_at", c.UpdatedAt, at)
+}
+
+func testCreateInConversation(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	at := base()
+	first := create(t, s, newMessage("u1", "", "hello coach", at))
+	later := at.Add(90 * time.Second)
+	second := create(t, s, newMessage("u1", first.ConversationID, "and deadlifts?", later))
+	if second.ConversationID != first.ConversationID {
+		t.Fatalf("second message in conversation %q, want %q", second.ConversationID, first.ConversationID)
+	}
+	convs, _, err := s.Conversations(ctx, "u1", gymbro.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(convs) != 1 {
+		t.Fatalf("%d conversations, want 1", len(convs))
+	}
+	if convs[0].Title != "hello coach" {
+		t.Errorf("title = %q, want the first message's text", convs[0].Title)
+	}
+	sameTime(t, "updated_at after second message", convs[0].UpdatedAt, later)
+	sameTime(t, "created_at", convs[0].CreatedAt, at)
+}
+
+func testConversationNotFound(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	theirs := create(t, s, newMessage("u2", "", "mine", base()))
+	for _, conv := range []string{theirs.ConversationID, newID()} {
+		_, _, err := s.CreateMessage(ctx, newMessage("u1", conv, "hi", base()))
+		wantErr(t, err, gymbro.KindNotFound, "conversation_not_found")
+		_, _, err = s.ConversationMessages(ctx, "u1", conv, gymbro.Page{})
+		wantErr(t, err, gymbro.KindNotFound, "conversation_not_found")
+	}
+	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 0 {
+		t.Errorf("CountRunning(u1) = %d, %v; want 0 after refused creates", n, err)
+	}
+}
+
+func testMessageOfAnotherUser(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "private", base()))
+	_, err := s.Message(ctx, "u2", m.ID)
+	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
+	_, err = s.Message(ctx, "u1", newID())
+	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
+}
+
+func testIdempotency(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	in := newMessage("u1", "", "one set of squats", base())
+	in.IdempotencyKey, in.RequestHash = "key-1", "hash-a"
+	first := create(t, s, in)
+
+	again := newMessage("u1", "", "one set of squats", base().Add(time.Second))
+	again.IdempotencyKey, again.RequestHash = "key-1", "hash-a"
+	m, replayed, err := s.CreateMessage(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !replayed || m.ID != first.ID || m.ConversationID != first.ConversationID {
+		t.Fatalf("replay = %s (replayed %v), want %s replayed", m.ID, replayed, first.ID)
+	}
+
+	clash := newMessage("u1", "", "something else", base())
+	clash.IdempotencyKey, clash.RequestHash = "key-1", "hash-b"
+	_, _, err = s.CreateMessage(ctx, clash)
+	wantErr(t, err, gymbro.KindConflict, "idempotency_conflict")
+
+	// Keys are per user: another user's identical key is a new message.
+	other := newMessage("u2", "", "one set of squats", base())
+	other.IdempotencyKey, other.RequestHash = "key-1", "hash-a"
+	if m := create(t, s, other); m.ID == first.ID {
+		t.Fatal("another user's key replayed u1's message")
+	}
+	// No key: never replayed.
+	create(t, s, newMessage("u1", "", "one set of squats", base()))
+	create(t, s, newMessage("u1", "", "one set of squats", base()))
+	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 3 {
+		t.Errorf("CountRunning(u1) = %d, %v; want 3", n, err)
+	}
+}
+
+func testIdempotencyRace(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	const n = 16
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		ids      = map[string]int{}
+		replays  int
+		failures []error
+	)
+	for range n {
+		wg.Go(func() {
+			in := newMessage("racer", "", "same request", base())
+			in.IdempotencyKey, in.RequestHash = "race-key", "h"
+			m, replayed, err := s.CreateMessage(ctx, in)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures = append(failures, err)
+				return
+			}
+			ids[m.ID]++
+			if replayed {
+				replays++
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d creates failed, first: %v", len(failures), failures[0])
+	}
+	if len(ids) != 1 || replays != n-1 {
+		t.Fatalf("ids = %v, replays = %d; want one id and %d replays", ids, replays, n-1)
+	}
+	if c, err := s.CountRunning(ctx, "racer"); err != nil || c != 1 {
+		t.Errorf("CountRunning = %d, %v; want 1", c, err)
+	}
+	convs, _, err := s.Conversations(ctx, "racer", gymbro.Page{})
+	if err != nil || len(convs) != 1 {
+		t.Errorf("Conversations = %d, %v; want exactly 1 (the losers' conversations rolled back)", len(convs), err)
+	}
+}
+
+func testDuplicateMessageID(t *testing.T, s gymbro.Store) {
+	first := create(t, s, newMessage("u1", "", "a", base()))
+	in := newMessage("u1", first.ConversationID, "b", base())
+	in.ID = first.ID
+	_, _, err := s.CreateMessage(context.Background(), in)
+	if gymbro.ErrorKind(err) != gymbro.KindConflict {
+		t.Fatalf("duplicate id: err = %v, want KindConflict", err)
+	}
+}
+
+func testStartAndLease(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "go", base()))
+	until := base().Add(time.Minute)
+	if err := s.StartMessage(ctx, m.ID, "worker-a", until); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Message(ctx, "u1", m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != gymbro.StatusWorking {
+		t.Fatalf("status = %s, want working", got.Status)
+	}
+	wantErr(t, s.StartMessage(ctx, m.ID, "worker-b", until), gymbro.KindConflict, "message_not_queued")
+	wantErr(t, s.StartMessage(ctx, newID(), "worker-a", until), gymbro.KindNotFound, "message_not_found")
+
+	if err := s.RenewLease(ctx, m.ID, "worker-a", until.Add(time.Minute)); err != nil {
+		t.Fatalf("RenewLease by holder: %v", err)
+	}
+	wantErr(t, s.RenewLease(ctx, m.ID, "worker-b", until.Add(time.Minute)), gymbro.KindConflict, "lease_lost")
+	wantErr(t, s.RenewLease(ctx, newID(), "worker-a", until), gymbro.KindNotFound, "message_not_found")
+
+	// The renewed lease is what ExpiredLeases honours.
+	if exp, err := s.ExpiredLeases(ctx, until.Add(30*time.Second), 10); err != nil || len(exp) != 0 {
+		t.Fatalf("ExpiredLeases before the renewed lease ends = %d, %v; want none", len(exp), err)
+	}
+	if exp, err := s.ExpiredLeases(ctx, until.Add(2*time.Minute), 10); err != nil || len(exp) != 1 || exp[0].ID != m.ID {
+		t.Fatalf("ExpiredLeases after the lease = %v, %v; want [%s]", exp, err, m.ID)
+	}
+
+	finish(t, s, m.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	wantErr(t, s.RenewLease(ctx, m.ID, "worker-a", until), gymbro.KindConflict, "lease_lost")
+	wantErr(t, s.StartMessage(ctx, m.ID, "worker-a", until), gymbro.KindConflict, "message_not_queued")
+}
+
+func testSaveReply(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "go", base()))
+	if err := s.StartMessage(ctx, m.ID, "w", base().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveReply(ctx, m.ID, "Keep your back"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.MessageByID(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Reply != "Keep your back" || got.Status != gymbro.StatusWorking {
+		t.Errorf("after SaveReply: reply %q status %s", got.Reply, got.Status)
+	}
+	wantErr(t, s.SaveReply(ctx, newID(), "x"), gymbro.KindNotFound, "message_not_found")
+	finish(t, s, m.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	wantErr(t, s.SaveReply(ctx, m.ID, "late"), gymbro.KindConflict, "message_terminal")
+	got, err = s.MessageByID(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Reply != "reply to "+m.ID {
+		t.Errorf("a late SaveReply changed a finished reply to %q", got.Reply)
+	}
+}
+
+func testFinish(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	in := newMessage("u1", "", "how many sets?", base())
+	m := create(t, s, in)
+	if err := s.StartMessage(ctx, m.ID, "w", base().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	at := base().Add(5 * time.Second)
+	r := gymbro.Result{
+		Status: gymbro.StatusFailed, Reply: "Three", ErrorCode: gymbro.CodeAITimeout, ErrorMessage: "too slow",
+		Model: "gpt-x", FinishReason: "length", Usage: gymbro.Usage{PromptTokens: 10, CompletionTokens: 2, TotalTokens: 12},
+		LastSeq: 9, At: at,
+	}
+	got, err := s.FinishMessage(ctx, m.ID, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &gymbro.Message{
+		ID: m.ID, ConversationID: m.ConversationID, UserID: "u1", Provider: gymbro.ProviderSupabase,
+		Text: "how many sets?", Reply: "Three", Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeAITimeout,
+		ErrorMessage: "too slow", Model: "gpt-x", FinishReason: "length", Usage: r.Usage, TraceID: in.TraceID,
+		LastSeq: 9, CreatedAt: m.CreatedAt, UpdatedAt: at, CompletedAt: &at,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("FinishMessage (-want +got):\n%s", diff)
+	}
+	stored, err := s.Message(ctx, "u1", m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, stored); diff != "" {
+		t.Errorf("stored differs from returned (-returned +stored):\n%s", diff)
+	}
+	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 0 {
+		t.Errorf("CountRunning = %d, %v; want 0", n, err)
+	}
+	if exp, err := s.ExpiredLeases(ctx, at.Add(time.Hour), 10); err != nil || len(exp) != 0 {
+		t.Errorf("a finished message is still leased: %v, %v", exp, err)
+	}
+
+	_, err = s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "again", At: at})
+	wantErr(t, err, gymbro.KindConflict, "message_terminal")
+	_, err = s.FinishMessage(ctx, newID(), r)
+	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
+
+	// The outbox holds exactly one record: the first finish's.
+	items, err := s.ClaimOutbox(ctx, "sync", at, at.Add(time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 {
+		t.Fatalf("outbox has %d items, want 1", len(items))
+	}
+	it := items[0]
+	model, code, trace := "gpt-x", gymbro.CodeAITimeout, in.TraceID
+	wantRec := gymbro.ChatRecord{
+		ID: m.ID, UserID: "u1", Provider: gymbro.ProviderSupabase, ConversationID: m.ConversationID,
+		UserMessage: "how many sets?", AIResponse: "Three", Status: gymbro.StatusFailed,
+		ErrorCode: &code, Model: &model, PromptTokens: 10, CompletionTokens: 2, TotalTokens: 12,
+		TraceID: &trace, CreatedAt: m.CreatedAt, CompletedAt: &at,
+	}
+	if diff := cmp.Diff(wantRec, it.Record, cmp.FilterPath(func(p cmp.Path) bool {
+		return p.Last().String() == ".Metadata"
+	}, cmp.Ignore())); diff != "" {
+		t.Errorf("outbox record (-want +got):\n%s", diff)
+	}
+	if it.Record.Metadata == nil {
+		t.Error("record metadata is nil; Supabase expects an object")
+	}
+	if it.ID != m.ID || it.Attempts != 1 {
+		t.Errorf("outbox item id %s attempts %d, want %s and 1", it.ID, it.Attempts, m.ID)
+	}
+	sameTime(t, "outbox created_at", it.CreatedAt, at)
+}
+
+func testFinishRace(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "race", base()))
+	const n = 8
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		ok        int
+		conflicts int
+		others    []error
+	)
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.FinishMessage(ctx, m.ID, gymbro.Result{
+				Status: gymbro.StatusCompleted, Reply: fmt.Sprintf("reply %d", i), LastSeq: int64(i + 1), At: base(),
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case gymbro.ErrorCode(err) == "message_terminal":
+				conflicts++
+			default:
+				others = append(others, err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 || conflicts != n-1 || len(others) > 0 {
+		t.Fatalf("finishes: %d ok, %d message_terminal, errors %v; want 1 and %d", ok, conflicts, others, n-1)
+	}
+	stats, err := s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Pending != 1 {
+		t.Fatalf("outbox pending = %d, want exactly 1 record for one finish", stats.Pending)
+	}
+	stored, err := s.MessageByID(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.ClaimOutbox(ctx, "sync", time.Now(), time.Now().Add(time.Minute), 5)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("ClaimOutbox = %d items, %v", len(items), err)
+	}
+	if items[0].Record.AIResponse != stored.Reply {
+		t.Errorf("outbox says %q, message says %q: the winner's record must match the stored message",
+			items[0].Record.AIResponse, stored.Reply)
+	}
+}
+
+func testFinishInvalid(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "x", base()))
+	_, err := s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusWorking})
+	if err == nil {
+		t.Fatal("FinishMessage accepted a non-terminal status")
+	}
+	got, err := s.MessageByID(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != gymbro.StatusQueued {
+		t.Errorf("status = %s after a refused finish, want queued", got.Status)
+	}
+	if st, err := s.OutboxStats(ctx); err != nil || st.Pending != 0 {
+		t.Errorf("outbox = %+v, %v after a refused finish; want empty", st, err)
+	}
+}
+
+func testExpiredLeases(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	queuedOld := create(t, s, newMessage("u1", "", "queued old", b))
+	working := create(t, s, newMessage("u1", "", "working", b.Add(time.Second)))
+	workingLive := create(t, s, newMessage("u1", "", "working live", b.Add(2*time.Second)))
+	done := create(t, s, newMessage("u1", "", "done", b.Add(3*time.Second)))
+	queuedNew := create(t, s, newMessage("u2", "", "queued new", b.Add(20*time.Second)))
+
+	now := b.Add(10 * time.Second)
+	if err := s.StartMessage(ctx, working.ID, "w", now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartMessage(ctx, workingLive.ID, "w", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, done.ID, gymbro.StatusCompleted, b.Add(4*time.Second))
+
+	ids := func(ms []*gymbro.Message) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.ID)
+		}
+		return out
+	}
+	got, err := s.ExpiredLeases(ctx, now, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{queuedOld.ID, working.ID}, ids(got)); diff != "" {
+		t.Errorf("ExpiredLeases (-want +got):\n%s", diff)
+	}
+	got, err = s.ExpiredLeases(ctx, now, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{queuedOld.ID}, ids(got)); diff != "" {
+		t.Errorf("ExpiredLeases limit 1 (-want +got):\n%s", diff)
+	}
+	got, err = s.ExpiredLeases(ctx, b.Add(time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{queuedOld.ID, working.ID, workingLive.ID, queuedNew.ID}, ids(got)); diff != "" {
+		t.Errorf("ExpiredLeases much later (-want +got):\n%s", diff)
+	}
+}
+
+// collect pages through list with the given limit, checking each page's
+// size and that the last page has no cursor.
+func collect[T any](t *testing.T, limit int, list func(p gymbro.Page) ([]T, string, error), between func(page int)) []T {
+	t.Helper()
+	var (
+		all    []T
+		cursor string
+	)
+	for page := 0; ; page++ {
+		items, next, err := list(gymbro.Page{Cursor: cursor, Limit: limit})
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		if len(items) > limit {
+			t.Fatalf("page %d has %d items, limit %d", page, len(items), limit)
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all
+		}
+		if len(items) != limit {
+			t.Fatalf("page %d has %d items and a next cursor; want a full page", page, len(items))
+		}
+		if page > 1000 {
+			t.Fatal("pagination does not end")
+		}
+		if between != nil {
+			between(page)
+		}
+		cursor = next
+	}
+}
+
+func testConversationsPagination(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	var want []string // newest first
+	for i := range 23 {
+		// Pairs share an updated_at so the id must break ties.
+		at := b.Add(time.Duration(i/2) * time.Second)
+		m := create(t, s, newMessage("pager", "", fmt.Sprintf("conversation %d", i), at))
+		want = append(want, m.ConversationID)
+	}
+	create(t, s, newMessage("someone-else", "", "not mine", b.Add(time.Hour)))
+
+	got := collect(t, 5, func(p gymbro.Page) ([]*gymbro.Conversation, string, error) {
+		return s.Conversations(ctx, "pager", p)
+	}, func(page int) {
+		// A conversation started while the client pages lands ahead of
+		// the cursor and must not shift the rest.
+		create(t, s, newMessage("pager", "", "new while paging", b.Add(2*time.Hour+time.Duration(page)*time.Second)))
+	})
+	var gotIDs []string
+	for i, c := range got {
+		gotIDs = append(gotIDs, c.ID)
+		if c.UserID != "pager" {
+			t.Fatalf("another user's conversation %s listed", c.ID)
+		}
+		if i > 0 {
+			prev := got[i-1]
+			if prev.UpdatedAt.Before(c.UpdatedAt) || (prev.UpdatedAt.Equal(c.UpdatedAt) && prev.ID < c.ID) {
+				t.Fatalf("not newest first at %d", i)
+			}
+		}
+	}
+	// Sort want the way the store must: updated_at desc, id desc.
+	byTime := map[string]time.Time{}
+	for i, id := range want {
+		byTime[id] = b.Add(time.Duration(i/2) * time.Second)
+	}
+	slices.SortFunc(want, func(x, y string) int {
+		if c := byTime[y].Compare(byTime[x]); c != 0 {
+			return c
+		}
+		return strings.Compare(y, x)
+	})
+	if diff := cmp.Diff(want, gotIDs); diff != "" {
+		t.Errorf("paged conversations (-want +got):\n%s", diff)
+	}
+}
+
+func testConversationMessagesPagination(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	first := create(t, s, newMessage("pager", "", "m0", b))
+	conv := first.ConversationID
+	ids := []string{first.ID}
+	for i := 1; i < 17; i++ {
+		m := create(t, s, newMessage("pager", conv, fmt.Sprintf("m%d", i), b.Add(time.Duration(i/3)*time.Second)))
+		ids = append(ids, m.ID)
+	}
+	other := create(t, s, newMessage("pager", "", "elsewhere", b))
+
+	got := collect(t, 4, func(p gymbro.Page) ([]*gymbro.Message, string, error) {
+		return s.ConversationMessages(ctx, "pager", conv, p)
+	}, func(page int) {
+		create(t, s, newMessage("pager", conv, "new while paging", b.Add(time.Hour+time.Duration(page)*time.Second)))
+	})
+	seen := map[string]bool{}
+	for i, m := range got {
+		if seen[m.ID] {
+			t.Fatalf("message %s listed twice", m.ID)
+		}
+		seen[m.ID] = true
+		if m.ID == other.ID || m.ConversationID != conv {
+			t.Fatalf("message %s of another conversation listed", m.ID)
+		}
+		if i > 0 {
+			prev := got[i-1]
+			if prev.CreatedAt.Before(m.CreatedAt) || (prev.CreatedAt.Equal(m.CreatedAt) && prev.ID < m.ID) {
+				t.Fatalf("not newest first at %d", i)
+			}
+		}
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Errorf("message %s missing from the pages (a gap)", id)
+		}
+	}
+	// Messages created during paging are newer than the cursor: not listed.
+	if len(got) != len(ids) {
+		t.Errorf("listed %d messages, want the %d that existed before paging", len(got), len(ids))
+	}
+}
+
+func testPageLimits(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	first := create(t, s, newMessage("u1", "", "m", b))
+	for i := 1; i < 105; i++ {
+		create(t, s, newMessage("u1", first.ConversationID, "m", b.Add(time.Duration(i)*time.Millisecond)))
+	}
+	for _, tc := range []struct{ limit, want int }{{0, 20}, {-3, 20}, {1, 1}, {37, 37}, {100, 100}, {1000, 100}} {
+		items, next, err := s.ConversationMessages(ctx, "u1", first.ConversationID, gymbro.Page{Limit: tc.limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != tc.want || next == "" {
+			t.Errorf("limit %d: %d items, next %q; want %d and a cursor", tc.limit, len(items), next, tc.want)
+		}
+	}
+}
+
+func testInvalidCursor(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "m", base()))
+	for _, c := range []string{"not base64!!", "bm9waXBl", strings.Repeat("A", 4096), "fHg", "MTIzfA"} {
+		_, _, err := s.Conversations(ctx, "u1", gymbro.Page{Cursor: c})
+		wantErr(t, err, gymbro.KindInvalid, "invalid_cursor")
+		_, _, err = s.ConversationMessages(ctx, "u1", m.ConversationID, gymbro.Page{Cursor: c})
+		wantErr(t, err, gymbro.KindInvalid, "invalid_cursor")
+	}
+}
+
+func testHistory(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	m0 := create(t, s, newMessage("u1", "", "m0", b))
+	conv := m0.ConversationID
+	m1 := create(t, s, newMessage("u1", conv, "m1", b.Add(1*time.Second)))
+	m2 := create(t, s, newMessage("u1", conv, "m2", b.Add(2*time.Second)))
+	m3 := create(t, s, newMessage("u1", conv, "m3", b.Add(3*time.Second)))
+	m4 := create(t, s, newMessage("u1", conv, "m4", b.Add(4*time.Second)))
+	elsewhere := create(t, s, newMessage("u1", "", "other", b.Add(time.Second)))
+	for _, m := range []*gymbro.Message{m0, m1, m3, elsewhere} {
+		finish(t, s, m.ID, gymbro.StatusCompleted, b.Add(10*time.Second))
+	}
+	finish(t, s, m2.ID, gymbro.StatusFailed, b.Add(10*time.Second))
+
+	texts := func(ms []*gymbro.Message) []string {
+		out := []string{}
+		for _, m := range ms {
+			out = append(out, m.Text)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		before string
+		limit  int
+		want   []string
+	}{
+		{m4.ID, 10, []string{"m0", "m1", "m3"}},
+		{m4.ID, 2, []string{"m1", "m3"}},
+		{m3.ID, 10, []string{"m0", "m1"}},
+		{m0.ID, 10, []string{}},
+		{"", 10, []string{"m0", "m1", "m3"}},
+		{m4.ID, 0, []string{}},
+	} {
+		got, err := s.History(ctx, conv, tc.before, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, texts(got)); diff != "" {
+			t.Errorf("History(before %s, %d) (-want +got):\n%s", tc.before, tc.limit, diff)
+		}
+	}
+	got, err := s.History(ctx, conv, m4.ID, 1)
+	if err != nil || len(got) != 1 || got[0].Reply != "reply to "+m3.ID {
+		t.Errorf("History carries the reply: %v, %v", got, err)
+	}
+}
+
+func testCountRunning(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	a := create(t, s, newMessage("u1", "", "a", base()))
+	bm := create(t, s, newMessage("u1", a.ConversationID, "b", base()))
+	create(t, s, newMessage("u1", a.ConversationID, "c", base()))
+	create(t, s, newMessage("u2", "", "d", base()))
+	if err := s.StartMessage(ctx, bm.ID, "w", base().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, a.ID, gymbro.StatusCanceled, base())
+	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 2 {
+		t.Errorf("CountRunning(u1) = %d, %v; want 2 (one queued, one working)", n, err)
+	}
+	if n, err := s.CountRunning(ctx, "nobody"); err != nil || n != 0 {
+		t.Errorf("CountRunning(nobody) = %d, %v; want 0", n, err)
+	}
+}
+
+// enqueue finishes n fresh messages, putting n records in the outbox,
+// created (and due) at b, b+1ms, …
+func enqueue(t *testing.T, s gymbro.Store, n int, b time.Time) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		m := create(t, s, newMessage("u1", "", "x", b))
+		finish(t, s, m.ID, gymbro.StatusCompleted, b.Add(time.Duration(i)*time.Millisecond))
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func itemIDs(items []gymbro.OutboxItem) []string {
+	out := []string{}
+	for _, it := range items {
+		out = append(out, it.ID)
+	}
+	return out
+}
+
+func testOutbox(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	st, err := s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (gymbro.OutboxStats{}) {
+		t.Fatalf("empty outbox stats = %+v", st)
+	}
+	ids := enqueue(t, s, 3, b)
+	st, err = s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 3 || st.Dead != 0 || !st.OldestPending.Equal(b) {
+		t.Fatalf("stats = %+v, want 3 pending since %v", st, b)
+	}
+
+	// Not due before it was enqueued.
+	if items, err := s.ClaimOutbox(ctx, "w1", b.Add(-time.Second), b.Add(time.Minute), 10); err != nil || len(items) != 0 {
+		t.Fatalf("claim before due = %v, %v", itemIDs(items), err)
+	}
+	now := b.Add(time.Second)
+	lease := now.Add(time.Minute)
+	items, err := s.ClaimOutbox(ctx, "w1", now, lease, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ids[:2], itemIDs(items)); diff != "" {
+		t.Fatalf("first claim, oldest first (-want +got):\n%s", diff)
+	}
+	// Leased items are invisible to others until the lease ends.
+	items, err = s.ClaimOutbox(ctx, "w2", now, lease, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ids[2:], itemIDs(items)); diff != "" {
+		t.Fatalf("second claim (-want +got):\n%s", diff)
+	}
+	if items, err := s.ClaimOutbox(ctx, "w3", now.Add(30*time.Second), lease, 10); err != nil || len(items) != 0 {
+		t.Fatalf("claim during leases = %v, %v", itemIDs(items), err)
+	}
+	// After w1's lease ends its items come back, with one more attempt.
+	items, err = s.ClaimOutbox(ctx, "w3", lease.Add(time.Second), lease.Add(time.Minute), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ID != ids[0] || items[0].Attempts != 2 {
+		t.Fatalf("reclaim after lease = %+v, want %s on attempt 2", items, ids[0])
+	}
+
+	// Retry: not due until next, and carries the error.
+	next := lease.Add(time.Hour)
+	if err := s.RetryOutbox(ctx, ids[0], next, "supabase said 503"); err != nil {
+		t.Fatal(err)
+	}
+	if items, err := s.ClaimOutbox(ctx, "w4", next.Add(-time.Second), next.Add(time.Minute), 10); err != nil ||
+		slices.Contains(itemIDs(items), ids[0]) {
+		t.Fatalf("claim before retry time = %v, %v", itemIDs(items), err)
+	}
+	items, err = s.ClaimOutbox(ctx, "w4", next, next.Add(time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, it := range items {
+		if it.ID == ids[0] {
+			found = true
+			if it.LastError != "supabase said 503" || it.Attempts != 3 {
+				t.Errorf("retried item = attempts %d, last error %q", it.Attempts, it.LastError)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("retried item not claimable at its time: %v", itemIDs(items))
+	}
+	wantErr(t, s.RetryOutbox(ctx, newID(), next, "x"), gymbro.KindNotFound, "outbox_item_not_found")
+
+	if err := s.AckOutbox(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AckOutbox(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (gymbro.OutboxStats{}) {
+		t.Fatalf("stats after ack = %+v, want empty", st)
+	}
+}
+
+func testOutboxBuryRedrive(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	ids := enqueue(t, s, 3, b)
+	if _, err := s.ClaimOutbox(ctx, "w", b.Add(time.Second), b.Add(time.Minute), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BuryOutbox(ctx, ids[0], "rejected: 400"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BuryOutbox(ctx, ids[1], "rejected: 422"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.BuryOutbox(ctx, newID(), "x"), gymbro.KindNotFound, "outbox_item_not_found")
+	st, err := s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 1 || st.Dead != 2 || !st.OldestPending.Equal(b.Add(2*time.Millisecond)) {
+		t.Fatalf("stats = %+v, want 1 pending since %v, 2 dead", st, b.Add(2*time.Millisecond))
+	}
+	// Dead items are never claimed, however late.
+	far := time.Now().Add(24 * time.Hour)
+	items, err := s.ClaimOutbox(ctx, "w", far, far.Add(time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(ids[2:], itemIDs(items)); diff != "" {
+		t.Fatalf("claim with dead items (-want +got):\n%s", diff)
+	}
+	n, err := s.RedriveOutbox(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("RedriveOutbox = %d, %v; want 2", n, err)
+	}
+	if n, err := s.RedriveOutbox(ctx); err != nil || n != 0 {
+		t.Fatalf("second RedriveOutbox = %d, %v; want 0", n, err)
+	}
+	st, err = s.OutboxStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 3 || st.Dead != 0 {
+		t.Fatalf("stats after redrive = %+v", st)
+	}
+	// Redriven items are due now (by the store's clock) and start over.
+	after := time.Now().Add(time.Minute)
+	items, err = s.ClaimOutbox(ctx, "w2", after, after.Add(time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := itemIDs(items)
+	slices.Sort(got)
+	want := slices.Clone(ids[:2])
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("claim after redrive (-want +got):\n%s", diff)
+	}
+	for _, it := range items {
+		if it.Attempts != 1 || !strings.HasPrefix(it.LastError, "rejected") {
+			t.Errorf("redriven %s: attempts %d, last error %q", it.ID, it.Attempts, it.LastError)
+		}
+	}
+}
+
+func testOutboxConcurrentClaim(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	b := base()
+	ids := enqueue(t, s, 40, b)
+	now := b.Add(time.Second)
+	lease := now.Add(time.Hour)
+	const workers = 4
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seen = map[string]string{}
+		errs []error
+	)
+	for w := range workers {
+		owner := fmt.Sprintf("worker-%d", w)
+		wg.Go(func() {
+			for {
+				items, err := s.ClaimOutbox(ctx, owner, now, lease, 3)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				for _, it := range items {
+					if prev, dup := seen[it.ID]; dup {
+						errs = append(errs, fmt.Errorf("%s claimed by %s and %s", it.ID, prev, owner))
+					}
+					seen[it.ID] = owner
+				}
+				mu.Unlock()
+				if len(items) == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			t.Errorf("item %s never claimed", id)
+		}
+	}
+}
+
+func testPing(t *testing.T, s gymbro.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
