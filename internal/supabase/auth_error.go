@@ -12,8 +12,8 @@ import (
 
 // Error codes of failures to reach Supabase at all.
 const (
-	CodeSupabaseUnreachable = "supabase_unreachable" // connection failed: KindUnavailable
-	CodeSupabaseTimeout     = "supabase_timeout"     // no answer in time: KindTimeout
+	CodeSupabaseUnreachable = "supabase_unreachable"  // connection failed: KindUnavailable
+	CodeSupabaseTimeout     = "supabase_timeout"      // no answer in time: KindTimeout
 	CodeSupabaseBadResponse = "supabase_bad_response" // an answer we cannot read: KindUpstream
 )
 
