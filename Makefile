@@ -1,0 +1,62 @@
+# GymBro API. `make run` starts the service on embedded defaults; `make test`
+# runs the whole suite (what CI runs).
+
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin/gymbro
+# Fuzz time per target inside `make test`; raise it for a real fuzzing session.
+FUZZTIME ?= 10s
+
+.PHONY: run build web console test test-go test-fuzz test-web test-e2e bench lint tidy clean
+
+## run: build the console if it is missing, then start the service
+run: console
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/gymbro serve
+
+## build: the binary in bin/, with the console embedded
+build: web
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gymbro
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+## web: build the console into web/dist
+web: web/node_modules/.package-lock.json
+	cd web && npm run build
+
+# console builds the console only when it is missing, and never blocks
+# `make run`: without npm the service starts and says how to build it.
+console:
+	@test -f web/dist/index.html || $(MAKE) --no-print-directory web || \
+		echo "warning: the console could not be built; the API runs without it (see README)"
+
+## test: the whole suite: vet, Go tests with -race, a short fuzz run, the console's unit tests and the browser test
+test: lint test-go test-fuzz test-web test-e2e
+
+test-go:
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth
+
+test-web: web/node_modules/.package-lock.json
+	cd web && npm test
+
+test-e2e: build
+	bash web/e2e/run.sh $(BIN)
+
+## bench: Go benchmarks (figures go in docs/benchmarks.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+tidy:
+	$(GO) mod tidy
+
+clean:
+	rm -rf bin web/dist/assets web/dist/index.html

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gymbro/gymbro-api/internal/auth"
+	"github.com/gymbro/gymbro-api/internal/chat"
+	"github.com/gymbro/gymbro-api/internal/config"
+	"github.com/gymbro/gymbro-api/internal/demo"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/httpapi"
+	"github.com/gymbro/gymbro-api/internal/inmem"
+	"github.com/gymbro/gymbro-api/internal/openai"
+	"github.com/gymbro/gymbro-api/internal/postgres"
+	"github.com/gymbro/gymbro-api/internal/redislog"
+	"github.com/gymbro/gymbro-api/internal/sqlite"
+	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/web"
+)
+
+// Main is the whole service wired together: the composition root, and the
+// only place that knows every part. End-to-end tests start one on :0.
+type Main struct {
+	Config *config.Config
+	Logger *slog.Logger
+
+	// Set by Run.
+	URL      string // base URL the service is reachable at
+	Store    gymbro.Store
+	Log      gymbro.EventLog
+	Emulator *emulator.Emulator
+	Chat     *chat.Service
+	Server   *httpapi.Server
+
+	verifier *auth.Verifier
+	redis    redis.UniversalClient
+	http     *http.Server
+	ln       net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closers  []func() error
+	serveErr chan error
+}
+
+// NewMain returns a Main that logs to w.
+func NewMain(cfg *config.Config, w io.Writer) *Main {
+	var h slog.Handler
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
+	} else {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return &Main{Config: cfg, Logger: slog.New(h)}
+}
+
+// Run starts every part and begins serving; it returns once the listener is
+// up. Close stops it.
+func (m *Main) Run(ctx context.Context) (err error) {
+	cfg := m.Config
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+
+	m.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on GYMBRO_HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+	}
+	m.closers = append(m.closers, func() error { m.ln.Close(); return nil })
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	m.URL = scheme + "://" + m.ln.Addr().String()
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = m.URL
+	}
+
+	if err := m.openStore(ctx); err != nil {
+		return err
+	}
+	if err := m.openLog(); err != nil {
+		return err
+	}
+	model, err := m.openModel()
+	if err != nil {
+		return err
+	}
+
+	supabaseURL := cfg.SupabaseURL
+	anonKey, serviceKey := cfg.SupabaseAnonKey.Reveal(), cfg.SupabaseServiceRoleKey.Reveal()
+	var operator *httpapi.Credentials
+	if cfg.Emulated() {
+		m.Emulator, err = emulator.Open(ctx, emulator.Options{
+			Dir: cfg.DataDir, Issuer: publicURL + "/auth/v1",
+			AnonKey: anonKey, ServiceRoleKey: serviceKey, Logger: m.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("local Auth emulator: %w", err)
+		}
+		m.closers = append(m.closers, m.Emulator.Close)
+		supabaseURL = publicURL
+		anonKey, serviceKey = m.Emulator.Keys()
+		if operator, err = m.devOperator(ctx); err != nil {
+			return err
+		}
+	}
+
+	m.verifier, err = auth.New(auth.Config{
+		Issuers:         issuers(cfg, supabaseURL),
+		Leeway:          cfg.JWTLeeway,
+		JWKSTTL:         cfg.JWKSTTL,
+		RefreshCooldown: cfg.JWKSCooldown,
+		CacheSize:       cfg.TokenCacheSize,
+		Logger:          m.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("token verifier: %w", err)
+	}
+	m.closers = append(m.closers, func() error { m.verifier.Close(); return nil })
+
+	var limiter chat.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = chat.NewMemoryLimiter(cfg.RateLimit, time.Minute, nil)
+	}
+	m.Chat = chat.New(chat.Options{
+		Store: m.Store, Log: m.Log, Model: model,
+		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
+		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, Limiter: limiter,
+		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger,
+	})
+	// With the in-process log nothing of a running generation survives a
+	// restart, so every unfinished exchange is interrupted; with Redis other
+	// instances may be mid-generation, so only lapsed leases are.
+	if n, err := m.Chat.Recover(ctx, m.redis == nil); err != nil {
+		return fmt.Errorf("recover interrupted generations: %w", err)
+	} else if n > 0 {
+		m.Logger.Info("marked unfinished generations interrupted", "count", n)
+	}
+	if m.redis != nil {
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.Chat.RunRecovery(bg, cfg.LeaseTTL/2) }()
+	}
+
+	var identity gymbro.IdentityProvider
+	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: supabaseURL, AnonKey: anonKey, ServiceRoleKey: serviceKey})
+	if serviceKey != "" {
+		identity = supabase.NewIdentityProvider(authClient, supabase.IdentityOptions{})
+	}
+
+	consoleFS, built := web.Dist()
+	if !built {
+		consoleFS = nil
+		m.Logger.Warn("the console is not built; run `make web` (make run does it) to serve it at /")
+	}
+	checks := []httpapi.Check{
+		{Name: "store", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Store.Ping(ctx) }},
+		{Name: "event_log", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Log.Ping(ctx) }},
+		{Name: "jwks", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.verifier.Check(ctx) }},
+	}
+	var emu http.Handler
+	if m.Emulator != nil {
+		emu = m.Emulator.Handler()
+	}
+	m.Server = httpapi.New(m.verifier, m.Chat, httpapi.Options{
+		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
+		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: checks,
+		Console: consoleFS, AuthEmulator: emu, Identity: identity, Logger: m.Logger,
+		ConsoleConfig: func() httpapi.ConsoleConfig {
+			return httpapi.ConsoleConfig{
+				Env: cfg.Env, AuthURL: supabaseURL + "/auth/v1", AnonKey: anonKey, Emulator: m.Emulator != nil,
+				TestUsersEnabled: cfg.TestUsersEnabled, DevOperator: operator, Version: version,
+			}
+		},
+	})
+
+	m.http = &http.Server{
+		Handler:           m.Server,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: SSE streams are long; each SSE write sets its own deadline.
+		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+	m.serveErr = make(chan error, 1)
+	ln := m.ln
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("GYMBRO_TLS_CERT/GYMBRO_TLS_KEY: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
+	}
+	go func() { m.serveErr <- m.http.Serve(ln) }()
+
+	attrs := []any{"url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(), "model", model.Name(), "version", version}
+	m.Logger.Info("GymBro API is listening", attrs...)
+	if m.Emulator != nil {
+		// Local development only: these keys unlock nothing but the emulator.
+		m.Logger.Info("local Supabase Auth emulator at "+publicURL+"/auth/v1", "anon_key", anonKey, "service_role_key", serviceKey)
+		m.Logger.Info("development operator for the console at "+publicURL+"/ai/jwt", "email", operator.Email, "password", operator.Password)
+	}
+	return nil
+}
+
+// Close shuts down in the order that loses nothing: running generations end
+// (interrupted, persisted, appended) so open streams deliver that, then
+// streams close, the HTTP server drains, and the stores close.
+func (m *Main) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if m.Chat != nil {
+		if err := m.Chat.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop generations: %w", err))
+		}
+	}
+	if m.Server != nil {
+		m.Server.CloseStreams()
+	}
+	if m.http != nil {
+		if err := m.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			m.http.Close()
+		}
+		if err := <-m.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}
+
+func (m *Main) openStore(ctx context.Context) error {
+	if dsn := m.Config.DatabaseURL.Reveal(); dsn != "" {
+		db, err := postgres.Open(ctx, dsn)
+		if err != nil {
+			return fmt.Errorf("PostgreSQL (GYMBRO_DATABASE_URL): %w", err)
+		}
+		m.Store = db
+		m.closers = append(m.closers, db.Close)
+		return nil
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(m.Config.DataDir, "gymbro.db"))
+	if err != nil {
+		return fmt.Errorf("SQLite in GYMBRO_DATA_DIR: %w", err)
+	}
+	m.Store = db
+	m.closers = append(m.closers, db.Close)
+	return nil
+}
+
+func (m *Main) openLog() error {
+	if u := m.Config.RedisURL.Reveal(); u != "" {
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			return fmt.Errorf("GYMBRO_REDIS_URL: %w", err)
+		}
+		m.redis = redis.NewClient(opts)
+		m.closers = append(m.closers, m.redis.Close)
+		l, err := redislog.New(m.redis, redislog.Options{TTL: m.Config.EventTTL})
+		if err != nil {
+			return fmt.Errorf("Redis event log: %w", err)
+		}
+		m.Log = l
+		m.closers = append(m.closers, l.Close)
+		return nil
+	}
+	l := inmem.NewEventLog(inmem.Options{TTL: m.Config.EventTTL})
+	m.Log = l
+	m.closers = append(m.closers, l.Close)
+	return nil
+}
+
+func (m *Main) openModel() (gymbro.Model, error) {
+	cfg := m.Config
+	if cfg.AIProvider != "openai" {
+		return demo.New(demo.Options{}), nil
+	}
+	model, err := openai.New(openai.Config{
+		APIKey: cfg.OpenAIAPIKey.Reveal(), BaseURL: cfg.OpenAIBaseURL, Model: cfg.AIModel,
+		FirstChunkTimeout: cfg.AIFirstChunkTimeout, IdleTimeout: cfg.AIIdleTimeout, TotalTimeout: cfg.AITotalTimeout,
+		MaxConcurrent: cfg.AIMaxConcurrent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("OpenAI model: %w", err)
+	}
+	return model, nil
+}
+
+func (m *Main) storeName() string {
+	if m.Config.DatabaseURL != "" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func (m *Main) logName() string {
+	if m.redis != nil {
+		return "redis"
+	}
+	return "in-process"
+}
+
+// devOperator makes sure the development operator account exists in the
+// emulator, with a password generated once and kept in the data directory.
+func (m *Main) devOperator(ctx context.Context) (*httpapi.Credentials, error) {
+	path := filepath.Join(m.Config.DataDir, "dev-operator.json")
+	var c httpapi.Credentials
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &c) == nil && c.Email != "" {
+		// keep it
+	} else {
+		b := make([]byte, 18)
+		_, _ = rand.Read(b)
+		c = httpapi.Credentials{Email: "operator@gymbro.local", Password: base64.RawURLEncoding.EncodeToString(b)}
+		data, _ := json.Marshal(c)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	if _, _, err := m.Emulator.EnsureUser(ctx, c.Email, c.Password, map[string]any{"username": "operator"}); err != nil {
+		return nil, fmt.Errorf("development operator: %w", err)
+	}
+	return &c, nil
+}
+
+// issuers lists every issuer whose tokens are accepted.
+func issuers(cfg *config.Config, supabaseURL string) []auth.Issuer {
+	var out []auth.Issuer
+	if supabaseURL != "" {
+		var secret []byte
+		if s := cfg.SupabaseJWTSecret.Reveal(); s != "" {
+			secret = []byte(s)
+		}
+		out = append(out, auth.SupabaseIssuer(supabaseURL, secret))
+	}
+	if cfg.FirebaseProjectID != "" {
+		out = append(out, auth.FirebaseIssuer(cfg.FirebaseProjectID, cfg.FirebaseJWKSURL))
+	}
+	for _, o := range cfg.OIDCIssuers {
+		out = append(out, auth.Issuer{Provider: gymbro.ProviderOIDC, Issuer: o.Issuer, Audiences: []string{o.Audience}, JWKSURL: o.JWKSURL, Algorithms: o.Algorithms})
+	}
+	return out
+}
+
+// corsOrigins allows any origin in development (tokens travel in headers,
+// not cookies) unless origins are configured.
+func corsOrigins(cfg *config.Config) []string {
+	if len(cfg.CORSOrigins) == 0 && !cfg.Production() {
+		return []string{"*"}
+	}
+	return cfg.CORSOrigins
+}

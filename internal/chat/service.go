@@ -1,0 +1,335 @@
+// Package chat is the use-case at the heart of GymBro: accept a user's
+// message, generate the coach's reply detached from the request, persist it,
+// and publish every step to the message's event log for SSE subscribers.
+package chat
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// Error codes of the chat use-case.
+const (
+	CodeTextEmpty             = "text_empty"
+	CodeTextTooLong           = "text_too_long"
+	CodeTextInvalidUTF8       = "text_invalid_utf8"
+	CodeInvalidConversationID = "invalid_conversation_id"
+	CodeIdempotencyKeyInvalid = "idempotency_key_invalid"
+	CodeTooManyRunning        = "too_many_running"
+	CodeMessageNotFound       = "message_not_found"
+	CodeAlreadyFinished       = "already_finished"
+	CodePersistFailed         = "persist_failed"
+)
+
+// Limiter decides whether a user may post another message now.
+type Limiter interface {
+	// Allow takes one unit for key; when none is left it returns false and
+	// how long until one is.
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
+}
+
+// Options configures a Service. Store, Log and Model are required.
+type Options struct {
+	Store           gymbro.Store
+	Log             gymbro.EventLog
+	Model           gymbro.Model
+	SystemPrompt    string
+	HistoryTurns    int // earlier exchanges the model sees; default 20
+	HistoryChars    int // budget for their text; default 24000
+	MaxMessageChars int // default 8000
+	MaxRunning      int // running generations per user; default 3
+	Limiter         Limiter
+	InstanceID      string
+	LeaseTTL        time.Duration // default 15s
+	CheckpointEvery time.Duration // how often a partial reply is saved; default 2s
+	Logger          *slog.Logger
+	Now             func() time.Time
+	Observer        Observer
+}
+
+// Observer receives generation outcomes for metrics; nil disables it.
+type Observer interface {
+	GenerationStarted()
+	GenerationFinished(status gymbro.Status, firstChunk time.Duration)
+}
+
+// Service runs the chat use-case.
+type Service struct {
+	opts   Options
+	store  gymbro.Store
+	log    gymbro.EventLog
+	model  gymbro.Model
+	logger *slog.Logger
+
+	base     context.Context // parent of every generation; canceled at shutdown
+	stopBase context.CancelCauseFunc
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]*generation
+}
+
+type generation struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+var (
+	errCanceledByUser = errors.New("canceled by the user")
+	errShutdown       = errors.New("the server is shutting down")
+)
+
+// New returns a Service.
+func New(opts Options) *Service {
+	if opts.HistoryTurns == 0 {
+		opts.HistoryTurns = 20
+	}
+	if opts.HistoryChars == 0 {
+		opts.HistoryChars = 24000
+	}
+	if opts.MaxMessageChars == 0 {
+		opts.MaxMessageChars = 8000
+	}
+	if opts.MaxRunning == 0 {
+		opts.MaxRunning = 3
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = uuid.NewString()
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Service{
+		opts: opts, store: opts.Store, log: opts.Log, model: opts.Model, logger: opts.Logger,
+		base: base, stopBase: stop, running: map[string]*generation{},
+	}
+}
+
+// Log returns the event log SSE subscribers read.
+func (s *Service) Log() gymbro.EventLog { return s.log }
+
+// PostInput is a user's new message.
+type PostInput struct {
+	Text           string
+	ConversationID string
+	IdempotencyKey string
+	TraceID        string
+}
+
+// Post validates and stores the message, appends its queued event and
+// starts generating the reply in the background. It returns before any
+// model work. replayed reports an idempotent repeat of an earlier Post.
+func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
+	text := strings.TrimSpace(in.Text)
+	switch {
+	case !utf8.ValidString(in.Text):
+		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextInvalidUTF8, "text must be valid UTF-8.")
+	case text == "":
+		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextEmpty, "text must not be empty.")
+	case utf8.RuneCountInString(text) > s.opts.MaxMessageChars:
+		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextTooLong, "text must be at most %d characters.", s.opts.MaxMessageChars)
+	}
+	if in.ConversationID != "" {
+		if _, err := uuid.Parse(in.ConversationID); err != nil {
+			return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeInvalidConversationID, "conversation_id must be a UUID returned by an earlier message.")
+		}
+	}
+	if k := in.IdempotencyKey; k != "" && (len(k) > 255 || !printableASCII(k)) {
+		return nil, false, gymbro.Errorf(gymbro.KindInvalid, CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1-255 printable ASCII characters.")
+	}
+	if s.opts.Limiter != nil {
+		ok, wait, err := s.opts.Limiter.Allow(ctx, "msg:"+p.UID)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, Message: "Too many messages; wait before sending another.", RetryAfter: wait}
+		}
+	}
+	if in.IdempotencyKey == "" { // a replay must not count against the running cap
+		n, err := s.store.CountRunning(ctx, p.UID)
+		if err != nil {
+			return nil, false, err
+		}
+		if n >= s.opts.MaxRunning {
+			return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: CodeTooManyRunning,
+				Message: "Too many replies are still being generated for you; wait for one to finish.", RetryAfter: 2 * time.Second}
+		}
+	}
+	now := s.opts.Now().UTC()
+	m, replayed, err = s.store.CreateMessage(ctx, gymbro.NewMessage{
+		ID:                newID(),
+		ConversationID:    in.ConversationID,
+		NewConversationID: newID(),
+		UserID:            p.UID,
+		Provider:          p.Provider,
+		Text:              text,
+		TraceID:           in.TraceID,
+		IdempotencyKey:    in.IdempotencyKey,
+		RequestHash:       requestHash(text, in.ConversationID),
+		Now:               now,
+	})
+	if err != nil || replayed {
+		return m, replayed, err
+	}
+	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
+		// The exchange is stored but nobody could follow it: end it now so
+		// it neither hangs nor counts against the user's running cap.
+		s.finish(context.WithoutCancel(ctx), m, 0, gymbro.Result{Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeUnavailable, ErrorMessage: "The event log is unavailable; try again."})
+		return nil, false, gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The event log is unavailable; try again.")
+	}
+	s.start(m, p)
+	return m, false, nil
+}
+
+// Message returns the caller's exchange.
+func (s *Service) Message(ctx context.Context, p *gymbro.Principal, id string) (*gymbro.Message, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, gymbro.Errorf(gymbro.KindNotFound, CodeMessageNotFound, "No such message.")
+	}
+	return s.store.Message(ctx, p.UID, id)
+}
+
+// Cancel stops the caller's running generation and returns the exchange as
+// it ended. Canceling a canceled exchange is a no-op; one that completed or
+// failed answers already_finished.
+func (s *Service) Cancel(ctx context.Context, p *gymbro.Principal, id string) (*gymbro.Message, error) {
+	m, err := s.Message(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Status.Terminal() {
+		if m.Status == gymbro.StatusCanceled {
+			return m, nil
+		}
+		return nil, gymbro.Errorf(gymbro.KindConflict, CodeAlreadyFinished, "The reply already finished with status %s.", m.Status)
+	}
+	s.mu.Lock()
+	g := s.running[id]
+	s.mu.Unlock()
+	if g == nil {
+		// Another instance runs it (or it has just ended): finish it here.
+		// The store arbitrates; the other instance's next append finds the
+		// log closed and stops.
+		seq, err := s.lastSeq(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return s.finish(ctx, m, seq, gymbro.Result{Status: gymbro.StatusCanceled, Reply: m.Reply, ErrorCode: gymbro.CodeCanceled, ErrorMessage: "Canceled by the user."})
+	}
+	g.cancel(errCanceledByUser)
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.store.Message(ctx, p.UID, id)
+}
+
+// Conversations lists the caller's conversations, most recent first.
+func (s *Service) Conversations(ctx context.Context, p *gymbro.Principal, page gymbro.Page) ([]*gymbro.Conversation, string, error) {
+	return s.store.Conversations(ctx, p.UID, page)
+}
+
+// ConversationMessages lists one of the caller's conversations, newest first.
+func (s *Service) ConversationMessages(ctx context.Context, p *gymbro.Principal, conversationID string, page gymbro.Page) ([]*gymbro.Message, string, error) {
+	if _, err := uuid.Parse(conversationID); err != nil {
+		return nil, "", gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "No such conversation.")
+	}
+	return s.store.ConversationMessages(ctx, p.UID, conversationID, page)
+}
+
+// TerminalEvent rebuilds the terminal event of a finished exchange from the
+// store, for a subscriber that arrives after its log expired.
+func TerminalEvent(m *gymbro.Message) gymbro.Event {
+	ev := gymbro.Event{MessageID: m.ID, Seq: m.LastSeq, Status: m.Status, Content: m.Reply}
+	if m.CompletedAt != nil {
+		ev.At = *m.CompletedAt
+	} else {
+		ev.At = m.UpdatedAt
+	}
+	switch m.Status {
+	case gymbro.StatusCompleted:
+		ev.Type = gymbro.EventCompleted
+		ev.Model, ev.FinishReason = m.Model, m.FinishReason
+		u := m.Usage
+		ev.Usage = &u
+	case gymbro.StatusCanceled:
+		ev.Type = gymbro.EventCanceled
+	default:
+		ev.Type = gymbro.EventError
+		ev.Code, ev.Message = m.ErrorCode, m.ErrorMessage
+		retry := retryableCode(m.ErrorCode)
+		ev.Retryable = &retry
+	}
+	return ev
+}
+
+// Shutdown interrupts running generations (each ends with error code
+// interrupted, persisted and appended) and waits for them until ctx ends.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.stopBase(errShutdown)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Running reports how many generations this instance runs.
+func (s *Service) Running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.running)
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func requestHash(text, conversationID string) string {
+	h := sha256.New()
+	h.Write([]byte(conversationID))
+	h.Write([]byte{0})
+	h.Write([]byte(text))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func retryableCode(code string) bool {
+	switch code {
+	case gymbro.CodeAIBadRequest, CodeTextTooLong:
+		return false
+	}
+	return true
+}

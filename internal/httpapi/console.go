@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+)
+
+// handleConsoleConfig serves GET /api/v1/console/config: what the console
+// needs to sign in (the auth URL and the public anon key, never a secret).
+func (s *Server) handleConsoleConfig(w http.ResponseWriter, r *http.Request) {
+	if s.opts.ConsoleConfig == nil {
+		writeJSON(w, http.StatusOK, ConsoleConfig{Version: s.opts.Version})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, s.opts.ConsoleConfig())
+}
+
+const consoleMissing = `<!doctype html><meta charset="utf-8"><title>GymBro API</title>
+<body style="font-family:system-ui;max-width:40rem;margin:4rem auto;line-height:1.5">
+<h1>GymBro API is running</h1>
+<p>The developer console has not been built into this binary. Build it with
+<code>make web</code> (or <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>) and restart;
+<code>make run</code> does both.</p>
+<p>The API is at <a href="/api/v1/healthz">/api/v1/healthz</a>; its description at <a href="/docs">/docs</a>.</p>`
+
+// consoleHandler serves the built console, with index.html for every path
+// that is not a file, so the console's history-mode routes (/ai/jwt) load.
+func (s *Server) consoleHandler() http.Handler {
+	dist := s.opts.Console
+	if dist == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" && !strings.HasPrefix(r.URL.Path, "/ai/") && r.URL.Path != "/login" {
+				writeProblem(w, r, http.StatusNotFound, "not_found", "No such page.", nil)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write([]byte(consoleMissing))
+		})
+	}
+	files := http.FileServerFS(dist)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if name == "" {
+			name = "index.html"
+		}
+		if st, err := fs.Stat(dist, name); err != nil || st.IsDir() {
+			if strings.Contains(path.Base(name), ".") {
+				writeProblem(w, r, http.StatusNotFound, "not_found", "No such file.", nil)
+				return
+			}
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/"
+			w.Header().Set("Cache-Control", "no-cache")
+			files.ServeHTTP(w, r2)
+			return
+		}
+		if strings.HasPrefix(name, "assets/") {
+			// Vite puts a content hash in every asset name.
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		}
+		files.ServeHTTP(w, r)
+	})
+}

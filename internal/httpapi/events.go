@@ -1,0 +1,273 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/chat"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// writeTimeout bounds one SSE write, so a client that stopped reading (a
+// phone in a tunnel) frees its stream instead of pinning it forever.
+const writeTimeout = 15 * time.Second
+
+// readBatch is how many events one log read returns.
+const readBatch = 256
+
+// handleEvents serves GET /api/v1/messages/{id}/events: the message's events
+// after Last-Event-ID (header, or last_event_id query for clients that cannot
+// set headers), then live ones, with heartbeats, until the terminal event.
+//
+// The token is checked when the stream opens only: one that expires while
+// the stream is open does not cut it; a reconnect with an expired token gets
+// 401, so the client refreshes and resumes with Last-Event-ID.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	after, err := lastEventID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	p := principal(r)
+	id := r.PathValue("id")
+	m, err := s.chat.Message(ctx, p, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	log := s.chat.Log()
+	// Watch before the first read, so an append between them is not missed.
+	wake, stop := log.Watch(id)
+	defer stop()
+
+	evs, reset, err := s.replay(ctx, log, m, after)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	if reset && len(evs) > 0 {
+		h.Set("GymBro-Replay-From", strconv.FormatInt(evs[0].Seq, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if s.metrics != nil {
+		s.metrics.StreamOpened()
+		defer s.metrics.StreamClosed()
+	}
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	sw.printf("retry: %d\n\n", s.opts.SSERetry.Milliseconds())
+	if reset {
+		sw.reset(id, after, evs)
+	}
+	last := after
+	if reset {
+		last = 0 // what follows starts over
+	}
+	for _, ev := range evs {
+		sw.event(ev)
+		last = ev.Seq
+		if ev.Type.Terminal() {
+			sw.flush()
+			return
+		}
+	}
+	if err := sw.flush(); err != nil {
+		return
+	}
+	if m.Status.Terminal() && len(evs) == 0 && !reset {
+		return // the client saw the terminal event already
+	}
+
+	heartbeat := time.NewTimer(s.opts.SSEHeartbeat)
+	defer heartbeat.Stop()
+	stalled := false // no event since the last heartbeat
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return // shutdown: the client reconnects elsewhere with Last-Event-ID
+		case <-heartbeat.C:
+			if stalled {
+				// Nothing moved for a whole interval: the store is the
+				// source of truth when a terminal append was lost.
+				if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > last {
+					if evs, _ := log.Read(ctx, id, last, 1); len(evs) == 0 {
+						sw.event(chat.TerminalEvent(m))
+						sw.flush()
+						return
+					}
+				}
+			}
+			stalled = true
+			sw.printf(": heartbeat\n\n")
+			if sw.flush() != nil {
+				return
+			}
+			heartbeat.Reset(s.opts.SSEHeartbeat)
+		case <-wake:
+			for {
+				evs, err := log.Read(ctx, id, last, readBatch)
+				if err != nil {
+					s.logger.Warn("read event log", "message_id", id, "err", err)
+					break // the heartbeat path retries
+				}
+				for _, ev := range evs {
+					sw.event(ev)
+					last = ev.Seq
+					if ev.Type.Terminal() {
+						sw.flush()
+						return
+					}
+				}
+				if len(evs) < readBatch {
+					break
+				}
+			}
+			stalled = false
+			if sw.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// replay returns the events to send first. Exactly the events after `after`
+// when the log has them; otherwise (the log expired or restarted, or the
+// client's id is beyond it) reset is true and the best replay is returned:
+// the log from its start, or the terminal event rebuilt from the store.
+func (s *Server) replay(ctx context.Context, log gymbro.EventLog, m *gymbro.Message, after int64) (evs []gymbro.Event, reset bool, err error) {
+	evs, err = log.Read(ctx, m.ID, after, readBatch)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(evs) > 0 {
+		return evs, evs[0].Seq != after+1, nil
+	}
+	if after > 0 {
+		// Nothing new: fine if the log holds event `after` (the client is
+		// up to date), a reset otherwise.
+		prev, err := log.Read(ctx, m.ID, after-1, 1)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(prev) == 1 {
+			return nil, false, nil
+		}
+	}
+	// The log is empty or shorter than the client believes. Re-read the
+	// exchange: it may have finished since the handler looked.
+	if fresh, err := s.chat.Message(ctx, gymbro.PrincipalFromContext(ctx), m.ID); err == nil {
+		*m = *fresh
+	}
+	if all, err := log.Read(ctx, m.ID, 0, readBatch); err != nil {
+		return nil, false, err
+	} else if len(all) > 0 {
+		return all, true, nil
+	}
+	if !m.Status.Terminal() {
+		return nil, after > 0, nil // not started yet, or a log lost while running: follow
+	}
+	t := chat.TerminalEvent(m)
+	switch {
+	case after == t.Seq:
+		return nil, false, nil // saw it already
+	case after+1 == t.Seq:
+		return []gymbro.Event{t}, false, nil
+	}
+	return []gymbro.Event{t}, true, nil
+}
+
+func lastEventID(r *http.Request) (int64, error) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("last_event_id")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return 0, gymbro.Errorf(gymbro.KindInvalid, "invalid_last_event_id", "Last-Event-ID must be the id of an event this stream sent (a whole number ≥ 0).")
+	}
+	return n, nil
+}
+
+// sseWriter frames events per the WHATWG EventSource format. The first
+// write error sticks, and each write gets a deadline.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte
+	err error
+}
+
+func (s *sseWriter) printf(format string, args ...any) {
+	if s.err != nil {
+		return
+	}
+	s.buf = fmt.Appendf(s.buf[:0], format, args...)
+	s.write()
+}
+
+func (s *sseWriter) event(ev gymbro.Event) {
+	if s.err != nil {
+		return
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		s.err = err
+		return
+	}
+	s.buf = s.buf[:0]
+	s.buf = append(s.buf, "id: "...)
+	s.buf = strconv.AppendInt(s.buf, ev.Seq, 10)
+	s.buf = append(s.buf, "\nevent: "...)
+	s.buf = append(s.buf, ev.Type...)
+	// json.Marshal escapes newlines, so the data is always one line.
+	s.buf = append(s.buf, "\ndata: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
+	s.write()
+}
+
+// reset tells the client that the events after its Last-Event-ID cannot be
+// replayed exactly and that what follows starts over. It has no id, so it
+// does not move the client's Last-Event-ID.
+func (s *sseWriter) reset(messageID string, after int64, evs []gymbro.Event) {
+	from := int64(0)
+	if len(evs) > 0 {
+		from = evs[0].Seq
+	}
+	data, _ := json.Marshal(map[string]any{"message_id": messageID, "last_event_id": after, "replay_from": from,
+		"reason": "The events after last_event_id are no longer available; the stream restarts from replay_from."})
+	s.buf = append(s.buf[:0], "event: reset\ndata: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
+	s.write()
+}
+
+func (s *sseWriter) write() {
+	if s.err != nil {
+		return
+	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, s.err = s.w.Write(s.buf)
+}
+
+func (s *sseWriter) flush() error {
+	if s.err == nil {
+		s.err = s.rc.Flush()
+	}
+	return s.err
+}

@@ -1,0 +1,242 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+var errEOF = io.EOF
+
+type traceKey struct{}
+
+// TraceID returns the request's trace id.
+func TraceID(ctx context.Context) string {
+	if l, ok := ctx.Value(traceKey{}).(*requestLog); ok {
+		return l.traceID
+	}
+	return ""
+}
+
+// requestLog collects what the access log line reports; handlers deeper in
+// the chain (authentication) fill in the uid.
+type requestLog struct {
+	traceID string
+	uid     string
+	code    string
+}
+
+// validTraceID accepts 1-128 characters of [A-Za-z0-9._-], so a caller's id
+// can be echoed into headers and logs without injection.
+func validTraceID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func newTraceID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// traceIDFromTraceparent takes the trace id of a W3C traceparent header so
+// one id ties our logs to the caller's distributed trace.
+func traceIDFromTraceparent(h string) string {
+	parts := strings.Split(h, "-")
+	if len(parts) == 4 && len(parts[1]) == 32 && validTraceID(parts[1]) && parts[1] != strings.Repeat("0", 32) {
+		return parts[1]
+	}
+	return ""
+}
+
+// statusRecorder remembers the status a handler wrote, and passes flushes
+// through (SSE needs them) via Unwrap for http.ResponseController.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// observe is the outermost middleware: trace id, access log, and recovery
+// from panics into a 500 problem body.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		id := r.Header.Get("X-Trace-Id")
+		if !validTraceID(id) {
+			id = traceIDFromTraceparent(r.Header.Get("traceparent"))
+			if id == "" {
+				id = newTraceID()
+			}
+		}
+		w.Header().Set("X-Trace-Id", id)
+		l := &requestLog{traceID: id}
+		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, l))
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.logger.ErrorContext(r.Context(), "panic", "trace_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if rec.status == 0 {
+					writeProblem(rec, r, http.StatusInternalServerError, gymbro.CodeInternal, "An internal error occurred.", nil)
+				}
+			}
+			attrs := []any{
+				"method", r.Method,
+				"path", r.URL.Path, // never the query: it could carry a token someone put there
+				"status", rec.status,
+				"duration_ms", float64(s.now().Sub(start).Microseconds()) / 1000,
+				"bytes", rec.bytes,
+				"trace_id", id,
+			}
+			if l.uid != "" {
+				attrs = append(attrs, "uid", l.uid)
+			}
+			if l.code != "" {
+				attrs = append(attrs, "code", l.code)
+			}
+			s.logger.InfoContext(r.Context(), "request", attrs...)
+			if s.metrics != nil {
+				s.metrics.ObserveRequest(r.Pattern, rec.status, s.now().Sub(start))
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// secure sets headers that cost nothing and close common holes: no MIME
+// sniffing, no framing (clickjacking), no referrer leaks, and HSTS under TLS.
+func (s *Server) secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody caps request bodies so a client cannot make us buffer without
+// bound; decodeJSON turns the overflow into a 413 problem.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers browsers from the configured origins. Bearer tokens travel in
+// the Authorization header, not cookies, so credentials are not allowed and a
+// wildcard is safe in development.
+func (s *Server) cors(next http.Handler) http.Handler {
+	allowAll := slices.Contains(s.opts.CORSOrigins, "*")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" || (!allowAll && !slices.Contains(s.opts.CORSOrigins, origin)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "X-Trace-Id, Retry-After, WWW-Authenticate, GymBro-Replay-From, Location")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Trace-Id, apikey, X-Client-Info, X-Supabase-Api-Version")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// RequireUser is the Go form of the seed's get_current_user: it verifies the
+// bearer token and puts the Principal in the request context, or answers 401
+// (503 when the keys to decide cannot be had).
+func (s *Server) RequireUser(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
+				l.code = gymbro.ErrorCode(err)
+			}
+			if s.metrics != nil {
+				s.metrics.AuthFailure(gymbro.ErrorCode(err))
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
+			l.uid = p.UID
+		}
+		next(w, r.WithContext(gymbro.NewContextWithPrincipal(r.Context(), p)))
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (*gymbro.Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, "token_missing", "Send the access token as Authorization: Bearer <token>.")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, "token_malformed", "The Authorization header must be \"Bearer <token>\".")
+	}
+	return s.verifier.Verify(r.Context(), token)
+}
+
+func principal(r *http.Request) *gymbro.Principal {
+	return gymbro.PrincipalFromContext(r.Context())
+}
+
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
+}

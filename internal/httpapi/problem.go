@@ -1,0 +1,158 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// Problem is an RFC 9457 problem details body with the two extension members
+// every GymBro error carries: a stable code and the request's trace id.
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail"`
+	Code      string       `json:"code"`
+	RequestID string       `json:"request_id"`
+	Errors    []FieldError `json:"errors,omitempty"`
+}
+
+// FieldError names one invalid field of a request body.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// StatusOf maps an error's kind to its HTTP status.
+func StatusOf(err error) int {
+	switch gymbro.ErrorKind(err) {
+	case gymbro.KindInvalid:
+		return http.StatusBadRequest
+	case gymbro.KindUnauthenticated:
+		return http.StatusUnauthorized
+	case gymbro.KindForbidden:
+		return http.StatusForbidden
+	case gymbro.KindNotFound:
+		return http.StatusNotFound
+	case gymbro.KindConflict:
+		return http.StatusConflict
+	case gymbro.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case gymbro.KindUnprocessable:
+		return http.StatusUnprocessableEntity
+	case gymbro.KindRateLimited:
+		return http.StatusTooManyRequests
+	case gymbro.KindUnavailable:
+		return http.StatusServiceUnavailable
+	case gymbro.KindUpstream:
+		return http.StatusBadGateway
+	case gymbro.KindTimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers err as a problem body. Errors that are not a
+// *gymbro.Error are bugs or unexpected failures: they are logged with their
+// cause and shown only as "internal", so no internal detail reaches a client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.writeErrorFields(w, r, err, nil)
+}
+
+func (s *Server) writeErrorFields(w http.ResponseWriter, r *http.Request, err error, fields []FieldError) {
+	status := StatusOf(err)
+	code := gymbro.ErrorCode(err)
+	if status >= 500 {
+		s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err, "trace_id", TraceID(r.Context()))
+	}
+	var e *gymbro.Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		secs := int((e.RetryAfter + 999_999_999) / 1_000_000_000)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", bearerChallenge(code, gymbro.ErrorMessage(err)))
+	}
+	writeProblem(w, r, status, code, gymbro.ErrorMessage(err), fields)
+}
+
+// bearerChallenge builds the RFC 6750 §3 challenge. A request without any
+// credentials gets no error attribute (§3.1: the client did not try, so there
+// is nothing to report); every rejected token gets error="invalid_token".
+func bearerChallenge(code, description string) string {
+	if code == "token_missing" {
+		return `Bearer realm="gymbro"`
+	}
+	// error_description is a quoted-string limited to printable ASCII
+	// without '"' and '\' (RFC 6750 §3).
+	clean := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, description)
+	return `Bearer realm="gymbro", error="invalid_token", error_description="` + clean + `"`
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, detail string, fields []FieldError) {
+	p := Problem{
+		Type:      "about:blank",
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    detail,
+		Code:      code,
+		RequestID: TraceID(r.Context()),
+		Errors:    fields,
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// writeJSON answers v as JSON with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("write json", "err", err)
+	}
+}
+
+// decodeJSON reads a JSON request body into v, refusing unknown fields,
+// trailing data and bodies over the server's limit, each with its own code.
+func decodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return gymbro.Errorf(gymbro.KindInvalid, "unsupported_media_type", "Send the body as application/json.")
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooLarge):
+			return gymbro.Errorf(gymbro.KindTooLarge, gymbro.CodeBodyTooLarge, "The request body is larger than %d bytes.", tooLarge.Limit)
+		case errors.As(err, &syntax):
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body is not valid JSON (at byte %d).", syntax.Offset)
+		case errors.As(err, &typ):
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Field %q must be a %s.", typ.Field, typ.Type)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		case errors.Is(err, errEOF):
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The request body is empty; send a JSON object.")
+		}
+		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body is not valid JSON.")
+	}
+	if dec.More() {
+		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body must hold exactly one JSON object.")
+	}
+	return nil
+}

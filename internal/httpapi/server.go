@@ -1,0 +1,190 @@
+// Package httpapi is the HTTP face of the service: the route table, the
+// middleware chain, RFC 9457 problem errors, and the SSE writer.
+package httpapi
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/chat"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// Check is one dependency that /api/v1/readyz reports on.
+type Check struct {
+	Name string
+	// Check returns nil when the dependency is usable. A non-nil detail
+	// map is shown beside its state (e.g. the outbox's dead count).
+	Check func(ctx context.Context) (detail map[string]any, err error)
+}
+
+// Metrics receives what the HTTP layer observes; nil disables it.
+type Metrics interface {
+	ObserveRequest(route string, status int, d time.Duration)
+	AuthFailure(code string)
+	StreamOpened()
+	StreamClosed()
+}
+
+// ConsoleConfig is what GET /api/v1/console/config tells the console.
+type ConsoleConfig struct {
+	Env              string       `json:"env"`
+	AuthURL          string       `json:"auth_url"`
+	AnonKey          string       `json:"anon_key"`
+	Emulator         bool         `json:"emulator"`
+	TestUsersEnabled bool         `json:"test_users_enabled"`
+	DevOperator      *Credentials `json:"dev_operator"`
+	Version          string       `json:"version"`
+}
+
+// Credentials is an email and password offered to the console.
+type Credentials struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// Options configures a Server; zero values get the documented defaults.
+type Options struct {
+	Version       string
+	CORSOrigins   []string
+	MaxBodyBytes  int64         // default 1 MiB
+	SSEHeartbeat  time.Duration // default 15s
+	SSERetry      time.Duration // default 3s
+	Checks        []Check
+	Console       fs.FS           // the built console; nil serves a "how to build" page
+	ConsoleConfig func() ConsoleConfig
+	AuthEmulator  http.Handler // mounted at /auth/v1 when set (development only)
+	TestUsers     TestUsers    // nil: the test-user endpoint answers test_users_disabled
+	Identity      gymbro.IdentityProvider
+	Metrics       Metrics
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// TestUsers creates one-click test users; see internal/testusers.
+type TestUsers interface {
+	Create(ctx context.Context, caller *gymbro.Principal, req TestUserRequest) (*TestUserResult, error)
+}
+
+// Server holds the domain services the handlers call.
+type Server struct {
+	verifier gymbro.Verifier
+	chat     *chat.Service
+	opts     Options
+	logger   *slog.Logger
+	metrics  Metrics
+	handler  http.Handler
+	closing  chan struct{}
+}
+
+// New returns a Server. Close (or Shutdown) ends its open streams.
+func New(v gymbro.Verifier, c *chat.Service, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.SSEHeartbeat <= 0 {
+		opts.SSEHeartbeat = 15 * time.Second
+	}
+	if opts.SSERetry <= 0 {
+		opts.SSERetry = 3 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{verifier: v, chat: c, opts: opts, logger: opts.Logger, metrics: opts.Metrics, closing: make(chan struct{})}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		pattern := rt.Pattern
+		if rt.Method != "" {
+			pattern = rt.Method + " " + pattern
+		}
+		mux.Handle(pattern, rt.Handler)
+	}
+	s.handler = s.observe(s.secure(s.cors(s.limitBody(s.problems(mux)))))
+	return s
+}
+
+// ServeHTTP serves a request through the middleware chain.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// CloseStreams ends every open SSE stream; call it when shutdown begins so
+// http.Server.Shutdown does not wait for streams that never end by
+// themselves. Clients reconnect elsewhere with Last-Event-ID.
+func (s *Server) CloseStreams() {
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
+}
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Pattern string
+	Handler http.Handler
+	// Public routes are not part of the API description (console, emulator).
+	Public bool
+}
+
+// routes is the whole route table, so one screen shows the API.
+func (s *Server) routes() []Route {
+	api := func(method, pattern string, h http.Handler) Route {
+		return Route{Method: method, Pattern: pattern, Handler: h}
+	}
+	rs := []Route{
+		api("GET", "/api/v1/healthz", http.HandlerFunc(s.handleHealthz)),
+		api("GET", "/api/v1/readyz", http.HandlerFunc(s.handleReadyz)),
+		api("GET", "/api/v1/me", s.RequireUser(s.handleMe)),
+		api("POST", "/api/v1/messages", s.RequireUser(s.handlePostMessage)),
+		api("GET", "/api/v1/messages/{id}", s.RequireUser(s.handleGetMessage)),
+		api("GET", "/api/v1/messages/{id}/events", s.RequireUser(s.handleEvents)),
+		api("POST", "/api/v1/messages/{id}/cancel", s.RequireUser(s.handleCancel)),
+		api("GET", "/api/v1/conversations", s.RequireUser(s.handleConversations)),
+		api("GET", "/api/v1/conversations/{id}/messages", s.RequireUser(s.handleConversationMessages)),
+		api("POST", "/api/v1/llm/tests/create-mail-user", s.RequireUser(s.handleCreateTestUser)),
+		api("GET", "/api/v1/console/config", http.HandlerFunc(s.handleConsoleConfig)),
+		api("GET", "/api/v1/openapi.json", http.HandlerFunc(s.handleOpenAPI)),
+		{Method: "GET", Pattern: "/docs", Handler: http.HandlerFunc(s.handleDocs), Public: true},
+		{Method: "GET", Pattern: "/", Handler: s.consoleHandler(), Public: true},
+	}
+	if s.opts.AuthEmulator != nil {
+		// The emulator routes its own methods; Supabase clients reach it at
+		// <base>/auth/v1 exactly as they reach hosted Supabase Auth.
+		rs = append(rs, Route{Method: "", Pattern: "/auth/v1/", Handler: http.StripPrefix("/auth/v1", s.opts.AuthEmulator), Public: true})
+	}
+	return rs
+}
+
+// problems answers what the mux itself would answer in plain text (no
+// route: 404; a route for another method: 405 with Allow) as problem bodies.
+func (s *Server) problems(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+probe.header.Get("Allow")+".", nil)
+			return
+		}
+		writeProblem(w, r, http.StatusNotFound, gymbro.CodeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path+". See /api/v1/openapi.json.", nil)
+	})
+}
+
+// headerProbe records what the mux's fallback handler would write.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.status = code }
