@@ -54,19 +54,14 @@ type Options struct {
 	SSEHeartbeat  time.Duration // default 15s
 	SSERetry      time.Duration // default 3s
 	Checks        []Check
-	Console       fs.FS           // the built console; nil serves a "how to build" page
+	Console       fs.FS // the built console; nil serves a "how to build" page
 	ConsoleConfig func() ConsoleConfig
-	AuthEmulator  http.Handler // mounted at /auth/v1 when set (development only)
-	TestUsers     TestUsers    // nil: the test-user endpoint answers test_users_disabled
+	AuthEmulator  http.Handler     // mounted at /auth/v1 when set (development only)
+	TestUsers     gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
 	Identity      gymbro.IdentityProvider
 	Metrics       Metrics
 	Logger        *slog.Logger
 	Now           func() time.Time
-}
-
-// TestUsers creates one-click test users; see internal/testusers.
-type TestUsers interface {
-	Create(ctx context.Context, caller *gymbro.Principal, req TestUserRequest) (*TestUserResult, error)
 }
 
 // Server holds the domain services the handlers call.
