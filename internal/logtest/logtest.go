@@ -202,10 +202,10 @@ func testRoundTrip(t *testing.T, newLog NewLog) {
 			Code: "ai_unavailable", Message: "The coach is busy.", Retryable: &retry},
 	}
 	got := appendAll(t, l, in)
-	retry = false // the log must not share the caller's pointer
 	if diff := cmp.Diff(got, read(t, l, id, 0, 10)); diff != "" {
 		t.Errorf("Read (-appended +read):\n%s", diff)
 	}
+	retry = false // the log must not share the caller's pointer
 	if r := read(t, l, id, 2, 1); len(r) != 1 || r[0].Retryable == nil || !*r[0].Retryable {
 		t.Errorf("stored Retryable changed with the caller's variable: %+v", r)
 	}
