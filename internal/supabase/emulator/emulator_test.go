@@ -52,7 +52,7 @@ type server struct {
 	em *emulator.Emulator
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t testing.TB) *server {
 	t.Helper()
 	s := &server{clock: &clock{t: time.Now().UTC()}, dir: t.TempDir()}
 	s.srv = httptest.NewServer(http.StripPrefix("/auth/v1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +67,7 @@ func newServer(t *testing.T) *server {
 	return s
 }
 
-func (s *server) open(t *testing.T) {
+func (s *server) open(t testing.TB) {
 	t.Helper()
 	em, err := emulator.Open(context.Background(), emulator.Options{
 		Dir: s.dir, Issuer: s.srv.URL + "/auth/v1", BcryptCost: bcrypt.MinCost, Now: s.clock.Now,
@@ -141,7 +141,7 @@ func (s *server) verify(t *testing.T, token string) (kid string, err error) {
 	return kid, nil
 }
 
-func signUp(t *testing.T, c *supabase.AuthClient, email, password string) *supabase.Session {
+func signUp(t testing.TB, c *supabase.AuthClient, email, password string) *supabase.Session {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := c.CreateUser(ctx, supabase.AdminUserParams{Email: email, Password: password, EmailConfirm: true}); err != nil {
