@@ -1,0 +1,135 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+func errOutboxNotFound() error {
+	return gymbro.Errorf(gymbro.KindNotFound, "outbox_item_not_found", "The outbox item does not exist.")
+}
+
+// ClaimOutbox leases due pending items to owner. FOR UPDATE SKIP LOCKED
+// lets workers on several instances claim at once without blocking on, or
+// taking, each other's rows; the lease columns then keep the items theirs
+// after the transaction ends.
+func (db *DB) ClaimOutbox(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]gymbro.OutboxItem, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `WITH due AS (
+			SELECT id FROM outbox
+			WHERE state = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY next_attempt_at, id
+			LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		UPDATE outbox o SET attempts = o.attempts + 1, lease_owner = $1, lease_until = $2
+		FROM due WHERE o.id = due.id
+		RETURNING o.id, o.record, o.attempts, o.created_at, o.last_error, o.next_attempt_at`,
+		owner, ts(leaseUntil), ts(now), limit)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	defer rows.Close()
+	type row struct {
+		item gymbro.OutboxItem
+		due  time.Time
+	}
+	var rs []row
+	for rows.Next() {
+		var (
+			r   row
+			rec []byte
+		)
+		if err := rows.Scan(&r.item.ID, &rec, &r.item.Attempts, &r.item.CreatedAt, &r.item.LastError, &r.due); err != nil {
+			return nil, dbErr(err)
+		}
+		if err := json.Unmarshal(rec, &r.item.Record); err != nil {
+			return nil, dbErr(err)
+		}
+		r.item.CreatedAt = r.item.CreatedAt.UTC()
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(err)
+	}
+	// RETURNING gives no order; hand items out in the order they fell due.
+	sort.Slice(rs, func(i, j int) bool {
+		if c := rs[i].due.Compare(rs[j].due); c != 0 {
+			return c < 0
+		}
+		return rs[i].item.ID < rs[j].item.ID
+	})
+	out := make([]gymbro.OutboxItem, len(rs))
+	for i, r := range rs {
+		out[i] = r.item
+	}
+	return out, nil
+}
+
+// AckOutbox deletes delivered items; unknown ids are ignored.
+func (db *DB) AckOutbox(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
+	return dbErr(err)
+}
+
+func (db *DB) outboxUpdate(ctx context.Context, query string, args ...any) error {
+	tag, err := db.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return dbErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errOutboxNotFound()
+	}
+	return nil
+}
+
+// RetryOutbox releases an item to be tried again at next.
+func (db *DB) RetryOutbox(ctx context.Context, id string, next time.Time, lastErr string) error {
+	return db.outboxUpdate(ctx, `UPDATE outbox SET next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL
+		WHERE id = $3`, ts(next), lastErr, id)
+}
+
+// BuryOutbox parks an item as dead with the reason.
+func (db *DB) BuryOutbox(ctx context.Context, id, reason string) error {
+	return db.outboxUpdate(ctx, `UPDATE outbox SET state = 'dead', last_error = $1, lease_owner = NULL, lease_until = NULL
+		WHERE id = $2`, reason, id)
+}
+
+// RedriveOutbox makes every dead item pending and due now. Attempts restart
+// from zero so the worker's backoff and its give-up limit start afresh.
+func (db *DB) RedriveOutbox(ctx context.Context) (int, error) {
+	tag, err := db.pool.Exec(ctx, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1,
+		lease_owner = NULL, lease_until = NULL WHERE state = 'dead'`, ts(db.now()))
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// OutboxStats counts pending and dead items.
+func (db *DB) OutboxStats(ctx context.Context) (gymbro.OutboxStats, error) {
+	var (
+		s      gymbro.OutboxStats
+		oldest *time.Time
+	)
+	err := db.pool.QueryRow(ctx, `SELECT
+		count(*) FILTER (WHERE state = 'pending'),
+		count(*) FILTER (WHERE state = 'dead'),
+		min(created_at) FILTER (WHERE state = 'pending')
+		FROM outbox`).Scan(&s.Pending, &s.Dead, &oldest)
+	if err != nil {
+		return s, dbErr(err)
+	}
+	if oldest != nil {
+		s.OldestPending = oldest.UTC()
+	}
+	return s, nil
+}

@@ -1,0 +1,246 @@
+// Package postgres is the gymbro.Store for scale-out: PostgreSQL (for
+// example the Supabase database) through pgx's connection pool. Several
+// instances share it; row locks and SKIP LOCKED keep them from stepping on
+// each other.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+var _ gymbro.Store = (*DB)(nil)
+
+// DB is a gymbro.Store on PostgreSQL.
+type DB struct {
+	pool   *pgxpool.Pool
+	schema string
+	now    func() time.Time
+}
+
+type options struct {
+	schema   string
+	now      func() time.Time
+	maxConns int32
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithSchema keeps every table in schema (created if missing) by putting it
+// first on the search_path; tests use a unique one each, and a shared
+// database (Supabase's) can keep ours apart from public.
+func WithSchema(schema string) Option { return func(o *options) { o.schema = schema } }
+
+// WithNow sets the clock the store uses where it stamps time itself (lease
+// and reply updates, redriven outbox items). The default is time.Now.
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithMaxConns caps the pool; the default is pgxpool's (max(4, NumCPU)).
+func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
+
+// Open connects to the database at url (a postgres:// URL or key=value DSN)
+// and applies pending migrations.
+func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error may quote the URL, password included: keep it out.
+		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_database_url", "The database URL is not valid.")
+	}
+	if o.schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.schema}.Sanitize()
+	}
+	if o.maxConns > 0 {
+		cfg.MaxConns = o.maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	db := &DB{pool: pool, schema: o.schema, now: o.now}
+	if o.schema != "" {
+		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{o.schema}.Sanitize()); err != nil {
+			pool.Close()
+			return nil, dbErr(err)
+		}
+	}
+	if err := db.Migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Migrate applies the embedded migrations that schema_migrations does not
+// list yet. A session advisory lock, keyed by the schema, lets instances
+// that start together take turns instead of racing on CREATE TABLE.
+func (db *DB) Migrate(ctx context.Context) error {
+	migs, err := migrations()
+	if err != nil {
+		return err
+	}
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return dbErr(err)
+	}
+	defer conn.Release()
+	const lockKey = `SELECT hashtextextended('gymbro_migrate:' || current_schema(), 0)`
+	var key int64
+	if err := conn.QueryRow(ctx, lockKey).Scan(&key); err != nil {
+		return dbErr(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return dbErr(err)
+	}
+	defer func() {
+		// Unlock even when ctx has ended, or the lock outlives this call on
+		// the pooled connection.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			conn.Conn().Close(uctx) // drop the session, and the lock with it
+		}
+	}()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return dbErr(err)
+	}
+	for _, m := range migs {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %d: %w", m.version, err)
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.version)
+			return err
+		})
+		if err != nil {
+			return dbErr(err)
+		}
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations returns the embedded files named NNNN_description.sql in
+// version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+	}
+	var out []migration
+	for _, e := range entries {
+		prefix, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil {
+			return nil, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "Migration %q is not named NNNN_name.sql.", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+		}
+		out = append(out, migration{version: v, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	return dbErr(db.pool.Ping(ctx))
+}
+
+// Close closes the pool, waiting for connections in use to be released.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// tx runs fn in a transaction, committing when fn returns nil.
+func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return dbErr(pgx.BeginFunc(ctx, db.pool, fn))
+}
+
+// dbErr turns a driver failure into an *gymbro.Error that keeps it as the
+// hidden cause; an *gymbro.Error passes through untouched.
+func dbErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ge *gymbro.Error
+	if errors.As(err, &ge) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
+	}
+	var (
+		connErr *pgconn.ConnectError
+		netErr  net.Error
+		pgErr   *pgconn.PgError
+	)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &connErr), errors.As(err, &netErr):
+		return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
+	case errors.As(err, &pgErr):
+		// Class 08 is connection trouble, 53 resources, 57P0x a shutdown:
+		// worth retrying, unlike a bad query.
+		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || strings.HasPrefix(pgErr.Code, "57P") {
+			return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
+		}
+	}
+	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+}
+
+// isUnique reports whether err is a unique_violation.
+func isUnique(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// ts is how times go in: UTC, cut to the microsecond PostgreSQL keeps, so
+// what is read back is Equal to what was written (PostgreSQL would round).
+func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,162 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/postgres"
+	"github.com/gymbro/gymbro-api/internal/storetest"
+	"github.com/gymbro/gymbro-api/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// freshSchema creates a schema no other test uses and drops it, with
+// everything in it, when t ends.
+func freshSchema(t testing.TB, url string) string {
+	t.Helper()
+	ctx := context.Background()
+	schema := testenv.UniqueName("gymbro_test_")
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("connect for cleanup: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return schema
+}
+
+func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+func TestStore(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	storetest.Run(t, func(t *testing.T) gymbro.Store {
+		schema := freshSchema(t, url)
+		db := open(t, url, schema, postgres.WithMaxConns(8))
+		t.Cleanup(func() { db.Close() }) // runs before the schema is dropped
+		return db
+	})
+}
+
+func TestMigrateIdempotentAndConcurrent(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	schema := freshSchema(t, url)
+	// Several instances starting at once: the advisory lock makes them take
+	// turns, and all but the first find nothing to do.
+	const n = 4
+	dbs := make([]*postgres.DB, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			db, err := postgres.Open(ctx, url, postgres.WithSchema(schema))
+			dbs[i] = db
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	for _, db := range dbs {
+		if db != nil {
+			defer db.Close()
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	if err := dbs[0].Migrate(ctx); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u",
+		Text: "x", Now: time.Now()}
+	if _, _, err := dbs[1].CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dbs[2].Message(ctx, "u", in.ID); err != nil {
+		t.Fatalf("another instance does not see the message: %v", err)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	// Nothing listens on port 1: the error is KindUnavailable and keeps the
+	// password out of its text.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := postgres.Open(ctx, "postgres://u:s3cret-pw@127.0.0.1:1/db?sslmode=disable&connect_timeout=2")
+	if gymbro.ErrorKind(err) != gymbro.KindUnavailable {
+		t.Fatalf("err = %v, want KindUnavailable", err)
+	}
+	if got := gymbro.ErrorMessage(err); got != "The store is unavailable." {
+		t.Errorf("client message = %q", got)
+	}
+	_, err = postgres.Open(ctx, "postgres://u:s3cret-pw@[::1/db")
+	if gymbro.ErrorKind(err) != gymbro.KindInvalid {
+		t.Fatalf("bad URL: err = %v, want KindInvalid", err)
+	}
+	if e := err.Error(); strings.Contains(e, "s3cret") {
+		t.Errorf("error leaks the password: %s", e)
+	}
+}
+
+func BenchmarkCreateMessage(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(b)
+	db := open(b, url, freshSchema(b, url))
+	defer db.Close()
+	newMsg := func() gymbro.NewMessage {
+		return gymbro.NewMessage{
+			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
+			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
+			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+}
