@@ -343,3 +343,29 @@ func TestQuietSubscriptionStaysLive(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRefusesForeignEntries: an entry this package did not write is an
+// internal error, never a half-decoded event sent to a client.
+func TestReadRefusesForeignEntries(t *testing.T) {
+	c := newClient(t, "")
+	prefix := uniquePrefix(t, c)
+	l := newLogOn(t, c, redislog.Options{Prefix: prefix})
+	ctx := context.Background()
+	for name, entry := range map[string]struct {
+		id     string
+		values map[string]any
+	}{
+		"not json":       {"0-1", map[string]any{"e": "{nope"}},
+		"no event field": {"0-1", map[string]any{"x": "1"}},
+		"not a seq id":   {"7-0", map[string]any{"e": "{}"}},
+	} {
+		key := prefix + "msg:{" + name + "}:events"
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: entry.id, Values: entry.values}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := l.Read(ctx, name, 0, 10)
+		if gymbro.ErrorKind(err) != gymbro.KindInternal {
+			t.Errorf("%s: Read error = %v, want KindInternal", name, err)
+		}
+	}
+}
