@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-var errEOF = io.EOF
 
 type traceKey struct{}
 

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
@@ -113,14 +116,18 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, deta
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(p)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(p)
 }
 
 // writeJSON answers v as JSON with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		slog.Debug("write json", "err", err)
 	}
 }
@@ -131,22 +138,32 @@ func decodeJSON(r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return gymbro.Errorf(gymbro.KindInvalid, "unsupported_media_type", "Send the body as application/json.")
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return gymbro.Errorf(gymbro.KindTooLarge, gymbro.CodeBodyTooLarge, "The request body is larger than %d bytes.", tooLarge.Limit)
+		}
+		return gymbro.Wrap(err, gymbro.KindInvalid, gymbro.CodeInvalidRequest, "The request body could not be read.")
+	}
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; refuse it
+	// instead, so what we store is what the client meant.
+	if !utf8.Valid(body) {
+		return gymbro.Errorf(gymbro.KindInvalid, "invalid_utf8", "The request body must be valid UTF-8.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
 		var syntax *json.SyntaxError
 		var typ *json.UnmarshalTypeError
 		switch {
-		case errors.As(err, &tooLarge):
-			return gymbro.Errorf(gymbro.KindTooLarge, gymbro.CodeBodyTooLarge, "The request body is larger than %d bytes.", tooLarge.Limit)
 		case errors.As(err, &syntax):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body is not valid JSON (at byte %d).", syntax.Offset)
 		case errors.As(err, &typ):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Field %q must be a %s.", typ.Field, typ.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		case errors.Is(err, errEOF):
+		case errors.Is(err, io.EOF):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The request body is empty; send a JSON object.")
 		}
 		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body is not valid JSON.")

@@ -149,7 +149,10 @@ func (s *Server) routes() []Route {
 	if s.opts.AuthEmulator != nil {
 		// The emulator routes its own methods; Supabase clients reach it at
 		// <base>/auth/v1 exactly as they reach hosted Supabase Auth.
-		rs = append(rs, Route{Method: "", Pattern: "/auth/v1/", Handler: http.StripPrefix("/auth/v1", s.opts.AuthEmulator), Public: true})
+		emu := http.StripPrefix("/auth/v1", s.opts.AuthEmulator)
+		for _, method := range []string{"GET", "POST", "PUT", "DELETE"} {
+			rs = append(rs, Route{Method: method, Pattern: "/auth/v1/", Handler: emu, Public: true})
+		}
 	}
 	return rs
 }
