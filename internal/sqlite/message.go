@@ -14,6 +14,25 @@ const messageColumns = `id, conversation_id, user_id, provider, text, reply, sta
 	error_code, error_message, model, finish_reason, prompt_tokens, completion_tokens,
 	total_tokens, trace_id, last_seq, created_at, updated_at, completed_at`
 
+// The statements every exchange runs on the write connection.
+const (
+	qIdempotent = `SELECT id, request_hash FROM messages WHERE user_id = ? AND idempotency_key = ?`
+	qInsertConv = `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
+	qBumpConv   = `UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ? AND user_id = ?`
+	qInsertMsg  = `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
+		trace_id, idempotency_key, request_hash, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qFinish = `UPDATE messages SET status = ?, reply = ?, error_code = ?, error_message = ?,
+		model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
+		last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
+		WHERE id = ? AND status IN ('queued', 'working')
+		RETURNING ` + messageColumns
+	qEnqueue = `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`
+	qGetMsg  = `SELECT ` + messageColumns + ` FROM messages WHERE id = ?`
+)
+
+var hotWrites = []string{qIdempotent, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qGetMsg}
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanMessage(s scanner) (*gymbro.Message, error) {
@@ -63,7 +82,7 @@ type querier interface {
 }
 
 func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, error) {
-	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+	m, err := scanMessage(q.QueryRowContext(ctx, qGetMsg, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errMessageNotFound()
 	}
@@ -83,15 +102,22 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		if in.IdempotencyKey != "" {
 			var id, hash string
-			err := tx.QueryRowContext(ctx, `SELECT id, request_hash FROM messages WHERE user_id = ? AND idempotency_key = ?`,
-				in.UserID, in.IdempotencyKey).Scan(&id, &hash)
+			row, err := db.queryRow(ctx, tx, qIdempotent, in.UserID, in.IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			err = row.Scan(&id, &hash)
 			switch {
 			case err == nil:
 				if hash != in.RequestHash {
 					return gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
 						"The Idempotency-Key was already used with a different request.")
 				}
-				m, err := getMessage(ctx, tx, id)
+				row, err := db.queryRow(ctx, tx, qGetMsg, id)
+				if err != nil {
+					return err
+				}
+				m, err := scanMessage(row)
 				if err != nil {
 					return err
 				}
@@ -104,7 +130,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 		convID := in.ConversationID
 		if convID == "" {
 			convID = in.NewConversationID
-			_, err := tx.ExecContext(ctx, `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+			_, err := db.exec(ctx, tx, qInsertConv,
 				convID, in.UserID, title(in.Text), micros(now), micros(now))
 			if isUnique(err) {
 				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
@@ -113,7 +139,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 				return err
 			}
 		} else {
-			res, err := tx.ExecContext(ctx, `UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ? AND user_id = ?`,
+			res, err := db.exec(ctx, tx, qBumpConv,
 				micros(now), convID, in.UserID)
 			if err != nil {
 				return err
@@ -128,9 +154,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 		if in.IdempotencyKey != "" {
 			key = in.IdempotencyKey
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
-			trace_id, idempotency_key, request_hash, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := db.exec(ctx, tx, qInsertMsg,
 			in.ID, convID, in.UserID, in.Provider, in.Text, string(gymbro.StatusQueued),
 			in.TraceID, key, in.RequestHash, micros(now), micros(now))
 		if isUnique(err) {
@@ -233,21 +257,16 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 	at := micros(orNow(r.At, db.now))
 	var out *gymbro.Message
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages SET status = ?, reply = ?, error_code = ?, error_message = ?,
-			model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
-			last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
-			WHERE id = ? AND status IN ('queued', 'working')`,
+		row, err := db.queryRow(ctx, tx, qFinish,
 			string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
 			r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, at, id)
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
+		m, err := scanMessage(row)
+		if errors.Is(err, sql.ErrNoRows) {
 			return stateErr(ctx, tx, id, "message_terminal", "The message is already finished.")
 		}
-		m, err := getMessage(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -255,8 +274,7 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`,
-			id, string(rec), at, at); err != nil {
+		if _, err := db.exec(ctx, tx, qEnqueue, id, string(rec), at, at); err != nil {
 			return err
 		}
 		out = m

@@ -36,6 +36,8 @@ type DB struct {
 	write *sql.DB // exactly one connection: SQLite's single writer
 	read  *sql.DB // WAL readers
 	now   func() time.Time
+
+	stmts map[string]*sql.Stmt // prepared on the write connection, by query
 }
 
 type options struct {
@@ -114,8 +116,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	read.SetMaxIdleConns(o.readConns)
 	read.SetConnMaxIdleTime(0)
 
-	db := &DB{write: write, read: read, now: o.now}
+	db := &DB{write: write, read: read, now: o.now, stmts: map[string]*sql.Stmt{}}
 	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -201,6 +207,9 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes both pools. A WAL checkpoint runs as the last connection
 // closes, leaving a self-contained file behind.
 func (db *DB) Close() error {
+	for _, st := range db.stmts {
+		st.Close()
+	}
 	rerr := db.read.Close()
 	werr := db.write.Close()
 	return errors.Join(rerr, werr)
@@ -221,6 +230,47 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return dbErr(err)
 	}
 	return nil
+}
+
+// stmt returns query bound to tx: the statement prepared at Open when it
+// is one of the hot ones, else a one-off. Parsing SQL is a large share of a
+// small write's cost in SQLite, so the writes every exchange makes are
+// compiled once. The map is read-only after Open.
+func (db *DB) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts[query]; ok {
+		return tx.StmtContext(ctx, st), nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
+
+// prepare compiles the hot write statements on the write connection.
+func (db *DB) prepare(ctx context.Context) error {
+	for _, q := range hotWrites {
+		st, err := db.write.PrepareContext(ctx, q)
+		if err != nil {
+			return dbErr(err)
+		}
+		db.stmts[q] = st
+	}
+	return nil
+}
+
+// exec runs a cached statement in tx.
+func (db *DB) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := db.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// queryRow runs a cached single-row query in tx.
+func (db *DB) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Row, error) {
+	st, err := db.stmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryRowContext(ctx, args...), nil
 }
 
 // dbErr turns a driver failure into an *gymbro.Error that keeps it as the
