@@ -131,7 +131,7 @@ func TestUnavailable(t *testing.T) {
 func BenchmarkCreateMessage(b *testing.B) {
 	ctx := context.Background()
 	url := testenv.PostgresURL(b)
-	db := open(b, url, freshSchema(b, url))
+	db := open(b, url, freshSchema(b, url), postgres.WithMaxConns(16))
 	defer db.Close()
 	newMsg := func() gymbro.NewMessage {
 		return gymbro.NewMessage{
@@ -149,7 +149,7 @@ func BenchmarkCreateMessage(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 	})
 	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(4)
+		b.SetParallelism(8)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
@@ -159,4 +159,40 @@ func BenchmarkCreateMessage(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 	})
+}
+
+// TestFinishIsAtomic makes the outbox insert fail (a row with the message's
+// id is already there) and checks the message did not finish either.
+func TestFinishIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	schema := freshSchema(t, url)
+	db := open(t, url, schema)
+	defer db.Close()
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",
+		Text: "x", Now: time.Now()}
+	if _, _, err := db.CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "outbox"}.Sanitize()+
+		` (id, record, next_attempt_at, created_at) VALUES ($1, '{}', now(), now())`, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "done", At: time.Now()}); err == nil {
+		t.Fatal("FinishMessage succeeded although its outbox insert must fail")
+	} else if gymbro.ErrorKind(err) != gymbro.KindInternal || gymbro.ErrorMessage(err) != "Storage failed." {
+		t.Errorf("err = %v (message %q), want an internal error that hides the driver text", err, gymbro.ErrorMessage(err))
+	}
+	m, err := db.MessageByID(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != gymbro.StatusQueued || m.Reply != "" || m.CompletedAt != nil {
+		t.Errorf("message changed by a rolled-back finish: %+v", m)
+	}
 }

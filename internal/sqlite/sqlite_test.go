@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -129,4 +130,38 @@ func BenchmarkCreateMessage(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 	})
+}
+
+// TestFinishIsAtomic makes the outbox insert fail (a row with the message's
+// id is already there) and checks the message did not finish either.
+func TestFinishIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "gymbro.db")
+	db := open(t, path)
+	defer db.Close()
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",
+		Text: "x", Now: time.Now()}
+	if _, _, err := db.CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.ExecContext(ctx, `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, '{}', 0, 0)`, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "done", At: time.Now()}); err == nil {
+		t.Fatal("FinishMessage succeeded although its outbox insert must fail")
+	} else if gymbro.ErrorKind(err) != gymbro.KindInternal || gymbro.ErrorMessage(err) != "Storage failed." {
+		t.Errorf("err = %v (message %q), want an internal error that hides the driver text", err, gymbro.ErrorMessage(err))
+	}
+	m, err := db.MessageByID(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != gymbro.StatusQueued || m.Reply != "" || m.CompletedAt != nil {
+		t.Errorf("message changed by a rolled-back finish: %+v", m)
+	}
 }
