@@ -119,6 +119,9 @@ func TestUnavailable(t *testing.T) {
 	if got := gymbro.ErrorMessage(err); got != "The store is unavailable." {
 		t.Errorf("client message = %q", got)
 	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error leaks the password: %v", err)
+	}
 	_, err = postgres.Open(ctx, "postgres://u:s3cret-pw@[::1/db")
 	if gymbro.ErrorKind(err) != gymbro.KindInvalid {
 		t.Fatalf("bad URL: err = %v, want KindInvalid", err)
