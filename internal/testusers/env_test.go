@@ -1,0 +1,174 @@
+package testusers_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gymbro/gymbro-api/internal/auth"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/testusers"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clock is an injectable time source tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// logBuffer collects log output written from many goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is the Auth emulator served over real HTTP under /auth/v1, as our
+// server mounts it, with an admin client, a real verifier trusting it, a
+// clock and a log buffer.
+type env struct {
+	em       *emulator.Emulator
+	srv      *httptest.Server
+	admin    *supabase.AuthClient
+	verifier *auth.Verifier
+	clock    *clock
+	logs     *logBuffer
+	service  string // the emulator's service role key
+}
+
+// newEnv starts the emulator. wrap, when not nil, sits in front of it
+// (to play another instance that wins a race).
+func newEnv(t *testing.T, wrap func(em *emulator.Emulator, next http.Handler) http.Handler) *env {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	em, err := emulator.Open(context.Background(), emulator.Options{
+		Dir: t.TempDir(), Issuer: srv.URL + "/auth/v1", BcryptCost: bcrypt.MinCost,
+	})
+	if err != nil {
+		t.Fatalf("open emulator: %v", err)
+	}
+	t.Cleanup(func() { em.Close() })
+	var h http.Handler = http.StripPrefix("/auth/v1", em.Handler())
+	if wrap != nil {
+		h = wrap(em, h)
+	}
+	mux.Handle("/auth/v1/", h)
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(srv.URL, nil)}, HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	t.Cleanup(v.Close)
+	anon, service := em.Keys()
+	return &env{
+		em: em, srv: srv, verifier: v, clock: &clock{t: time.Now()}, logs: &logBuffer{}, service: service,
+		admin: supabase.NewAuthClient(supabase.AuthConfig{URL: srv.URL, AnonKey: anon, ServiceRoleKey: service, HTTPClient: srv.Client()}),
+	}
+}
+
+// options are the development defaults against the emulator: enabled, any
+// verified caller, a generous rate.
+func (e *env) options() testusers.Options {
+	return testusers.Options{
+		Auth: e.admin, ServiceKeySet: true, Verifier: e.verifier, Enabled: true,
+		PerMinute: 1000, Now: e.clock.Now,
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
+	}
+}
+
+func (e *env) newService(t *testing.T, mutate func(*testusers.Options)) *testusers.Service {
+	t.Helper()
+	o := e.options()
+	if mutate != nil {
+		mutate(&o)
+	}
+	s, err := testusers.New(o)
+	if err != nil {
+		t.Fatalf("testusers.New: %v", err)
+	}
+	return s
+}
+
+// caller is a verified developer using the console.
+var caller = &gymbro.Principal{UID: "3f0c1c2e-0000-4000-8000-000000000001", Email: "Dev@Example.com", Provider: gymbro.ProviderSupabase}
+
+func create(t *testing.T, s *testusers.Service, prefix string) *gymbro.TestUser {
+	t.Helper()
+	u, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: prefix})
+	if err != nil {
+		t.Fatalf("Create(%q): %v", prefix, err)
+	}
+	return u
+}
+
+// wantErr checks err is a *gymbro.Error of kind and code and returns it.
+func wantErr(t *testing.T, err error, kind gymbro.Kind, code string) *gymbro.Error {
+	t.Helper()
+	var ge *gymbro.Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("err = %v, want *gymbro.Error %s", err, code)
+	}
+	if ge.Code != code || ge.Kind != kind {
+		t.Fatalf("err = kind %d code %q (%v), want kind %d code %q", ge.Kind, ge.Code, err, kind, code)
+	}
+	return ge
+}
+
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
