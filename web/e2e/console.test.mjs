@@ -74,8 +74,22 @@ async function waitForLogLine(re, timeout = STREAM) {
 }
 
 test('console: operator sign-in, test user, JWT, SSE with refresh and resume', async (t) => {
-  try {
-    await t.test('home shows the server and links to the JWT page', async () => {
+  // Each step needs the one before it: after a failure the rest are skipped
+  // instead of each waiting out its own timeout.
+  let broken = ''
+  const step = (name, fn) =>
+    t.test(name, async (st) => {
+      if (broken) return st.skip(`an earlier step failed: ${broken}`)
+      try {
+        await fn()
+      } catch (err) {
+        broken = name
+        await shot('failure').catch(() => {})
+        throw err
+      }
+    })
+  {
+    await step('home shows the server and links to the JWT page', async () => {
       await page.goto(`${BASE}/`)
       await page.getByTestId('home-env').waitFor()
       assert.equal((await page.getByTestId('home-env').textContent())?.trim(), 'development')
@@ -83,7 +97,7 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       await shot('01-home')
     })
 
-    await t.test('sign in as the development operator', async () => {
+    await step('sign in as the development operator', async () => {
       await page.getByTestId('link-signin').click()
       await page.waitForURL(/\/signin/)
       await page.getByTestId('use-dev-operator').click()
@@ -95,13 +109,13 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       await page.getByTestId('operator-email').waitFor()
     })
 
-    await t.test('the JWT page is reachable directly once signed in', async () => {
+    await step('the JWT page is reachable directly once signed in', async () => {
       await page.goto(`${BASE}/ai/jwt`)
       await page.getByTestId('generate-user').waitFor()
       assert.match(page.url(), /\/ai\/jwt$/)
     })
 
-    await t.test('generate test user gymbro-test-01 and decode its token', async () => {
+    await step('generate test user gymbro-test-01 and decode its token', async () => {
       await page.getByTestId('generate-user').click()
       await page.waitForFunction(() => {
         const el = document.querySelector('[data-testid="test-username"]')
@@ -122,7 +136,7 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
     })
 
     let resumedAfter = 0
-    await t.test('send a message, drop the stream with a tampered token, refresh and resume', async () => {
+    await step('send a message, drop the stream with a tampered token, refresh and resume', async () => {
       await page.getByTestId('message-input').fill(MESSAGE)
       await page.getByTestId('send-message').click()
       await page.waitForFunction(
@@ -140,7 +154,7 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       assert.ok(resumedAfter >= 3, `resumed after id ${resumedAfter}`)
     })
 
-    await t.test('the stream completes with the reply and gap-free ids', async () => {
+    await step('the stream completes with the reply and gap-free ids', async () => {
       await page.waitForFunction(
         () => document.querySelector('[data-testid="final-reply"], [data-testid="terminal-other"], [data-testid="stream-error"]'),
         null,
@@ -170,8 +184,5 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       const traces = (await texts('request-trace')).filter((x) => x !== '—')
       assert.ok(traces.length > 0, 'the request log shows X-Trace-Id values')
     })
-  } catch (err) {
-    await shot('failure').catch(() => {})
-    throw err
   }
 })

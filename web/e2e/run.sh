@@ -56,7 +56,6 @@ echo "e2e: starting $BIN serve on $URL (data dir $DATA)"
 GYMBRO_ENV=development \
 GYMBRO_DATA_DIR="$DATA/data" \
 GYMBRO_HTTP_ADDR="$ADDR" \
-GYMBRO_TEST_USERS_ENABLED=true \
   "$BIN" serve >"$LOG" 2>&1 </dev/null &
 SERVER=$!
 

@@ -8,6 +8,8 @@ export function createConsoleRouter(ctx: ConsoleContext): Router {
     history: createWebHistory('/'),
     routes: [
       { path: '/', name: 'home', component: HomeView, meta: { title: 'Overview' } },
+      // /login is the name the server's "console not built" page and older links use.
+      { path: '/login', redirect: (to) => ({ name: 'signin', query: to.query }) },
       { path: '/signin', name: 'signin', component: () => import('./views/SignInView.vue'), meta: { title: 'Sign in' } },
       {
         path: '/ai/jwt',
