@@ -76,7 +76,7 @@ type env struct {
 
 // newEnv starts the emulator. wrap, when not nil, sits in front of it
 // (to play another instance that wins a race).
-func newEnv(t *testing.T, wrap func(em *emulator.Emulator, next http.Handler) http.Handler) *env {
+func newEnv(t testing.TB, wrap func(em *emulator.Emulator, next http.Handler) http.Handler) *env {
 	t.Helper()
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
@@ -110,12 +110,12 @@ func newEnv(t *testing.T, wrap func(em *emulator.Emulator, next http.Handler) ht
 func (e *env) options() testusers.Options {
 	return testusers.Options{
 		Auth: e.admin, ServiceKeySet: true, Verifier: e.verifier, Enabled: true,
-		PerMinute: 1000, Now: e.clock.Now,
+		PerMinute: 1 << 20, Now: e.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
 	}
 }
 
-func (e *env) newService(t *testing.T, mutate func(*testusers.Options)) *testusers.Service {
+func (e *env) newService(t testing.TB, mutate func(*testusers.Options)) *testusers.Service {
 	t.Helper()
 	o := e.options()
 	if mutate != nil {
