@@ -339,7 +339,7 @@ func TestMailKeyWithoutMailAPI(t *testing.T) {
 	e := newEnv(t, nil)
 	s := e.newService(t, nil)
 	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test", MailAPIKey: mailKey})
-	wantErr(t, err, gymbro.KindUnprocessable, testusers.CodeMailAPINotSupported)
+	wantErr(t, err, gymbro.KindUnprocessable, testusers.CodeMailAPINotConfigured)
 }
 
 func TestAuditLog(t *testing.T) {

@@ -19,18 +19,18 @@ import (
 // Error codes of this package. Every one is a stable part of the
 // create-mail-user contract.
 const (
-	CodeDisabled            = "test_users_disabled"      // 403: GYMBRO_TEST_USERS_ENABLED is off
-	CodeNotOperator         = "not_an_operator"          // 403: production, caller not in GYMBRO_TEST_USERS_ADMINS
-	CodePrefixNotAllowed    = "prefix_not_allowed"       // 422: username_prefix is not an allowed prefix or <prefix>-NN
-	CodeServiceKeyMissing   = "service_role_key_missing" // 503: no SUPABASE_SERVICE_ROLE_KEY
-	CodeSupabaseUnreachable = "supabase_unreachable"     // 503: no answer from Supabase Auth
-	CodeSupabaseRejected    = "supabase_rejected"        // 502: Supabase Auth answered an error (its code and msg in the message)
-	CodeTokenUnverifiable   = "token_unverifiable"       // 502: our verifier refuses the token Supabase issued
-	CodeMailAPIFailed       = mailapi.CodeMailAPIFailed  // 502: the mail API gave no inbox
-	CodeMailAPINotSupported = "mail_api_not_configured"  // 422: mail_api_key sent but no mail API is configured
-	CodeUsernameTaken       = "username_taken"           // 409: the full name belongs to a user that is not a test user
-	CodeNameContended       = "username_contended"       // 503: other instances kept taking the names we picked
-	codeTokenMissing        = "token_missing"            // 401: no caller; the auth layer's code
+	CodeDisabled             = "test_users_disabled"      // 403: GYMBRO_TEST_USERS_ENABLED is off
+	CodeNotOperator          = "not_an_operator"          // 403: production, caller not in GYMBRO_TEST_USERS_ADMINS
+	CodePrefixNotAllowed     = "prefix_not_allowed"       // 422: username_prefix is not an allowed prefix or <prefix>-NN
+	CodeServiceKeyMissing    = "service_role_key_missing" // 503: no SUPABASE_SERVICE_ROLE_KEY
+	CodeSupabaseUnreachable  = "supabase_unreachable"     // 503: no answer from Supabase Auth
+	CodeSupabaseRejected     = "supabase_rejected"        // 502: Supabase Auth answered an error (its code and msg in the message)
+	CodeTokenUnverifiable    = "token_unverifiable"       // 502: our verifier refuses the token Supabase issued
+	CodeMailAPIFailed        = mailapi.CodeMailAPIFailed  // 502: the mail API gave no inbox
+	CodeMailAPINotConfigured = "mail_api_not_configured"  // 422: mail_api_key sent but no mail API is configured
+	CodeUsernameTaken        = "username_taken"           // 409: the full name belongs to a user that is not a test user
+	CodeNameContended        = "username_contended"       // 503: other instances kept taking the names we picked
+	codeTokenMissing         = "token_missing"            // 401: no caller; the auth layer's code
 )
 
 // Defaults of Options.
@@ -242,7 +242,7 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 			"Creating test users needs the Supabase service role key; set SUPABASE_SERVICE_ROLE_KEY (the project's secret key).")
 	}
 	if req.MailAPIKey != "" && s.mail == nil {
-		return nil, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotSupported,
+		return nil, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotConfigured,
 			"This server has no mail API configured; leave mail_api_key empty to use a fixed test domain.")
 	}
 	if name.full() {
