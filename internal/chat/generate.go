@@ -40,12 +40,14 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.GenerationStarted()
 	}
-	if err := s.store.StartMessage(ctx, m.ID, s.opts.InstanceID, started.Add(s.opts.LeaseTTL)); err != nil {
+	// bg, not ctx: a shutdown racing the start must still end the exchange
+	// as interrupted below rather than leave it queued.
+	if err := s.store.StartMessage(bg, m.ID, s.opts.InstanceID, started.Add(s.opts.LeaseTTL)); err != nil {
 		s.logger.Warn("start generation", "message_id", m.ID, "err", err)
 		return // another instance or a cancel got there first
 	}
 	seq := int64(1) // queued
-	ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking})
+	ev, err := s.log.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking})
 	if err != nil {
 		s.fail(bg, m, seq, err)
 		return

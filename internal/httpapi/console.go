@@ -29,6 +29,18 @@ const consoleMissing = `<!doctype html><meta charset="utf-8"><title>GymBro API</
 // consoleHandler serves the built console, with index.html for every path
 // that is not a file, so the console's history-mode routes (/ai/jwt) load.
 func (s *Server) consoleHandler() http.Handler {
+	h := s.spa()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Unknown API paths are API errors, not console pages.
+		if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/auth/") {
+			writeProblem(w, r, http.StatusNotFound, "not_found", "No such endpoint: "+r.Method+" "+r.URL.Path+". See /api/v1/openapi.json.", nil)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) spa() http.Handler {
 	dist := s.opts.Console
 	if dist == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -96,7 +96,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 			return
 		case <-s.closing:
-			return // shutdown: the client reconnects elsewhere with Last-Event-ID
+			// Shutdown: deliver what the log already holds (generations
+			// were interrupted just before), then let the client reconnect
+			// elsewhere with Last-Event-ID.
+			if evs, err := log.Read(ctx, id, last, readBatch); err == nil {
+				for _, ev := range evs {
+					sw.event(ev)
+				}
+			}
+			sw.flush()
+			return
 		case <-heartbeat.C:
 			if stalled {
 				// Nothing moved for a whole interval: the store is the
