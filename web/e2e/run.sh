@@ -11,15 +11,15 @@ if [[ $# -ne 1 ]]; then
   echo "usage: $0 path/to/gymbro" >&2
   exit 2
 fi
+if [[ ! -f "$1" || ! -x "$1" ]]; then
+  echo "e2e: $1 is not an executable (build it with 'make build')" >&2
+  exit 2
+fi
 BIN=$(realpath "$1")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ARTIFACTS="$HERE/artifacts"
 mkdir -p "$ARTIFACTS"
 
-if [[ ! -x "$BIN" ]]; then
-  echo "e2e: $BIN is not an executable" >&2
-  exit 2
-fi
 if [[ ! -d "$HERE/../node_modules/playwright-core" ]]; then
   echo "e2e: web/node_modules is missing: run 'npm ci' in web/" >&2
   exit 2
