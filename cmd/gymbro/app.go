@@ -26,12 +26,14 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	"github.com/gymbro/gymbro-api/internal/inmem"
+	"github.com/gymbro/gymbro-api/internal/mailapi"
 	"github.com/gymbro/gymbro-api/internal/openai"
 	"github.com/gymbro/gymbro-api/internal/postgres"
 	"github.com/gymbro/gymbro-api/internal/redislog"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/testusers"
 	"github.com/gymbro/gymbro-api/web"
 )
 
@@ -169,6 +171,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if serviceKey != "" {
 		identity = supabase.NewIdentityProvider(authClient, supabase.IdentityOptions{})
 	}
+	mail, err := mailapi.NewMailSlurp(mailapi.MailSlurpOptions{BaseURL: cfg.MailAPIURL})
+	if err != nil {
+		return fmt.Errorf("GYMBRO_MAIL_API_URL: %w", err)
+	}
+	testUsers, err := testusers.New(testusers.Options{
+		Auth: authClient, ServiceKeySet: serviceKey != "", Verifier: m.verifier, Mail: mail,
+		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: cfg.TestUsersAdmins,
+		Prefixes: cfg.TestUsersPrefixes, EmailDomain: cfg.TestUsersEmailDomain, PerMinute: cfg.TestUsersPerMinute,
+		Logger: m.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("test users: %w", err)
+	}
 
 	consoleFS, built := web.Dist()
 	if !built {
@@ -187,7 +202,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Server = httpapi.New(m.verifier, m.Chat, httpapi.Options{
 		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: checks,
-		Console: consoleFS, AuthEmulator: emu, Identity: identity, Logger: m.Logger,
+		Console: consoleFS, AuthEmulator: emu, Identity: identity, TestUsers: testUsers, Logger: m.Logger,
 		ConsoleConfig: func() httpapi.ConsoleConfig {
 			return httpapi.ConsoleConfig{
 				Env: cfg.Env, AuthURL: supabaseURL + "/auth/v1", AnonKey: anonKey, Emulator: m.Emulator != nil,

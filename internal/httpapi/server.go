@@ -125,6 +125,9 @@ type Route struct {
 	Public bool
 }
 
+// Routes returns the route table, for the API description's test.
+func (s *Server) Routes() []Route { return s.routes() }
+
 // routes is the whole route table, so one screen shows the API.
 func (s *Server) routes() []Route {
 	api := func(method, pattern string, h http.Handler) Route {
