@@ -49,13 +49,13 @@ type backend struct {
 	name string
 	// place creates the file or schema (removed when t ends) and returns
 	// how to open a store on it.
-	place func(t *testing.T) func(t *testing.T) gymbro.Store
+	place func(t testing.TB) func(t testing.TB) gymbro.Store
 }
 
 func sqliteBackend() backend {
-	return backend{"sqlite", func(t *testing.T) func(t *testing.T) gymbro.Store {
+	return backend{"sqlite", func(t testing.TB) func(t testing.TB) gymbro.Store {
 		path := filepath.Join(t.TempDir(), "gymbro.db")
-		return func(t *testing.T) gymbro.Store {
+		return func(t testing.TB) gymbro.Store {
 			t.Helper()
 			db, err := sqlite.Open(context.Background(), path)
 			if err != nil {
@@ -68,10 +68,10 @@ func sqliteBackend() backend {
 }
 
 func postgresBackend() backend {
-	return backend{"postgres", func(t *testing.T) func(t *testing.T) gymbro.Store {
+	return backend{"postgres", func(t testing.TB) func(t testing.TB) gymbro.Store {
 		url := testenv.PostgresURL(t)
 		schema := freshSchema(t, url)
-		return func(t *testing.T) gymbro.Store {
+		return func(t testing.TB) gymbro.Store {
 			t.Helper()
 			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(8))
 			if err != nil {
@@ -86,7 +86,7 @@ func postgresBackend() backend {
 func backends() []backend { return []backend{sqliteBackend(), postgresBackend()} }
 
 // freshSchema creates a schema no other test uses and drops it when t ends.
-func freshSchema(t *testing.T, url string) string {
+func freshSchema(t testing.TB, url string) string {
 	t.Helper()
 	ctx := context.Background()
 	schema := testenv.UniqueName("gymbro_outbox_")
