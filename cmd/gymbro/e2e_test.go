@@ -291,7 +291,7 @@ func checkOrder(t *testing.T, evs []gymbro.Event, first int64) {
 		}
 	}
 	if first == 1 {
-		if len(evs) < 4 || evs[0].Type != gymbro.EventQueued || evs[1].Type != gymbro.EventWorking {
+		if len(evs) < 3 || evs[0].Type != gymbro.EventQueued || evs[1].Type != gymbro.EventWorking {
 			t.Fatalf("order: %v", types(evs))
 		}
 	}
