@@ -70,7 +70,7 @@ func NewMain(cfg *config.Config, w io.Writer) *Main {
 	} else {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return &Main{Config: cfg, Logger: slog.New(h)}
+	return &Main{Config: cfg, Logger: slog.New(httpapi.TraceLogHandler(h))}
 }
 
 // Run starts every part and begins serving; it returns once the listener is

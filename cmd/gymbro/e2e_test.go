@@ -52,11 +52,16 @@ func startApp(t *testing.T, env map[string]string) *app {
 
 func startAppWith(t *testing.T, env map[string]string) *app {
 	t.Helper()
+	return startAppLogging(t, env, io.Discard)
+}
+
+func startAppLogging(t *testing.T, env map[string]string, logs io.Writer) *app {
+	t.Helper()
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	m := NewMain(cfg, io.Discard)
+	m := NewMain(cfg, logs)
 	if err := m.Run(context.Background()); err != nil {
 		m.Close()
 		t.Fatalf("run: %v", err)

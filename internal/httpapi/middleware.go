@@ -110,7 +110,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.logger.ErrorContext(r.Context(), "panic", "trace_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.logger.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if rec.status == 0 {
 					writeProblem(rec, r, http.StatusInternalServerError, gymbro.CodeInternal, "An internal error occurred.", nil)
 				}
@@ -121,7 +121,6 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				"status", rec.status,
 				"duration_ms", float64(s.now().Sub(start).Microseconds()) / 1000,
 				"bytes", rec.bytes,
-				"trace_id", id,
 			}
 			if l.uid != "" {
 				attrs = append(attrs, "uid", l.uid)

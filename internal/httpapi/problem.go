@@ -72,7 +72,7 @@ func (s *Server) writeErrorFields(w http.ResponseWriter, r *http.Request, err er
 	status := StatusOf(err)
 	code := gymbro.ErrorCode(err)
 	if status >= 500 {
-		s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err, "trace_id", TraceID(r.Context()))
+		s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err)
 	}
 	var e *gymbro.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
