@@ -216,7 +216,7 @@ type outboxCollector struct {
 	logger  *slog.Logger
 
 	pending, dead, oldest *prometheus.Desc
-	failures                      prometheus.Counter
+	failures              prometheus.Counter
 }
 
 func newOutboxCollector(opts Options) *outboxCollector {
