@@ -60,8 +60,12 @@ type Options struct {
 	TestUsers     gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
 	Identity      gymbro.IdentityProvider
 	Metrics       Metrics
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// MetricsHandler serves GET /metrics (Prometheus) when set. It carries
+	// no user data but is operational detail: keep it off the public
+	// internet at the load balancer.
+	MetricsHandler http.Handler
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Server holds the domain services the handlers call.
@@ -148,6 +152,9 @@ func (s *Server) routes() []Route {
 		api("GET", "/api/v1/openapi.json", http.HandlerFunc(s.handleOpenAPI)),
 		{Method: "GET", Pattern: "/docs", Handler: http.HandlerFunc(s.handleDocs), Public: true},
 		{Method: "GET", Pattern: "/", Handler: s.consoleHandler(), Public: true},
+	}
+	if s.opts.MetricsHandler != nil {
+		rs = append(rs, Route{Method: "GET", Pattern: "/metrics", Handler: s.opts.MetricsHandler, Public: true})
 	}
 	if s.opts.AuthEmulator != nil {
 		// The emulator routes its own methods; Supabase clients reach it at
