@@ -229,7 +229,13 @@ func (w *Worker) deliver(ctx context.Context, items []gymbro.OutboxItem, sendBy 
 	err := w.o.Sink.Upsert(ctx, recs)
 	switch {
 	case err == nil:
-		if err := w.o.Store.AckOutbox(ctx, ids); err != nil {
+		// Acknowledge even when ctx has just ended (shutdown): the records
+		// are in Supabase, and an unacknowledged batch is sent again by the
+		// next start.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := w.o.Store.AckOutbox(actx, ids)
+		cancel()
+		if err != nil {
 			// Delivered but not acknowledged: the lease runs out and the
 			// records go again, which the upsert on id absorbs.
 			w.o.Logger.Warn("outbox: ack failed", "owner", w.o.Owner, "records", len(ids), "err", err)

@@ -202,7 +202,13 @@ func TestTwoWorkersShareOnePostgres(t *testing.T) {
 		ids = append(ids, finish(t, s, 50, time.Now())...)
 		workers[i%2].Notify()
 	}
-	eventually(t, "all 500 records delivered", func() bool { return fake.Len() == len(ids) })
+	// Delivered and acknowledged: a batch the fake has written but whose
+	// answer has not reached the worker yet would, cancelled now, rightly
+	// be released and sent again by the next start.
+	eventually(t, "all 500 records delivered and acknowledged", func() bool {
+		st, err := s1.OutboxStats(ctx)
+		return err == nil && st.Pending == 0 && fake.Len() == len(ids)
+	})
 	cancel()
 	wg.Wait()
 	wantDeliveredOnce(t, fake, ids)
