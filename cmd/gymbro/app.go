@@ -27,8 +27,10 @@ import (
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	"github.com/gymbro/gymbro-api/internal/inmem"
 	"github.com/gymbro/gymbro-api/internal/mailapi"
+	"github.com/gymbro/gymbro-api/internal/metrics"
 	"github.com/gymbro/gymbro-api/internal/openai"
 	"github.com/gymbro/gymbro-api/internal/postgres"
+	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/redislog"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/supabase"
@@ -130,7 +132,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	mx := metrics.New(metrics.Options{OutboxStats: m.Store.OutboxStats, Version: version, InstanceID: cfg.InstanceID, Logger: m.Logger})
 	m.verifier, err = auth.New(auth.Config{
+		HTTPClient:      &http.Client{Transport: mx.JWKSTransport(nil)}, // the verifier fetches nothing but key sets
 		Issuers:         issuers(cfg, supabaseURL),
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
@@ -144,14 +148,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.closers = append(m.closers, func() error { m.verifier.Close(); return nil })
 
 	var limiter chat.Limiter
-	if cfg.RateLimit > 0 {
+	if cfg.RateLimit > 0 && m.redis != nil {
+		// One budget for the whole fleet, on the Redis server's clock.
+		limiter = redislimit.New(m.redis, "", cfg.RateLimit, time.Minute, nil)
+	} else if cfg.RateLimit > 0 {
 		limiter = chat.NewMemoryLimiter(cfg.RateLimit, time.Minute, nil)
 	}
 	m.Chat = chat.New(chat.Options{
 		Store: m.Store, Log: m.Log, Model: model,
 		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
 		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, Limiter: limiter,
-		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger,
+		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger, Observer: mx,
 	})
 	// With the in-process log nothing of a running generation survives a
 	// restart, so every unfinished exchange is interrupted; with Redis other
@@ -203,6 +210,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: checks,
 		Console: consoleFS, AuthEmulator: emu, Identity: identity, TestUsers: testUsers, Logger: m.Logger,
+		Metrics: mx, MetricsHandler: mx.Handler(),
 		ConsoleConfig: func() httpapi.ConsoleConfig {
 			return httpapi.ConsoleConfig{
 				Env: cfg.Env, AuthURL: supabaseURL + "/auth/v1", AnonKey: anonKey, Emulator: m.Emulator != nil,
