@@ -29,6 +29,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/mailapi"
 	"github.com/gymbro/gymbro-api/internal/metrics"
 	"github.com/gymbro/gymbro-api/internal/openai"
+	"github.com/gymbro/gymbro-api/internal/outbox"
 	"github.com/gymbro/gymbro-api/internal/postgres"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/redislog"
@@ -52,6 +53,7 @@ type Main struct {
 	Emulator *emulator.Emulator
 	Chat     *chat.Service
 	Server   *httpapi.Server
+	Outbox   *outbox.Worker
 
 	verifier *auth.Verifier
 	redis    redis.UniversalClient
@@ -147,6 +149,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.closers = append(m.closers, func() error { m.verifier.Close(); return nil })
 
+	// Finished exchanges wait in the store's outbox until a worker delivers
+	// them to Supabase's chat_records. Locally (the emulator, or no
+	// Supabase at all) the store is their only home, so the local sink just
+	// acknowledges them.
+	var sink gymbro.ChatSink = localSink{}
+	if cfg.SupabaseURL != "" && serviceKey != "" {
+		sink = supabase.NewChatSink(supabase.ChatSinkConfig{URL: cfg.SupabaseURL, ServiceRoleKey: serviceKey})
+	}
+	m.Outbox = outbox.NewWorker(outbox.Options{Store: m.Store, Sink: sink, Owner: cfg.InstanceID, BatchSize: cfg.SyncBatchSize, Logger: m.Logger})
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); _ = m.Outbox.Run(bg) }()
+
 	var limiter chat.Limiter
 	if cfg.RateLimit > 0 && m.redis != nil {
 		// One budget for the whole fleet, on the Redis server's clock.
@@ -201,6 +215,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		{Name: "store", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Store.Ping(ctx) }},
 		{Name: "event_log", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Log.Ping(ctx) }},
 		{Name: "jwks", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.verifier.Check(ctx) }},
+		{Name: "sync_outbox", Check: func(ctx context.Context) (map[string]any, error) {
+			st, err := m.Outbox.Stats(ctx)
+			if err != nil {
+				return nil, err
+			}
+			d := map[string]any{"pending": st.Pending, "dead": st.Dead}
+			if !st.OldestPending.IsZero() {
+				d["oldest_pending_seconds"] = int(time.Since(st.OldestPending).Seconds())
+			}
+			if st.Dead > 0 {
+				// Dead records need an operator (gymbro sync retry) but do
+				// not make this instance unable to serve.
+				m.Logger.WarnContext(ctx, "sync outbox has dead records; fix the cause, then run `gymbro sync retry`", "dead", st.Dead)
+			}
+			return d, nil
+		}},
 	}
 	var emu http.Handler
 	if m.Emulator != nil {
@@ -261,6 +291,13 @@ func (m *Main) Close() error {
 	}
 	if m.Server != nil {
 		m.Server.CloseStreams()
+	}
+	if m.Outbox != nil {
+		// Deliver what can be delivered before the deadline; the rest
+		// waits in the outbox for the next start.
+		if err := m.Outbox.Flush(ctx); err != nil {
+			m.Logger.Warn("sync outbox not fully flushed at shutdown; the rest is delivered after the next start", "err", err)
+		}
 	}
 	if m.http != nil {
 		if err := m.http.Shutdown(ctx); err != nil {
@@ -404,3 +441,9 @@ func corsOrigins(cfg *config.Config) []string {
 	}
 	return cfg.CORSOrigins
 }
+
+// localSink is the chat sink when there is no Supabase project to sync to:
+// the exchange already lives in our store, so delivery is a no-op.
+type localSink struct{}
+
+func (localSink) Upsert(context.Context, []gymbro.ChatRecord) error { return nil }

@@ -89,9 +89,15 @@ func (a *app) stop() {
 // client code production uses, returning a real access token.
 func (a *app) user(email string) string {
 	a.t.Helper()
-	ctx := context.Background()
 	anon, service := a.main.Emulator.Keys()
-	c := supabase.NewAuthClient(supabase.AuthConfig{URL: a.url, AnonKey: anon, ServiceRoleKey: service})
+	return a.userVia(a.url, anon, service, email)
+}
+
+// userVia creates a user through the Supabase Auth at base.
+func (a *app) userVia(base, anon, service, email string) string {
+	a.t.Helper()
+	ctx := context.Background()
+	c := supabase.NewAuthClient(supabase.AuthConfig{URL: base, AnonKey: anon, ServiceRoleKey: service})
 	if _, err := c.CreateUser(ctx, supabase.AdminUserParams{Email: email, Password: "correct horse battery", EmailConfirm: true}); err != nil {
 		a.t.Fatalf("create user: %v", err)
 	}

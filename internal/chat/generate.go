@@ -186,6 +186,9 @@ func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gy
 		}
 		return nil, err
 	}
+	if s.opts.OnFinish != nil {
+		s.opts.OnFinish()
+	}
 	if _, err := s.log.Append(ctx, TerminalEvent(done)); err != nil && gymbro.ErrorCode(err) != "log_closed" {
 		// Subscribers rebuild the terminal event from the store.
 		s.logger.Warn("append terminal event", "message_id", m.ID, "err", err)

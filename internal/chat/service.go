@@ -56,6 +56,9 @@ type Options struct {
 	Logger          *slog.Logger
 	Now             func() time.Time
 	Observer        Observer
+	// OnFinish is called after an exchange is persisted with its outbox
+	// record (the sync worker's wake-up); it must not block.
+	OnFinish func()
 }
 
 // Observer receives generation outcomes for metrics; nil disables it.

@@ -288,6 +288,9 @@ func (c *Config) validate(r *reader) {
 				r.fail("GYMBRO_CORS_ORIGINS", "must list origins in production; \"*\" with credentialed requests lets any site call the API as the user")
 			}
 		}
+		if c.SupabaseURL != "" && c.SupabaseServiceRoleKey == "" {
+			r.fail("SUPABASE_SERVICE_ROLE_KEY", "is required in production with SUPABASE_URL: chat records sync to Supabase with it")
+		}
 		if c.DataDir == "" && c.DatabaseURL == "" {
 			r.fail("GYMBRO_DATA_DIR", "or GYMBRO_DATABASE_URL is required in production")
 		}

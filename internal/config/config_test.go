@@ -85,7 +85,10 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SUPABASE_URL") {
 		t.Fatalf("err = %v", err)
 	}
-	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co"}))
+	if _, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co"})); err == nil || !strings.Contains(err.Error(), "SUPABASE_SERVICE_ROLE_KEY") {
+		t.Fatalf("production without a service-role key: %v", err)
+	}
+	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +98,11 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 }
 
 func TestProductionAllowsLoopbackHTTP(t *testing.T) {
-	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321"}))
+	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "k"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://x.supabase.co"}))
+	_, err = Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "k"}))
 	if err == nil {
 		t.Fatal("plain http issuer accepted in production")
 	}
