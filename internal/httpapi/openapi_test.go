@@ -559,6 +559,44 @@ func TestLiveAnswersMatchDocument(t *testing.T) {
 	}
 }
 
+// TestExamplesMatchSchemas keeps the document's JSON examples true to their
+// schemas, so what Swagger UI shows is what the API sends.
+func TestExamplesMatchSchemas(t *testing.T) {
+	doc := loadDoc(t)
+	n := 0
+	walk(doc, "#", func(at string, obj map[string]any) {
+		content, ok := obj["content"].(map[string]any)
+		if !ok {
+			return
+		}
+		for mt, v := range content {
+			media, _ := v.(map[string]any)
+			schema, _ := media["schema"].(map[string]any)
+			if !strings.HasSuffix(mt, "json") || schema == nil {
+				continue
+			}
+			var examples []any
+			if ex, ok := media["example"]; ok {
+				examples = append(examples, ex)
+			}
+			if exs, ok := media["examples"].(map[string]any); ok {
+				for _, ex := range exs {
+					examples = append(examples, ex.(map[string]any)["value"])
+				}
+			}
+			for _, ex := range examples {
+				n++
+				for _, e := range validate(doc, schema, ex, at+"/content/"+mt) {
+					t.Error(e)
+				}
+			}
+		}
+	})
+	if n < 15 {
+		t.Errorf("only %d examples checked", n)
+	}
+}
+
 // TestResetEventMatchesDocument checks the data of `event: reset`, which is
 // built from a map rather than a struct, against its schema.
 func TestResetEventMatchesDocument(t *testing.T) {
