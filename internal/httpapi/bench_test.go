@@ -228,11 +228,16 @@ func (s *benchServer) newMessages(b *testing.B, n int) []string {
 // heapAndStacks is the memory the Go runtime holds for live objects and
 // goroutine stacks, after collecting garbage.
 func heapAndStacks() uint64 {
+	h, st := memInUse()
+	return h + st
+}
+
+func memInUse() (heap, stack uint64) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse
+	return ms.HeapInuse, ms.StackInuse
 }
 
 // idleStreams is how many streams BenchmarkIdleStreamMemory holds open.
@@ -291,7 +296,8 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		w.conn.Close()
-		before = heapAndStacks()
+		heap0, stack0 := memInUse()
+		before = heap0 + stack0
 		streams := make([]*openStream, 0, idleStreams)
 		for _, id := range ids {
 			st, err := dialStream(addr, s.token, id, 0)
@@ -309,7 +315,10 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 				b.Fatalf("stream head: %q, %v", buf[:n], err)
 			}
 		}
-		total := float64(heapAndStacks()-before) / idleStreams
+		heap1, stack1 := memInUse()
+		total := float64(heap1+stack1-before) / idleStreams
+		b.ReportMetric(float64(heap1-heap0)/idleStreams, "B/stream-heap")
+		b.ReportMetric(float64(stack1-stack0)/idleStreams, "B/stream-stack")
 		b.ReportMetric(total, "B/stream-total")
 		b.ReportMetric(control/2, "B/stream-client")
 		b.ReportMetric(total-control/2, "B/stream-server")
