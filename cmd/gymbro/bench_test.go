@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gymbro/gymbro-api/internal/auth"
+	"github.com/gymbro/gymbro-api/internal/auth/authtest"
+	"github.com/gymbro/gymbro-api/internal/chat"
+	"github.com/gymbro/gymbro-api/internal/demo"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/httpapi"
+	"github.com/gymbro/gymbro-api/internal/inmem"
+	"github.com/gymbro/gymbro-api/internal/postgres"
+	"github.com/gymbro/gymbro-api/internal/sqlite"
+	"github.com/gymbro/gymbro-api/internal/testenv"
+)
+
+// benchUsers is how many users post in BenchmarkPostMessage: enough that
+// per-user work (the running cap's bookkeeping) does not serialize them.
+const benchUsers = 16
+
+// BenchmarkPostMessage measures the accept path of POST /api/v1/messages
+// over loopback HTTP with keep-alive: verify the ES256 token, store the
+// exchange, append `queued`, start the generation, answer 202. It wires the
+// parts as Main does (the store, the in-process log, chat.Service, the
+// httpapi Server and its middleware), except that the token issuer is a
+// fake Supabase JWKS and the demo coach pauses an hour after its first
+// chunk, so generations stay parked instead of competing for the store; the
+// running cap is raised, and every generation is interrupted and persisted
+// at the end, outside the timer.
+//
+//	go test -run '^$' -bench BenchmarkPostMessage -benchtime 4000x ./cmd/gymbro
+func BenchmarkPostMessage(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gymbro.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchPost(b, db)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		url := testenv.PostgresURL(b)
+		schema := testenv.UniqueName("gymbro_bench_")
+		db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(16))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				b.Errorf("connect for cleanup: %v", err)
+				return
+			}
+			defer conn.Close(ctx)
+			if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+				b.Errorf("drop schema: %v", err)
+			}
+		})
+		benchPost(b, db)
+	})
+}
+
+// benchPost posts b.N messages from parallel clients; it closes store.
+func benchPost(b *testing.B, store gymbro.Store) {
+	ctx := context.Background()
+	iss := authtest.NewIssuer(b)
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	log := inmem.NewEventLog(inmem.Options{})
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := chat.New(chat.Options{
+		Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: time.Hour}),
+		MaxRunning: 1 << 20, Logger: logger,
+	})
+	s := httpapi.New(v, svc, httpapi.Options{Logger: logger})
+	srv := httptest.NewServer(s)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	tokens := make([]string, benchUsers)
+	for i := range tokens {
+		tokens[i] = iss.TokenFor(uuid.NewString(), "bench@example.com", time.Hour)
+	}
+	body := []byte(`{"text":"How should I squat with good form?"}`)
+	post := func(token string) bool {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/messages", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			b.Error(err)
+			return false
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			b.Errorf("POST: HTTP %d", res.StatusCode)
+			return false
+		}
+		return true
+	}
+	for _, t := range tokens { // warm the token cache and the connections
+		post(t)
+	}
+
+	b.ReportAllocs()
+	b.SetParallelism(4) // 8 clients on 2 cores
+	next := make(chan int, 1)
+	next <- 0
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := <-next
+		next <- i + 1
+		token := tokens[i%len(tokens)]
+		for pb.Next() {
+			if !post(token) {
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "posts/s")
+
+	// Interrupt every parked generation (each persists its end) and close.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := svc.Shutdown(sctx); err != nil {
+		b.Errorf("shutdown: %v", err)
+	}
+	s.CloseStreams()
+	srv.Close()
+	client.CloseIdleConnections()
+	_ = log.Close()
+	if err := store.Close(); err != nil {
+		b.Errorf("close store: %v", err)
+	}
+}
