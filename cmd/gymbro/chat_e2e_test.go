@@ -412,3 +412,11 @@ func TestTraceIDAndHealth(t *testing.T) {
 		t.Fatalf("preflight: %d %v", r.status, r.header)
 	}
 }
+
+func TestMethodNotAllowedListsOnlyRealMethods(t *testing.T) {
+	a := startApp(t, nil)
+	r := a.do("DELETE", "/api/v1/messages", "", nil)
+	if r.status != 405 || r.header.Get("Allow") != "POST" {
+		t.Fatalf("%d Allow=%q", r.status, r.header.Get("Allow"))
+	}
+}

@@ -60,35 +60,34 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 	defer stopLease()
 	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
 
-	req, err := s.request(ctx, m, uid)
-	if err != nil {
-		s.fail(bg, m, seq, err)
-		return
-	}
 	var reply strings.Builder
 	var firstChunk time.Duration
+	var res gymbro.ModelResult
 	lastSave := s.opts.Now()
-	res, err := s.model.Stream(ctx, req, func(delta string) error {
-		if delta == "" {
-			return nil
-		}
-		if firstChunk == 0 {
-			firstChunk = s.opts.Now().Sub(started)
-		}
-		reply.WriteString(delta)
-		ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta})
-		if err != nil {
-			return err
-		}
-		seq = ev.Seq
-		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
-			lastSave = now
-			if err := s.store.SaveReply(ctx, m.ID, reply.String()); err != nil {
-				s.logger.Warn("checkpoint reply", "message_id", m.ID, "err", err)
+	req, err := s.request(ctx, m, uid)
+	if err == nil {
+		res, err = s.model.Stream(ctx, req, func(delta string) error {
+			if delta == "" {
+				return nil
 			}
-		}
-		return nil
-	})
+			if firstChunk == 0 {
+				firstChunk = s.opts.Now().Sub(started)
+			}
+			reply.WriteString(delta)
+			ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta})
+			if err != nil {
+				return err
+			}
+			seq = ev.Seq
+			if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
+				lastSave = now
+				if err := s.store.SaveReply(ctx, m.ID, reply.String()); err != nil {
+					s.logger.Warn("checkpoint reply", "message_id", m.ID, "err", err)
+				}
+			}
+			return nil
+		})
+	}
 	stopLease()
 	r := gymbro.Result{Reply: reply.String(), Model: res.Model, FinishReason: res.FinishReason, Usage: res.Usage}
 	if r.Model == "" {

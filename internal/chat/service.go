@@ -170,15 +170,16 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 			return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, Message: "Too many messages; wait before sending another.", RetryAfter: wait}
 		}
 	}
-	if in.IdempotencyKey == "" { // a replay must not count against the running cap
-		n, err := s.store.CountRunning(ctx, p.UID)
-		if err != nil {
-			return nil, false, err
-		}
-		if n >= s.opts.MaxRunning {
-			return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: CodeTooManyRunning,
-				Message: "Too many replies are still being generated for you; wait for one to finish.", RetryAfter: 2 * time.Second}
-		}
+	// The cap holds for every POST, keyed or not: exempting keyed ones
+	// would let a fresh key per request bypass it. A retried keyed POST
+	// that meets the cap gets 429 and its replay once a reply finishes.
+	n, err := s.store.CountRunning(ctx, p.UID)
+	if err != nil {
+		return nil, false, err
+	}
+	if n >= s.opts.MaxRunning {
+		return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: CodeTooManyRunning,
+			Message: "Too many replies are still being generated for you; wait for one to finish.", RetryAfter: 2 * time.Second}
 	}
 	now := s.opts.Now().UTC()
 	m, replayed, err = s.store.CreateMessage(ctx, gymbro.NewMessage{

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/chat"
@@ -179,12 +180,28 @@ func (s *Server) problems(mux *http.ServeMux) http.Handler {
 		probe := &headerProbe{header: http.Header{}}
 		h.ServeHTTP(probe, r)
 		if probe.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", probe.header.Get("Allow"))
-			writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+probe.header.Get("Allow")+".", nil)
+			allow := allowedMethods(mux, r)
+			w.Header().Set("Allow", allow)
+			writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow+".", nil)
 			return
 		}
 		writeProblem(w, r, http.StatusNotFound, gymbro.CodeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path+". See /api/v1/openapi.json.", nil)
 	})
+}
+
+// allowedMethods lists the methods r's path has a route for. The mux's own
+// Allow header would also name GET and HEAD for every path, because the
+// console's catch-all "GET /" matches them all.
+func allowedMethods(mux *http.ServeMux, r *http.Request) string {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := mux.Handler(r2); pattern != "" && pattern != "GET /" {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // headerProbe records what the mux's fallback handler would write.
