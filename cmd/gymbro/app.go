@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
 		RefreshCooldown: cfg.JWKSCooldown,
-		CacheSize:       cfg.TokenCacheSize,
+		CacheSize:       tokenCacheSize(cfg.TokenCacheSize),
 		Logger:          m.Logger,
 	})
 	if err != nil {
@@ -447,3 +447,12 @@ func corsOrigins(cfg *config.Config) []string {
 type localSink struct{}
 
 func (localSink) Upsert(context.Context, []gymbro.ChatRecord) error { return nil }
+
+// tokenCacheSize maps GYMBRO_TOKEN_CACHE_SIZE=0 ("no cache") to the
+// verifier's convention, where 0 means its default and a negative size none.
+func tokenCacheSize(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
