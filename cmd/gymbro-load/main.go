@@ -115,6 +115,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	usersSet := false
+	fs.Visit(func(f *flag.Flag) { usersSet = usersSet || f.Name == "users" })
+	if o.tokensFile != "" && !usersSet {
+		o.users = 0 // one per token, once the file is read
+	}
 	if o.serviceKey == "" {
 		o.serviceKey = getenv("SUPABASE_SERVICE_ROLE_KEY")
 	}
