@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
@@ -28,8 +29,10 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	"github.com/gymbro/gymbro-api/internal/inmem"
+	"github.com/gymbro/gymbro-api/internal/postgres"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/sse"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // TestMain (goleak) is in openapi_test.go.
@@ -38,7 +41,7 @@ import (
 // JWKS, SQLite store, in-process event log, demo model) on loopback.
 type benchServer struct {
 	iss   *authtest.Issuer
-	store *sqlite.DB
+	store gymbro.Store
 	log   *inmem.EventLog
 	chat  *chat.Service
 	srv   *httptest.Server
@@ -48,6 +51,16 @@ type benchServer struct {
 
 func newBenchServer(b *testing.B, cacheSize int, heartbeat time.Duration) *benchServer {
 	b.Helper()
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gymbro.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return newBenchServerWith(b, store, cacheSize, heartbeat)
+}
+
+// newBenchServerWith is newBenchServer on the given store, which it closes.
+func newBenchServerWith(b *testing.B, store gymbro.Store, cacheSize int, heartbeat time.Duration) *benchServer {
+	b.Helper()
 	ctx := context.Background()
 	iss := authtest.NewIssuer(b)
 	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: cacheSize})
@@ -55,10 +68,6 @@ func newBenchServer(b *testing.B, cacheSize int, heartbeat time.Duration) *bench
 		b.Fatal(err)
 	}
 	b.Cleanup(v.Close)
-	store, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "gymbro.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
 	log := inmem.NewEventLog(inmem.Options{})
 	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: -1}), MaxRunning: 1000})
 	s := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: heartbeat, Logger: discardLogger()})
@@ -253,6 +262,43 @@ const idleStreams = 2000
 //
 //	go test -run '^$' -bench BenchmarkIdleStreamMemory -benchtime 1x ./internal/httpapi
 func BenchmarkIdleStreamMemory(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) {
+		benchIdleStreams(b, func() gymbro.Store {
+			db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gymbro.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return db
+		})
+	})
+	b.Run("postgres", func(b *testing.B) {
+		url := testenv.PostgresURL(b)
+		benchIdleStreams(b, func() gymbro.Store {
+			schema := testenv.UniqueName("gymbro_bench_")
+			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { dropSchema(b, url, schema) })
+			return db
+		})
+	})
+}
+
+func dropSchema(b *testing.B, url, schema string) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Errorf("connect for cleanup: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		b.Errorf("drop schema: %v", err)
+	}
+}
+
+func benchIdleStreams(b *testing.B, open func() gymbro.Store) {
 	for range b.N {
 		// Control: bare connections, both ends in this process.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -287,7 +333,7 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 		}
 		ln.Close()
 
-		s := newBenchServer(b, 0, time.Minute)
+		s := newBenchServerWith(b, open(), 0, time.Minute)
 		ids := s.newMessages(b, idleStreams)
 		addr := strings.TrimPrefix(s.srv.URL, "http://")
 		// Warm up the verifier's cache and the server's pools.
