@@ -258,7 +258,8 @@ const idleStreams = 2000
 // Clients are bare sockets with no goroutine; their share is measured in a
 // control run (the same number of loopback connections to a listener that
 // only holds them), of which half (the dialing side) is subtracted. The
-// heartbeat is set to a minute so nothing is written while measuring.
+// heartbeat is set to a minute so nothing is written while measuring. The
+// sub-benchmarks differ only in the store the server looks messages up in.
 //
 //	go test -run '^$' -bench BenchmarkIdleStreamMemory -benchtime 1x ./internal/httpapi
 func BenchmarkIdleStreamMemory(b *testing.B) {
