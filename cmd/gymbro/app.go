@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
 		RefreshCooldown: cfg.JWKSCooldown,
-		CacheSize:       tokenCacheSize(cfg.TokenCacheSize),
+		CacheSize:       zeroIsNone(cfg.TokenCacheSize),
 		Logger:          m.Logger,
 	})
 	if err != nil {
@@ -156,6 +156,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var sink gymbro.ChatSink = localSink{}
 	if cfg.SupabaseURL != "" && serviceKey != "" {
 		sink = supabase.NewChatSink(supabase.ChatSinkConfig{URL: cfg.SupabaseURL, ServiceRoleKey: serviceKey})
+	} else if cfg.SupabaseURL != "" {
+		m.Logger.Warn("SUPABASE_SERVICE_ROLE_KEY is not set: chat records stay in the local store and are not synced to Supabase")
 	}
 	m.Outbox = outbox.NewWorker(outbox.Options{Store: m.Store, Sink: sink, Owner: cfg.InstanceID, BatchSize: cfg.SyncBatchSize, Logger: m.Logger})
 	m.wg.Add(1)
@@ -170,7 +172,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Chat = chat.New(chat.Options{
 		Store: m.Store, Log: m.Log, Model: model,
-		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
+		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: zeroIsNone(cfg.AIHistoryTurns), HistoryChars: zeroIsNone(cfg.AIHistoryChars),
 		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, Limiter: limiter,
 		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger, Observer: mx,
 	})
@@ -448,9 +450,10 @@ type localSink struct{}
 
 func (localSink) Upsert(context.Context, []gymbro.ChatRecord) error { return nil }
 
-// tokenCacheSize maps GYMBRO_TOKEN_CACHE_SIZE=0 ("no cache") to the
-// verifier's convention, where 0 means its default and a negative size none.
-func tokenCacheSize(n int) int {
+// zeroIsNone maps a setting's 0 ("none": GYMBRO_TOKEN_CACHE_SIZE=0,
+// GYMBRO_AI_HISTORY_TURNS=0) to the constructors' convention, where 0 means
+// their default and a negative value none.
+func zeroIsNone(n int) int {
 	if n == 0 {
 		return -1
 	}

@@ -18,12 +18,13 @@ import (
 // Markers in the last user message choose a failure.
 type fakeOpenAI struct {
 	*httptest.Server
-	mu    sync.Mutex
-	calls map[string]int
+	mu       sync.Mutex
+	calls    map[string]int
+	messages map[string][]string // last message → every message's "role: content"
 }
 
 func newFakeOpenAI(t *testing.T) *fakeOpenAI {
-	f := &fakeOpenAI{calls: map[string]int{}}
+	f := &fakeOpenAI{calls: map[string]int{}, messages: map[string][]string{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
@@ -45,6 +46,9 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.calls[last]++
 	n := f.calls[last]
+	for _, m := range req.Messages {
+		f.messages[last] = append(f.messages[last], m.Role+": "+m.Content)
+	}
 	f.mu.Unlock()
 	fail := func(status int, typ string) {
 		w.Header().Set("Content-Type", "application/json")
@@ -110,12 +114,12 @@ func TestOpenAIModelThroughTheService(t *testing.T) {
 		a.events(tok, p.MessageID, "", 0)
 		q := a.post(tok, "follow-up", p.ConversationID)
 		a.events(tok, q.MessageID, "", 0)
-		// The fake counts calls by last message; a follow-up arriving as its
-		// own last message with history before it is what we can see here.
 		ai.mu.Lock()
 		defer ai.mu.Unlock()
-		if ai.calls["follow-up"] != 1 {
-			t.Fatalf("calls %v", ai.calls)
+		got := ai.messages["follow-up"]
+		if len(got) != 4 || !strings.HasPrefix(got[0], "system: You are GymBro") || got[1] != "user: first question" ||
+			got[2] != "assistant: Keep your back neutral." || got[3] != "user: follow-up" {
+			t.Fatalf("the model saw %q", got)
 		}
 	})
 	for name, tc := range map[string]struct {

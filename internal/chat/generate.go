@@ -37,14 +37,14 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
-	if s.opts.Observer != nil {
-		s.opts.Observer.GenerationStarted()
-	}
 	// bg, not ctx: a shutdown racing the start must still end the exchange
 	// as interrupted below rather than leave it queued.
 	if err := s.store.StartMessage(bg, m.ID, s.opts.InstanceID, started.Add(s.opts.LeaseTTL)); err != nil {
 		s.logger.Warn("start generation", "message_id", m.ID, "err", err)
 		return // another instance or a cancel got there first
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.GenerationStarted()
 	}
 	seq := int64(1) // queued
 	ev, err := s.log.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking})
@@ -101,7 +101,11 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 	case errors.Is(cause, errShutdown) || errors.Is(cause, errLeaseLost):
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusInterrupted, gymbro.CodeInterrupted, "The server stopped while generating; send the message again."
 	case gymbro.ErrorCode(err) == "log_closed":
-		return // someone else ended this exchange (a cancel on another instance)
+		// Someone else ended this exchange (a cancel on another instance).
+		if s.opts.Observer != nil {
+			s.opts.Observer.GenerationFinished(gymbro.StatusCanceled, firstChunk)
+		}
+		return
 	default:
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusFailed, gymbro.ErrorCode(err), gymbro.ErrorMessage(err)
 		if _, ok := errors.AsType[*gymbro.Error](err); !ok {

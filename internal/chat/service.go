@@ -45,8 +45,8 @@ type Options struct {
 	Log             gymbro.EventLog
 	Model           gymbro.Model
 	SystemPrompt    string
-	HistoryTurns    int // earlier exchanges the model sees; default 20
-	HistoryChars    int // budget for their text; default 24000
+	HistoryTurns    int // earlier exchanges the model sees; 0: 20; < 0: none
+	HistoryChars    int // budget for their text; 0: 24000; < 0: none
 	MaxMessageChars int // default 8000
 	MaxRunning      int // running generations per user; default 3
 	Limiter         Limiter
@@ -95,11 +95,15 @@ var (
 
 // New returns a Service.
 func New(opts Options) *Service {
+	// Zero means the default; a negative value turns history off.
 	if opts.HistoryTurns == 0 {
 		opts.HistoryTurns = 20
 	}
 	if opts.HistoryChars == 0 {
 		opts.HistoryChars = 24000
+	}
+	if opts.HistoryTurns < 0 || opts.HistoryChars < 0 {
+		opts.HistoryTurns, opts.HistoryChars = 0, 0
 	}
 	if opts.MaxMessageChars == 0 {
 		opts.MaxMessageChars = 8000

@@ -88,6 +88,28 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return // the client saw the terminal event already
 	}
 
+	// drain writes what the log holds after last; done reports that the
+	// terminal event went out.
+	drain := func() (done bool) {
+		for {
+			evs, err := log.Read(ctx, id, last, readBatch)
+			if err != nil {
+				s.logger.WarnContext(ctx, "read event log", "message_id", id, "err", err)
+				return false // the next wake or heartbeat retries
+			}
+			for _, ev := range evs {
+				sw.event(ev)
+				last = ev.Seq
+				if ev.Type.Terminal() {
+					return true
+				}
+			}
+			if len(evs) < readBatch {
+				return false
+			}
+		}
+	}
+
 	heartbeat := time.NewTimer(s.opts.SSEHeartbeat)
 	defer heartbeat.Stop()
 	stalled := false // no event since the last heartbeat
@@ -99,23 +121,23 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			// Shutdown: deliver what the log already holds (generations
 			// were interrupted just before), then let the client reconnect
 			// elsewhere with Last-Event-ID.
-			if evs, err := log.Read(ctx, id, last, readBatch); err == nil {
-				for _, ev := range evs {
-					sw.event(ev)
-				}
-			}
+			drain()
 			sw.flush()
 			return
 		case <-heartbeat.C:
 			if stalled {
-				// Nothing moved for a whole interval: the store is the
-				// source of truth when a terminal append was lost.
+				// Nothing arrived for a whole interval. Notifications are
+				// best effort (a pub/sub hiccup can lose one), so read the
+				// log anyway; and the store is the source of truth when a
+				// terminal append itself was lost.
+				if drain() {
+					sw.flush()
+					return
+				}
 				if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > last {
-					if evs, _ := log.Read(ctx, id, last, 1); len(evs) == 0 {
-						sw.event(chat.TerminalEvent(m))
-						sw.flush()
-						return
-					}
+					sw.event(chat.TerminalEvent(m))
+					sw.flush()
+					return
 				}
 			}
 			stalled = true
@@ -125,26 +147,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			heartbeat.Reset(s.opts.SSEHeartbeat)
 		case <-wake:
-			for {
-				evs, err := log.Read(ctx, id, last, readBatch)
-				if err != nil {
-					s.logger.Warn("read event log", "message_id", id, "err", err)
-					break // the heartbeat path retries
-				}
-				for _, ev := range evs {
-					sw.event(ev)
-					last = ev.Seq
-					if ev.Type.Terminal() {
-						sw.flush()
-						return
-					}
-				}
-				if len(evs) < readBatch {
-					break
-				}
-			}
+			done := drain()
 			stalled = false
-			if sw.flush() != nil {
+			if sw.flush() != nil || done {
 				return
 			}
 		}

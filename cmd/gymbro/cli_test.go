@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"GYMBRO_DATA_DIR": dir}
+	if code, out, _ := runCLI(t, env, "version"); code != 0 || !strings.HasPrefix(out, "gymbro ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, env, "migrate"); code != 0 || !strings.Contains(out, "migrations applied (sqlite)") {
+		t.Fatalf("migrate: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, env, "sync", "status"); code != 0 || !strings.Contains(out, "pending 0") || !strings.Contains(out, "dead    0") {
+		t.Fatalf("sync status: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, env, "sync", "retry"); code != 0 || !strings.Contains(out, "0 dead records") {
+		t.Fatalf("sync retry: %d %q", code, out)
+	}
+	if code, out, errs := runCLI(t, env, "auth", "rotate-key"); code != 0 || !strings.Contains(out, "new signing key") {
+		t.Fatalf("rotate-key: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, env, "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+	// Every configuration problem is reported on its own line.
+	bad := map[string]string{"GYMBRO_ENV": "staging", "GYMBRO_SSE_HEARTBEAT": "often"}
+	code, _, errs := runCLI(t, bad, "serve")
+	if code != 2 || !strings.Contains(errs, "  - GYMBRO_ENV ") || !strings.Contains(errs, "  - GYMBRO_SSE_HEARTBEAT ") {
+		t.Fatalf("bad config: %d %q", code, errs)
+	}
+}
+
+func TestProductionRefusesTheEmulator(t *testing.T) {
+	code, _, errs := runCLI(t, map[string]string{"GYMBRO_ENV": "production", "GYMBRO_DATA_DIR": t.TempDir()}, "serve")
+	if code != 2 || !strings.Contains(errs, "SUPABASE_URL") {
+		t.Fatalf("%d %q", code, errs)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSignedCert(t, dir)
+	a := startApp(t, map[string]string{"GYMBRO_TLS_CERT": certFile, "GYMBRO_TLS_KEY": keyFile})
+	if !strings.HasPrefix(a.url, "https://") {
+		t.Fatalf("url %s", a.url)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(certFile)
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+	res, err := c.Get(a.url + "/api/v1/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Fatalf("%d %v", res.StatusCode, res.Header)
+	}
+}
+
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}

@@ -1,0 +1,76 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestPanicBecomesAProblem(t *testing.T) {
+	s := New(nil, nil, Options{Logger: quietLogger()})
+	h := s.observe(s.secure(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom: secret detail") })))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/anything", nil))
+	var p Problem
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 500 || p.Code != "internal" || p.RequestID == "" || p.RequestID != rec.Header().Get("X-Trace-Id") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "secret detail") {
+		t.Fatal("the panic value reached the client")
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	s := New(nil, nil, Options{Logger: quietLogger()})
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/healthz", nil))
+	for k, want := range map[string]string{
+		"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+	} {
+		if got := rec.Header().Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if rec.Header().Get("Strict-Transport-Security") != "" {
+		t.Error("HSTS over plain HTTP")
+	}
+	req := httptest.NewRequest("GET", "https://example.com/api/v1/healthz", nil)
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if !strings.HasPrefix(rec.Header().Get("Strict-Transport-Security"), "max-age=") {
+		t.Errorf("no HSTS under TLS: %v", rec.Header())
+	}
+}
+
+func TestBearerChallenge(t *testing.T) {
+	if got := bearerChallenge("token_missing", "x"); got != `Bearer realm="gymbro"` {
+		t.Errorf("missing: %q", got)
+	}
+	got := bearerChallenge("token_expired", "The token \"expired\"\n at\\ 12:00 ✓")
+	if got != `Bearer realm="gymbro", error="invalid_token", error_description="The token expired at 12:00 "` {
+		t.Errorf("expired: %q", got)
+	}
+}
+
+func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
+	s := New(nil, nil, Options{Logger: quietLogger(), CORSOrigins: []string{"https://app.example.com"}})
+	for origin, allowed := range map[string]bool{"https://app.example.com": true, "https://evil.example.com": false} {
+		req := httptest.NewRequest("OPTIONS", "/api/v1/messages", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if got := rec.Header().Get("Access-Control-Allow-Origin") == origin; got != allowed {
+			t.Errorf("%s: allowed=%v, want %v (%v)", origin, got, allowed, rec.Header())
+		}
+	}
+}
