@@ -29,9 +29,41 @@ const (
 		RETURNING ` + messageColumns
 	qEnqueue = `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`
 	qGetMsg  = `SELECT ` + messageColumns + ` FROM messages WHERE id = ?`
+	qStart   = `UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
+		WHERE id = ? AND status = 'queued'`
+	qRenew     = `UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`
+	qSaveReply = `UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`
 )
 
-var hotWrites = []string{qIdempotent, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qGetMsg}
+var hotWrites = []string{qIdempotent, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qGetMsg,
+	qStart, qRenew, qSaveReply}
+
+// The reads of the request paths and of every generation, one constant per
+// shape (a cursor or a before bound is a different statement), prepared
+// once on the read pool.
+const (
+	qCountRunning = `SELECT count(*) FROM messages WHERE user_id = ? AND status IN ('queued', 'working')`
+	qHistory      = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND status = 'completed'
+		ORDER BY created_at DESC, id DESC LIMIT ?`
+	qHistoryAt     = `SELECT created_at FROM messages WHERE id = ? AND conversation_id = ?`
+	qHistoryBefore = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND status = 'completed'
+		AND (created_at < ? OR (created_at = ? AND id < ?))
+		ORDER BY created_at DESC, id DESC LIMIT ?`
+	qConvOwned    = `SELECT count(*) FROM conversations WHERE id = ? AND user_id = ?`
+	qConvMessages = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ?
+		ORDER BY created_at DESC, id DESC LIMIT ?`
+	qConvMessagesAfter = `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ?
+		AND (created_at < ? OR (created_at = ? AND id < ?))
+		ORDER BY created_at DESC, id DESC LIMIT ?`
+	qConversations = `SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = ?
+		ORDER BY updated_at DESC, id DESC LIMIT ?`
+	qConversationsAfter = `SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = ?
+		AND (updated_at < ? OR (updated_at = ? AND id < ?))
+		ORDER BY updated_at DESC, id DESC LIMIT ?`
+)
+
+var hotReads = []string{qGetMsg, qCountRunning, qHistory, qHistoryAt, qHistoryBefore,
+	qConvOwned, qConvMessages, qConvMessagesAfter, qConversations, qConversationsAfter}
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -77,12 +109,8 @@ func errConversationNotFound() error {
 	return gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "The conversation does not exist.")
 }
 
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, error) {
-	m, err := scanMessage(q.QueryRowContext(ctx, qGetMsg, id))
+func (db *DB) getMessage(ctx context.Context, id string) (*gymbro.Message, error) {
+	m, err := scanMessage(db.readRow(ctx, qGetMsg, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errMessageNotFound()
 	}
@@ -179,7 +207,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 // Message returns the user's exchange; another user's reads as missing so
 // ids cannot be probed (OWASP API1:2023, broken object level authorization).
 func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, error) {
-	m, err := getMessage(ctx, db.read, id)
+	m, err := db.getMessage(ctx, id)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -191,7 +219,7 @@ func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, 
 
 // MessageByID returns an exchange whoever owns it.
 func (db *DB) MessageByID(ctx context.Context, id string) (*gymbro.Message, error) {
-	m, err := getMessage(ctx, db.read, id)
+	m, err := db.getMessage(ctx, id)
 	return m, dbErr(err)
 }
 
@@ -210,7 +238,7 @@ func stateErr(ctx context.Context, tx *sql.Tx, id, code, msg string) error {
 
 func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
+		res, err := db.exec(ctx, tx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -227,23 +255,19 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 
 // StartMessage moves a queued exchange to working under owner's lease.
 func (db *DB) StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error {
-	return db.guardedUpdate(ctx, id, "message_not_queued", "The message is not queued.",
-		`UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
-		WHERE id = ? AND status = 'queued'`,
+	return db.guardedUpdate(ctx, id, "message_not_queued", "The message is not queued.", qStart,
 		owner, micros(leaseUntil), micros(db.now()), id)
 }
 
 // RenewLease extends owner's lease on a working exchange.
 func (db *DB) RenewLease(ctx context.Context, id, owner string, leaseUntil time.Time) error {
-	return db.guardedUpdate(ctx, id, "lease_lost", "The lease on the message is lost.",
-		`UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`,
+	return db.guardedUpdate(ctx, id, "lease_lost", "The lease on the message is lost.", qRenew,
 		micros(leaseUntil), id, owner)
 }
 
 // SaveReply checkpoints the partial reply of a running exchange.
 func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
-	return db.guardedUpdate(ctx, id, "message_terminal", "The message is already finished.",
-		`UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`,
+	return db.guardedUpdate(ctx, id, "message_terminal", "The message is already finished.", qSaveReply,
 		reply, micros(db.now()), id)
 }
 
@@ -309,15 +333,12 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 		return nil, "", err
 	}
 	limit := pageLimit(p.Limit)
-	q := `SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = ?`
-	args := []any{userID}
+	var rows *sql.Rows
 	if c != nil {
-		q += ` AND (updated_at < ? OR (updated_at = ? AND id < ?))`
-		args = append(args, c.at, c.at, c.id)
+		rows, err = db.readQuery(ctx, qConversationsAfter, userID, c.at, c.at, c.id, limit+1)
+	} else {
+		rows, err = db.readQuery(ctx, qConversations, userID, limit+1)
 	}
-	q += ` ORDER BY updated_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
@@ -354,22 +375,18 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	}
 	limit := pageLimit(p.Limit)
 	var n int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM conversations WHERE id = ? AND user_id = ?`,
-		conversationID, userID).Scan(&n); err != nil {
+	if err := db.readRow(ctx, qConvOwned, conversationID, userID).Scan(&n); err != nil {
 		return nil, "", dbErr(err)
 	}
 	if n == 0 {
 		return nil, "", errConversationNotFound()
 	}
-	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ?`
-	args := []any{conversationID}
+	var rows *sql.Rows
 	if c != nil {
-		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
-		args = append(args, c.at, c.at, c.id)
+		rows, err = db.readQuery(ctx, qConvMessagesAfter, conversationID, c.at, c.at, c.id, limit+1)
+	} else {
+		rows, err = db.readQuery(ctx, qConvMessages, conversationID, limit+1)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
@@ -393,24 +410,23 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ? AND status = 'completed'`
-	args := []any{conversationID}
+	var (
+		rows *sql.Rows
+		err  error
+	)
 	if before != "" {
 		var at int64
-		err := db.read.QueryRowContext(ctx, `SELECT created_at FROM messages WHERE id = ? AND conversation_id = ?`,
-			before, conversationID).Scan(&at)
+		err = db.readRow(ctx, qHistoryAt, before, conversationID).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errMessageNotFound()
 		}
 		if err != nil {
 			return nil, dbErr(err)
 		}
-		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
-		args = append(args, at, at, before)
+		rows, err = db.readQuery(ctx, qHistoryBefore, conversationID, at, at, before, limit)
+	} else {
+		rows, err = db.readQuery(ctx, qHistory, conversationID, limit)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit)
-	rows, err := db.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -427,7 +443,6 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 // CountRunning counts the user's queued and working exchanges.
 func (db *DB) CountRunning(ctx context.Context, userID string) (int, error) {
 	var n int
-	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE user_id = ? AND status IN ('queued', 'working')`,
-		userID).Scan(&n)
+	err := db.readRow(ctx, qCountRunning, userID).Scan(&n)
 	return n, dbErr(err)
 }
