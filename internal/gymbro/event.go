@@ -2,6 +2,7 @@ package gymbro
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -65,4 +66,49 @@ type EventLog interface {
 	// Ping reports whether the log can serve requests.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// AppendNotifier is implemented by event logs that can call back on every
+// append, from any instance, so a server can hold idle streams without a
+// goroutine (and its stack) each.
+type AppendNotifier interface {
+	// OnAppend registers fn, called with the id of a message whose log may
+	// have grown, or with "" when any log may have (a notification channel
+	// reconnected and may have lost some). fn must not block. The returned
+	// function unregisters fn.
+	OnAppend(fn func(messageID string)) (stop func())
+}
+
+// AppendListeners is a ready-made registry for AppendNotifier
+// implementations; its zero value is empty and ready.
+type AppendListeners struct {
+	mu   sync.RWMutex
+	next int
+	fns  map[int]func(string)
+}
+
+// Add registers fn and returns the function that removes it.
+func (l *AppendListeners) Add(fn func(string)) (stop func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fns == nil {
+		l.fns = map[int]func(string){}
+	}
+	id := l.next
+	l.next++
+	l.fns[id] = fn
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.fns, id)
+	}
+}
+
+// Notify calls every registered function with messageID.
+func (l *AppendListeners) Notify(messageID string) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, fn := range l.fns {
+		fn(messageID)
+	}
 }

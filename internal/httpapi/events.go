@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -59,33 +62,19 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if reset && len(evs) > 0 {
 		h.Set("GymBro-Replay-From", strconv.FormatInt(evs[0].Seq, 10))
 	}
+	finished := (len(evs) > 0 && evs[len(evs)-1].Type.Terminal()) || (m.Status.Terminal() && len(evs) == 0 && !reset)
+	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs) {
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	if s.metrics != nil {
 		s.metrics.StreamOpened()
 		defer s.metrics.StreamClosed()
 	}
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
-	sw.printf("retry: %d\n\n", s.opts.SSERetry.Milliseconds())
-	if reset {
-		sw.reset(id, after, evs)
-	}
-	last := after
-	if reset {
-		last = 0 // what follows starts over
-	}
-	for _, ev := range evs {
-		sw.event(ev)
-		last = ev.Seq
-		if ev.Type.Terminal() {
-			sw.flush()
-			return
-		}
-	}
-	if err := sw.flush(); err != nil {
+	sw := responseWriter(w)
+	last := s.writeReplay(sw, id, after, reset, evs)
+	if err := sw.flush(); err != nil || finished {
 		return
-	}
-	if m.Status.Terminal() && len(evs) == 0 && !reset {
-		return // the client saw the terminal event already
 	}
 
 	// drain writes what the log holds after last; done reports that the
@@ -156,6 +145,63 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeReplay buffers the retry hint, a reset when needed, and the replayed
+// events; it returns the seq of the last one.
+func (s *Server) writeReplay(sw *sseWriter, id string, after int64, reset bool, evs []gymbro.Event) int64 {
+	sw.printf("retry: %d\n\n", s.opts.SSERetry.Milliseconds())
+	last := after
+	if reset {
+		sw.reset(id, after, evs)
+		last = 0 // what follows starts over
+	}
+	for _, ev := range evs {
+		sw.event(ev)
+		last = ev.Seq
+	}
+	return last
+}
+
+// parkStream answers the stream on the hijacked connection (a close-
+// delimited HTTP/1.1 body: no chunked framing to keep up by hand), writes
+// the replay and parks it. It reports false, having written nothing, when
+// the connection cannot be hijacked.
+func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p *gymbro.Principal, after int64, reset bool, evs []gymbro.Event) bool {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	// The buffered reader can only hold bytes a client pipelined after its
+	// GET; an SSE client sends none, and the connection ends with the stream.
+	h := w.Header().Clone()
+	h.Del("Connection")
+	h.Set("Connection", "close")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	sw := connWriter(conn)
+	sw.buf = append(sw.buf, head.Bytes()...)
+	last := s.writeReplay(sw, id, after, reset, evs)
+	if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
+		l.status = http.StatusOK // for the access log: the ResponseWriter never saw it
+	}
+	if sw.flush() != nil {
+		conn.Close()
+		return true
+	}
+	if s.metrics != nil {
+		s.metrics.StreamOpened()
+	}
+	if !s.park.park(conn, id, p, last) { // shutting down
+		conn.Close()
+		if s.metrics != nil {
+			s.metrics.StreamClosed()
+		}
+	}
+	return true
+}
+
 // replay returns the events to send first. Exactly the events after `after`
 // when the log has them; otherwise (the log expired or restarted, or the
 // client's id is beyond it) reset is true and the best replay is returned:
@@ -217,33 +263,38 @@ func lastEventID(r *http.Request) (int64, error) {
 	return n, nil
 }
 
-// sseWriter frames events per the WHATWG EventSource format. The first
-// write error sticks, and each write gets a deadline.
+// sseWriter frames events per the WHATWG EventSource format into a buffer
+// that flush writes out with a deadline, so a burst of events costs one
+// write. The first error sticks.
 type sseWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	buf []byte
-	err error
+	w        io.Writer
+	deadline func(time.Time) error
+	flusher  func() error // nil when writes reach the connection directly
+	buf      []byte
+	err      error
+}
+
+// responseWriter returns an sseWriter on an http.ResponseWriter.
+func responseWriter(w http.ResponseWriter) *sseWriter {
+	rc := http.NewResponseController(w)
+	return &sseWriter{w: w, deadline: rc.SetWriteDeadline, flusher: rc.Flush}
+}
+
+// connWriter returns an sseWriter on a hijacked connection.
+func connWriter(c net.Conn) *sseWriter {
+	return &sseWriter{w: c, deadline: c.SetWriteDeadline}
 }
 
 func (s *sseWriter) printf(format string, args ...any) {
-	if s.err != nil {
-		return
-	}
-	s.buf = fmt.Appendf(s.buf[:0], format, args...)
-	s.write()
+	s.buf = fmt.Appendf(s.buf, format, args...)
 }
 
 func (s *sseWriter) event(ev gymbro.Event) {
-	if s.err != nil {
-		return
-	}
 	data, err := json.Marshal(ev)
 	if err != nil {
 		s.err = err
 		return
 	}
-	s.buf = s.buf[:0]
 	s.buf = append(s.buf, "id: "...)
 	s.buf = strconv.AppendInt(s.buf, ev.Seq, 10)
 	s.buf = append(s.buf, "\nevent: "...)
@@ -252,7 +303,6 @@ func (s *sseWriter) event(ev gymbro.Event) {
 	s.buf = append(s.buf, "\ndata: "...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, "\n\n"...)
-	s.write()
 }
 
 // reset tells the client that the events after its Last-Event-ID cannot be
@@ -265,23 +315,25 @@ func (s *sseWriter) reset(messageID string, after int64, evs []gymbro.Event) {
 	}
 	data, _ := json.Marshal(map[string]any{"message_id": messageID, "last_event_id": after, "replay_from": from,
 		"reason": "The events after last_event_id are no longer available; the stream restarts from replay_from."})
-	s.buf = append(s.buf[:0], "event: reset\ndata: "...)
+	s.buf = append(s.buf, "event: reset\ndata: "...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, "\n\n"...)
-	s.write()
 }
 
-func (s *sseWriter) write() {
-	if s.err != nil {
-		return
-	}
-	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, s.err = s.w.Write(s.buf)
-}
-
+// flush writes what is buffered. An idle stream keeps no large buffer.
 func (s *sseWriter) flush() error {
-	if s.err == nil {
-		s.err = s.rc.Flush()
+	if s.err != nil || len(s.buf) == 0 {
+		return s.err
+	}
+	_ = s.deadline(time.Now().Add(writeTimeout))
+	_, s.err = s.w.Write(s.buf)
+	if s.err == nil && s.flusher != nil {
+		s.err = s.flusher()
+	}
+	if cap(s.buf) > 4096 {
+		s.buf = nil
+	} else {
+		s.buf = s.buf[:0]
 	}
 	return s.err
 }

@@ -30,6 +30,7 @@ type requestLog struct {
 	traceID string
 	uid     string
 	code    string
+	status  int // set by a handler that hijacked the connection
 }
 
 // validTraceID accepts 1-128 characters of [A-Za-z0-9._-], so a caller's id
@@ -115,10 +116,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeProblem(rec, r, http.StatusInternalServerError, gymbro.CodeInternal, "An internal error occurred.", nil)
 				}
 			}
+			status := rec.status
+			if status == 0 {
+				status = l.status
+			}
 			attrs := []any{
 				"method", r.Method,
 				"path", r.URL.Path, // never the query: it could carry a token someone put there
-				"status", rec.status,
+				"status", status,
 				"duration_ms", float64(s.now().Sub(start).Microseconds()) / 1000,
 				"bytes", rec.bytes,
 			}
@@ -130,7 +135,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 			s.logger.InfoContext(r.Context(), "request", attrs...)
 			if s.metrics != nil {
-				s.metrics.ObserveRequest(r.Pattern, rec.status, s.now().Sub(start))
+				s.metrics.ObserveRequest(r.Pattern, status, s.now().Sub(start))
 			}
 		}()
 		next.ServeHTTP(rec, r)

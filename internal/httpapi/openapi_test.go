@@ -602,8 +602,11 @@ func TestExamplesMatchSchemas(t *testing.T) {
 func TestResetEventMatchesDocument(t *testing.T) {
 	doc := loadDoc(t)
 	rec := httptest.NewRecorder()
-	sw := &sseWriter{w: rec, rc: http.NewResponseController(rec)}
+	sw := responseWriter(rec)
 	sw.reset("0197a3c2-5b1e-7c4d-9f2a-3e8b1d6c4a10", 7, []gymbro.Event{{Seq: 1}})
+	if err := sw.flush(); err != nil {
+		t.Fatal(err)
+	}
 	frame := rec.Body.String()
 	data, ok := strings.CutPrefix(frame, "event: reset\ndata: ")
 	if !ok || !strings.HasSuffix(data, "\n\n") || strings.Contains(frame, "id:") {

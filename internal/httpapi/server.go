@@ -78,6 +78,7 @@ type Server struct {
 	metrics  Metrics
 	handler  http.Handler
 	closing  chan struct{}
+	park     *parker // nil without a chat service
 }
 
 // New returns a Server. Close (or Shutdown) ends its open streams.
@@ -95,6 +96,9 @@ func New(v gymbro.Verifier, c *chat.Service, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{verifier: v, chat: c, opts: opts, logger: opts.Logger, metrics: opts.Metrics, closing: make(chan struct{})}
+	if c != nil {
+		s.park = newParker(s, c.Log())
+	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		pattern := rt.Pattern
@@ -118,6 +122,9 @@ func (s *Server) CloseStreams() {
 	case <-s.closing:
 	default:
 		close(s.closing)
+	}
+	if s.park != nil {
+		s.park.close()
 	}
 }
 

@@ -61,6 +61,8 @@ type EventLog struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
+
+	listeners gymbro.AppendListeners
 }
 
 type shard struct {
@@ -83,7 +85,10 @@ type watcher struct {
 	ch chan struct{}
 }
 
-var _ gymbro.EventLog = (*EventLog)(nil)
+var (
+	_ gymbro.EventLog       = (*EventLog)(nil)
+	_ gymbro.AppendNotifier = (*EventLog)(nil)
+)
 
 // NewEventLog returns an empty EventLog and, unless opts.SweepEvery is
 // negative, starts the one janitor goroutine that Close stops.
@@ -158,6 +163,17 @@ func (l *EventLog) Append(_ context.Context, ev gymbro.Event) (gymbro.Event, err
 		ev.Retryable = &r
 	}
 
+	ev, err := l.store(ev, now)
+	if err != nil {
+		return gymbro.Event{}, err
+	}
+	// Outside the shard lock: listeners may read the log.
+	l.listeners.Notify(ev.MessageID)
+	return ev, nil
+}
+
+// store assigns ev its seq and keeps it, under its shard's lock.
+func (l *EventLog) store(ev gymbro.Event, now time.Time) (gymbro.Event, error) {
 	s := l.shardOf(ev.MessageID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,6 +202,9 @@ func (l *EventLog) Append(_ context.Context, ev gymbro.Event) (gymbro.Event, err
 	}
 	return ev, nil
 }
+
+// OnAppend implements gymbro.AppendNotifier.
+func (l *EventLog) OnAppend(fn func(messageID string)) (stop func()) { return l.listeners.Add(fn) }
 
 // Read implements gymbro.EventLog. The events returned share nothing that
 // a later Append changes.

@@ -73,6 +73,7 @@ func Run(t *testing.T, newLog func(t *testing.T, ttl time.Duration, now func() t
 		{"ExpiresAfterTTL", testExpiry},
 		{"UnknownMessageReadsEmpty", testUnknown},
 		{"Ping", testPing},
+		{"OnAppendCallsBack", testOnAppend},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -346,6 +347,36 @@ func testWatchSignals(t *testing.T, newLog NewLog) {
 	if got := read(t, l, id, 1, 10); len(got) != 1 || got[0].Type != gymbro.EventCompleted {
 		t.Fatalf("after the second signal Read(after 1) = %+v, want the completed event", got)
 	}
+}
+
+// testOnAppend checks the optional AppendNotifier: a listener hears of an
+// append to its message (a "" for "any message" is allowed too), and hears
+// nothing after its stop.
+func testOnAppend(t *testing.T, newLog NewLog) {
+	l := newLog(t, time.Hour, NewClock().Now)
+	n, ok := l.(gymbro.AppendNotifier)
+	if !ok {
+		t.Skip("this log does not implement gymbro.AppendNotifier") //_skip_ok: optional interface
+	}
+	id := msgID()
+	heard := make(chan string, 64)
+	stop := n.OnAppend(func(m string) {
+		select {
+		case heard <- m:
+		default:
+		}
+	})
+	appendAll(t, l, []gymbro.Event{{MessageID: id, Type: gymbro.EventQueued}})
+	deadline := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case m := <-heard:
+			got = m == id || m == ""
+		case <-deadline:
+			t.Fatal("the listener never heard of the append")
+		}
+	}
+	stop()
 }
 
 func testStop(t *testing.T, newLog NewLog) {

@@ -88,7 +88,8 @@ type EventLog struct {
 	blockFor time.Duration
 	log      *slog.Logger
 
-	watchers registry
+	watchers  registry
+	listeners gymbro.AppendListeners
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -98,7 +99,14 @@ type EventLog struct {
 	done   chan struct{}
 }
 
-var _ gymbro.EventLog = (*EventLog)(nil)
+var (
+	_ gymbro.EventLog       = (*EventLog)(nil)
+	_ gymbro.AppendNotifier = (*EventLog)(nil)
+)
+
+// OnAppend implements gymbro.AppendNotifier: fn hears of appends from every
+// instance, through the one subscription this EventLog already holds.
+func (l *EventLog) OnAppend(fn func(messageID string)) (stop func()) { return l.listeners.Add(fn) }
 
 // appendScript makes Append atomic across instances: the next seq is read,
 // the closed mark checked and the entry written in one step, so two
@@ -326,12 +334,14 @@ func (l *EventLog) subscribe() {
 		case *redis.Message:
 			failures = 0
 			l.watchers.signal(m.Payload)
+			l.listeners.Notify(m.Payload)
 		case *redis.Subscription:
 			failures = 0
 			if m.Kind == "subscribe" {
 				// Also the first confirmation: a watcher registered before
 				// the subscription was live may have missed an append.
 				l.watchers.signalAll()
+				l.listeners.Notify("")
 			}
 		case *redis.Pong:
 		}
