@@ -76,18 +76,18 @@ func (ab *authBench) fetch(c *http.Client, path, authz string, want int) error {
 // at /bare and, behind RequireUser, at /authed, through the whole
 // middleware chain.
 //
+//	go test -run '^$' -bench BenchmarkRequireUser -benchtime 2s ./internal/httpapi
+//	go test -run '^$' -bench 'BenchmarkRequireUser/alternating' -benchtime 20x -count 5 ./internal/httpapi
+//
+// Sub-benchmarks:
+//
 //   - bare, authed: over loopback HTTP/1.1 with keep-alive, 8 client
 //     goroutines; req/s and the client+server allocations per request.
-//
 //   - alternating: 500 bare then 500 authed requests (8 clients), repeated;
 //     reports the throughput ratio authed/bare. On a shared, loaded machine
 //     separate runs differ by up to 2x, alternating phases see the same load.
-//
 //   - direct-bare, direct-authed: the chain called in-process with a
-//     recorder, no network or client: the server-side cost alone.
-//
-//     go test -run '^$' -bench BenchmarkRequireUser -benchtime 2s ./internal/httpapi
-//     go test -run '^$' -bench 'BenchmarkRequireUser/alternating' -benchtime 20x -count 3 ./internal/httpapi
+//     recorder, no network or client: the server side alone.
 func BenchmarkRequireUser(b *testing.B) {
 	ab := newAuthBench(b)
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 64, DisableCompression: true}}
