@@ -100,7 +100,7 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusCanceled, gymbro.CodeCanceled, "Canceled by the user."
 	case errors.Is(cause, errShutdown) || errors.Is(cause, errLeaseLost):
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusInterrupted, gymbro.CodeInterrupted, "The server stopped while generating; send the message again."
-	case gymbro.ErrorCode(err) == "log_closed":
+	case gymbro.ErrorCode(err) == gymbro.CodeLogClosed:
 		// Someone else ended this exchange (a cancel on another instance).
 		if s.opts.Observer != nil {
 			s.opts.Observer.GenerationFinished(gymbro.StatusCanceled, firstChunk)
@@ -192,7 +192,7 @@ func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gy
 	if s.opts.OnFinish != nil {
 		s.opts.OnFinish()
 	}
-	if _, err := s.log.Append(ctx, TerminalEvent(done)); err != nil && gymbro.ErrorCode(err) != "log_closed" {
+	if _, err := s.log.Append(ctx, TerminalEvent(done)); err != nil && gymbro.ErrorCode(err) != gymbro.CodeLogClosed {
 		// Subscribers rebuild the terminal event from the store.
 		s.logger.Warn("append terminal event", "message_id", m.ID, "err", err)
 	}

@@ -20,6 +20,15 @@ const (
 	EventCanceled     EventType = "canceled"
 )
 
+// Known reports whether t is one of the event types above.
+func (t EventType) Known() bool {
+	switch t {
+	case EventQueued, EventWorking, EventContentDelta, EventCompleted, EventError, EventCanceled:
+		return true
+	}
+	return false
+}
+
 // Terminal reports whether t ends a message's log.
 func (t EventType) Terminal() bool {
 	return t == EventCompleted || t == EventError || t == EventCanceled
@@ -43,6 +52,20 @@ type Event struct {
 	Message        string    `json:"message,omitempty"`         // error
 	Retryable      *bool     `json:"retryable,omitempty"`       // error
 }
+
+// Validate checks what every event log requires of an event to append.
+func (ev Event) Validate() error {
+	if ev.MessageID == "" {
+		return Errorf(KindInvalid, CodeValidation, "An event needs a message id.")
+	}
+	if !ev.Type.Known() {
+		return Errorf(KindInvalid, CodeValidation, "Unknown event type %q.", ev.Type)
+	}
+	return nil
+}
+
+// CodeLogClosed is the error code of an append after the terminal event.
+const CodeLogClosed = "log_closed"
 
 // EventLog is the per-message, append-only, seq-numbered log that SSE
 // subscribers replay and follow. The in-process and Redis Streams

@@ -15,7 +15,7 @@ import (
 
 // CodeLogClosed is the code of the KindConflict error Append returns once a
 // message's log has ended with a terminal event.
-const CodeLogClosed = "log_closed"
+const CodeLogClosed = gymbro.CodeLogClosed
 
 // Defaults for Options fields left zero.
 const (
@@ -147,7 +147,7 @@ func (l *EventLog) shardOf(messageID string) *shard {
 // consulted: a terminal event appended while a request is being torn down
 // must still land.
 func (l *EventLog) Append(_ context.Context, ev gymbro.Event) (gymbro.Event, error) {
-	if err := validate(ev); err != nil {
+	if err := ev.Validate(); err != nil {
 		return gymbro.Event{}, err
 	}
 	now := l.now()
@@ -333,17 +333,6 @@ func (m *msgLog) reset() {
 	m.lastAt = time.Time{}
 }
 
-func validate(ev gymbro.Event) error {
-	if ev.MessageID == "" {
-		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "An event needs a message id.")
-	}
-	switch ev.Type {
-	case gymbro.EventQueued, gymbro.EventWorking, gymbro.EventContentDelta,
-		gymbro.EventCompleted, gymbro.EventError, gymbro.EventCanceled:
-		return nil
-	}
-	return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "Unknown event type %q.", ev.Type)
-}
 
 func maxInt64(a, b int64) int64 {
 	if a > b {

@@ -17,7 +17,7 @@ import (
 )
 
 // CodeLogClosed is the code Append must return after a terminal event.
-const CodeLogClosed = "log_closed"
+const CodeLogClosed = gymbro.CodeLogClosed
 
 // NewLog builds a fresh, empty log for one test: closed-log expiry after
 // ttl, and now as its clock. It registers its own cleanup on t.

@@ -39,7 +39,7 @@ import (
 
 // CodeLogClosed is the code of the KindConflict error Append returns once a
 // message's log has ended with a terminal event.
-const CodeLogClosed = "log_closed"
+const CodeLogClosed = gymbro.CodeLogClosed
 
 // Defaults for Options fields left zero.
 const (
@@ -194,7 +194,7 @@ const seqMarker = `"seq":0`
 
 // Append implements gymbro.EventLog in one script round trip.
 func (l *EventLog) Append(ctx context.Context, ev gymbro.Event) (gymbro.Event, error) {
-	if err := validate(ev); err != nil {
+	if err := ev.Validate(); err != nil {
 		return gymbro.Event{}, err
 	}
 	ev.Seq = 0
@@ -399,17 +399,6 @@ func corrupt(err error) error {
 	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event log holds an unreadable event.")
 }
 
-func validate(ev gymbro.Event) error {
-	if ev.MessageID == "" {
-		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "An event needs a message id.")
-	}
-	switch ev.Type {
-	case gymbro.EventQueued, gymbro.EventWorking, gymbro.EventContentDelta,
-		gymbro.EventCompleted, gymbro.EventError, gymbro.EventCanceled:
-		return nil
-	}
-	return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "Unknown event type %q.", ev.Type)
-}
 
 // registry holds the local watchers, sharded so appends to different
 // messages do not contend.
