@@ -333,7 +333,6 @@ func (m *msgLog) reset() {
 	m.lastAt = time.Time{}
 }
 
-
 func maxInt64(a, b int64) int64 {
 	if a > b {
 		return a

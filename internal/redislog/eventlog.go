@@ -399,7 +399,6 @@ func corrupt(err error) error {
 	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event log holds an unreadable event.")
 }
 
-
 // registry holds the local watchers, sharded so appends to different
 // messages do not contend.
 type registry struct {
