@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/supabase"
 )
 
 // authBench serves the same small handler (handleHealthz) twice behind the
@@ -41,6 +45,7 @@ func newAuthBench(b *testing.B) *authBench {
 	mux := http.NewServeMux()
 	mux.Handle("GET /bare", http.HandlerFunc(s.handleHealthz))
 	mux.Handle("GET /authed", s.RequireUser(s.handleHealthz))
+	mux.Handle("GET /me", s.RequireUser(s.handleMe))
 	// The chain of New, around this mux instead of the route table.
 	h := s.observe(s.secure(s.cors(s.limitBody(s.problems(mux)))))
 	ab := &authBench{handler: h, srv: httptest.NewServer(h), authz: "Bearer " + iss.TokenFor(uuid.NewString(), "bench@example.com", time.Hour)}
@@ -86,8 +91,9 @@ func (ab *authBench) fetch(c *http.Client, path, authz string, want int) error {
 //   - alternating: 500 bare then 500 authed requests (8 clients), repeated;
 //     reports the throughput ratio authed/bare. On a shared, loaded machine
 //     separate runs differ by up to 2x, alternating phases see the same load.
-//   - direct-bare, direct-authed: the chain called in-process with a
-//     recorder, no network or client: the server side alone.
+//   - direct-bare, direct-authed, direct-me: the chain called in-process
+//     with a recorder, no network or client: the server side alone; /me is
+//     handleMe behind RequireUser, for its handler's share.
 func BenchmarkRequireUser(b *testing.B) {
 	ab := newAuthBench(b)
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 64, DisableCompression: true}}
@@ -171,4 +177,100 @@ func BenchmarkRequireUser(b *testing.B) {
 	}
 	b.Run("direct-bare", direct("/bare", ""))
 	b.Run("direct-authed", direct("/authed", ab.authz))
+	b.Run("direct-me", direct("/me", ab.authz))
+}
+
+// TestMeBody checks that handleMe, which picks the shown claims while
+// encoding instead of copying them into a map, writes exactly the body that
+// encoding a map of them gives: same members, same order, same escaping.
+func TestMeBody(t *testing.T) {
+	if !slices.IsSorted(selectedClaims) {
+		t.Fatalf("selectedClaims %v are not in the order encoding/json sorts map keys", selectedClaims)
+	}
+	exp := time.Date(2026, 11, 22, 16, 0, 0, 123456789, time.UTC)
+	// ?details=true asks Supabase's Admin API; this stands in for hosted
+	// Supabase with GoTrue's GET /admin/users/{id} answer.
+	uid := uuid.NewString()
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/auth/v1/admin/users/"+uid {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"aud":"authenticated","role":"authenticated","email":"a@example.com","phone":"",
+			"last_sign_in_at":"2026-11-22T15:00:00.5Z","app_metadata":{"provider":"email","providers":["email"]},
+			"user_metadata":{"full_name":"<Ann>"},"identities":[],"is_anonymous":false,
+			"created_at":"2026-01-02T03:04:05.123456Z","updated_at":"2026-11-22T15:00:00Z"}`, uid)
+	}))
+	defer admin.Close()
+	idp := supabase.NewIdentityProvider(supabase.NewAuthClient(supabase.AuthConfig{URL: admin.URL, ServiceRoleKey: "sb_secret_test"}), supabase.IdentityOptions{})
+	for _, tc := range []struct {
+		name    string
+		claims  map[string]any
+		details bool
+	}{
+		{"nil", nil, false},
+		{"none selected", map[string]any{"sub": "u1", "iss": "x", "role": "authenticated"}, false},
+		{"supabase", map[string]any{
+			"sub": "u1", "aud": "authenticated", "exp": 1.7e9, "iat": 1.7e9 - 3600, "phone": "",
+			"aal": "aal1", "amr": []any{map[string]any{"method": "password", "timestamp": 1.7e9}},
+			"is_anonymous": false, "session_id": "s1",
+			"app_metadata":  map[string]any{"provider": "email", "providers": []any{"email"}},
+			"user_metadata": map[string]any{"name": "<b>Ann & \"Bo\"</b>\u2028", "z": nil, "a": 1},
+		}, false},
+		{"firebase", map[string]any{
+			"aud": []any{"proj"}, "auth_time": 1.7e9, "email_verified": true, "name": "Zoë",
+			"firebase": map[string]any{"sign_in_provider": "google.com", "identities": map[string]any{}},
+			"picture":  "https://example.com/p.png",
+		}, false},
+		{"null claim", map[string]any{"name": nil, "phone": "+1"}, false},
+		{"details", map[string]any{"aud": "authenticated", "exp": 1.7e9}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &gymbro.Principal{UID: uid, Email: "a@example.com", Provider: gymbro.ProviderSupabase, Issuer: "https://x/auth/v1", SessionID: "s1", Role: "authenticated", ExpiresAt: exp, Claims: tc.claims}
+			target := "/api/v1/me"
+			if tc.details {
+				target += "?details=true"
+			}
+			r := httptest.NewRequest("GET", target, nil)
+			r = r.WithContext(gymbro.NewContextWithPrincipal(r.Context(), p))
+			w := httptest.NewRecorder()
+			(&Server{opts: Options{Identity: idp}}).handleMe(w, r)
+
+			// The reference: the view with the selected claims in a map, as
+			// handleMe built it before.
+			type mapView struct {
+				UID       string         `json:"uid"`
+				Email     string         `json:"email,omitempty"`
+				Provider  string         `json:"provider"`
+				Issuer    string         `json:"issuer"`
+				SessionID string         `json:"session_id,omitempty"`
+				Role      string         `json:"role,omitempty"`
+				ExpiresAt time.Time      `json:"expires_at"`
+				Claims    map[string]any `json:"claims"`
+				Details   any            `json:"details,omitempty"`
+			}
+			ref := mapView{UID: p.UID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt, Claims: map[string]any{}}
+			for _, k := range selectedClaims {
+				if c, ok := p.Claims[k]; ok {
+					ref.Claims[k] = c
+				}
+			}
+			if tc.details {
+				d, err := idp.UserDetails(context.Background(), uid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref.Details = d
+			}
+			want := httptest.NewRecorder()
+			writeJSON(want, http.StatusOK, ref)
+			if w.Code != http.StatusOK || w.Body.String() != want.Body.String() {
+				t.Errorf("handleMe: HTTP %d\n%s\nwant\n%s", w.Code, w.Body, want.Body)
+			}
+			if got, want := w.Header().Get("Content-Type"), want.Header().Get("Content-Type"); got != want {
+				t.Errorf("Content-Type %q, want %q", got, want)
+			}
+		})
+	}
 }
