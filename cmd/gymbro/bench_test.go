@@ -38,7 +38,9 @@ const benchUsers = 16
 // fake Supabase JWKS and the demo coach pauses an hour after its first
 // chunk, so generations stay parked instead of competing for the store; the
 // running cap is raised, and every generation is interrupted and persisted
-// at the end, outside the timer.
+// at the end, outside the timer. Because nothing finishes, each user's
+// running count grows through the run (b.N/16 at the end), so CountRunning,
+// which counts them on every post, costs more here than with a real cap.
 //
 //	go test -run '^$' -bench BenchmarkPostMessage -benchtime 4000x ./cmd/gymbro
 func BenchmarkPostMessage(b *testing.B) {

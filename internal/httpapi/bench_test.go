@@ -116,6 +116,11 @@ func get(c *http.Client, url, token string) error {
 // shared, loaded machine separate runs differ by 2x from noise alone, while
 // alternating phases see the same load.
 //
+// The me/healthz ratio mixes the token check with /me's larger handler and
+// body; BenchmarkRequireUser (auth_bench_internal_test.go) compares the same
+// handler with and without RequireUser, which is what the authenticated
+// throughput target means.
+//
 //	go test -run '^$' -bench BenchmarkAuthOverhead -benchtime 2s ./internal/httpapi
 func BenchmarkAuthOverhead(b *testing.B) {
 	run := func(b *testing.B, cache int, path string, auth bool) {
