@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,5 +203,79 @@ func TestCloseStreamsEndsParkedStreams(t *testing.T) {
 		if ev.Type == string(gymbro.EventCompleted) {
 			t.Fatal("the slow reply completed: the close did not end the stream")
 		}
+	}
+}
+
+// TestTokenExpiringMidStream: a token that expires while its stream is open
+// does not cut the stream; reconnecting with it gets 401 token_expired, so
+// the client refreshes and resumes with Last-Event-ID.
+func TestTokenExpiringMidStream(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gymbro.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	iss := authtest.NewIssuer(t)
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := inmem.NewEventLog(inmem.Options{})
+	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: 30 * time.Millisecond})})
+	api := httpapi.New(v, svc, httpapi.Options{Logger: discardLogger()})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		api.CloseStreams()
+		srv.Close()
+		_ = svc.Shutdown(ctx)
+		_ = log.Close()
+		_ = store.Close()
+		v.Close()
+	})
+	ss := &streamServer{srv: srv, api: api, client: srv.Client(), token: iss.TokenFor(uuid.NewString(), "x@example.com", 5*time.Minute)}
+	id := ss.post(t, "tell me about sleep")
+
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/messages/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+ss.token)
+	res, err := ss.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	r := sse.NewReader(res.Body)
+	var n int
+	var last gymbro.Event
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ev.HasID {
+			continue
+		}
+		if n++; n == 1 { // the stream is open: now the token expires
+			mu.Lock()
+			now = now.Add(time.Hour)
+			mu.Unlock()
+		}
+		_ = json.Unmarshal([]byte(ev.Data), &last)
+	}
+	if last.Type != gymbro.EventCompleted {
+		t.Fatalf("the stream ended with %+v after the token expired", last)
+	}
+	again, err := ss.client.Do(req.Clone(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(again.Body)
+	again.Body.Close()
+	if again.StatusCode != 401 || !strings.Contains(string(body), `"code":"token_expired"`) {
+		t.Fatalf("reconnect with the expired token: %d %s", again.StatusCode, body)
 	}
 }
