@@ -75,3 +75,39 @@ type ChatSink interface {
 	// is transient; any other error is permanent for these records.
 	Upsert(ctx context.Context, records []ChatRecord) error
 }
+
+// ChatRecord is the row that finishing m enqueues for Supabase.
+func (m *Message) ChatRecord() ChatRecord {
+	meta := map[string]any{"last_seq": m.LastSeq}
+	if m.FinishReason != "" {
+		meta["finish_reason"] = m.FinishReason
+	}
+	if m.ErrorMessage != "" {
+		meta["error_message"] = m.ErrorMessage
+	}
+	return ChatRecord{
+		ID:               m.ID,
+		UserID:           m.UserID,
+		Provider:         m.Provider,
+		ConversationID:   m.ConversationID,
+		UserMessage:      m.Text,
+		AIResponse:       m.Reply,
+		Status:           m.Status,
+		ErrorCode:        nonEmpty(m.ErrorCode),
+		Model:            nonEmpty(m.Model),
+		PromptTokens:     m.Usage.PromptTokens,
+		CompletionTokens: m.Usage.CompletionTokens,
+		TotalTokens:      m.Usage.TotalTokens,
+		TraceID:          nonEmpty(m.TraceID),
+		Metadata:         meta,
+		CreatedAt:        m.CreatedAt,
+		CompletedAt:      m.CompletedAt,
+	}
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -104,7 +104,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 		if convID == "" {
 			convID = in.NewConversationID
 			_, err := tx.Exec(ctx, `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-				convID, in.UserID, title(in.Text), now)
+				convID, in.UserID, gymbro.ConversationTitle(in.Text), now)
 			if isUnique(err) {
 				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
 			}
@@ -240,7 +240,7 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 		if err != nil {
 			return err
 		}
-		rec, err := json.Marshal(chatRecord(m))
+		rec, err := json.Marshal(m.ChatRecord())
 		if err != nil {
 			return err
 		}
@@ -275,16 +275,16 @@ func (db *DB) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*g
 
 // Conversations lists the user's conversations, most recently updated first.
 func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) ([]*gymbro.Conversation, string, error) {
-	c, err := decodeCursor(p.Cursor)
+	c, err := gymbro.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := pageLimit(p.Limit)
+	limit := p.Size()
 	q := `SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = $1`
 	args := []any{userID, limit + 1}
 	if c != nil {
 		q += ` AND (updated_at, id) < ($3, $4)`
-		args = append(args, time.UnixMicro(c.at), c.id)
+		args = append(args, time.UnixMicro(c.At), c.ID)
 	}
 	q += ` ORDER BY updated_at DESC, id DESC LIMIT $2`
 	rows, err := db.pool.Query(ctx, q, args...)
@@ -308,18 +308,18 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(last.UpdatedAt.UnixMicro(), last.ID)
+		next = gymbro.Cursor{At: last.UpdatedAt.UnixMicro(), ID: last.ID}.Encode()
 	}
 	return out, next, nil
 }
 
 // ConversationMessages lists one of the user's conversations, newest first.
 func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID string, p gymbro.Page) ([]*gymbro.Message, string, error) {
-	c, err := decodeCursor(p.Cursor)
+	c, err := gymbro.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := pageLimit(p.Limit)
+	limit := p.Size()
 	var exists bool
 	if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2)`,
 		conversationID, userID).Scan(&exists); err != nil {
@@ -332,7 +332,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	args := []any{conversationID, limit + 1}
 	if c != nil {
 		q += ` AND (created_at, id) < ($3, $4)`
-		args = append(args, time.UnixMicro(c.at), c.id)
+		args = append(args, time.UnixMicro(c.At), c.ID)
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT $2`
 	rows, err := db.pool.Query(ctx, q, args...)
@@ -347,7 +347,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(last.CreatedAt.UnixMicro(), last.ID)
+		next = gymbro.Cursor{At: last.CreatedAt.UnixMicro(), ID: last.ID}.Encode()
 	}
 	return out, next, nil
 }

@@ -159,7 +159,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 		if convID == "" {
 			convID = in.NewConversationID
 			_, err := db.exec(ctx, tx, qInsertConv,
-				convID, in.UserID, title(in.Text), micros(now), micros(now))
+				convID, in.UserID, gymbro.ConversationTitle(in.Text), micros(now), micros(now))
 			if isUnique(err) {
 				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
 			}
@@ -294,7 +294,7 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 		if err != nil {
 			return err
 		}
-		rec, err := json.Marshal(chatRecord(m))
+		rec, err := json.Marshal(m.ChatRecord())
 		if err != nil {
 			return err
 		}
@@ -328,14 +328,14 @@ func (db *DB) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*g
 
 // Conversations lists the user's conversations, most recently updated first.
 func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) ([]*gymbro.Conversation, string, error) {
-	c, err := decodeCursor(p.Cursor)
+	c, err := gymbro.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := pageLimit(p.Limit)
+	limit := p.Size()
 	var rows *sql.Rows
 	if c != nil {
-		rows, err = db.readQuery(ctx, qConversationsAfter, userID, c.at, c.at, c.id, limit+1)
+		rows, err = db.readQuery(ctx, qConversationsAfter, userID, c.At, c.At, c.ID, limit+1)
 	} else {
 		rows, err = db.readQuery(ctx, qConversations, userID, limit+1)
 	}
@@ -362,18 +362,18 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(micros(last.UpdatedAt), last.ID)
+		next = gymbro.Cursor{At: micros(last.UpdatedAt), ID: last.ID}.Encode()
 	}
 	return out, next, nil
 }
 
 // ConversationMessages lists one of the user's conversations, newest first.
 func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID string, p gymbro.Page) ([]*gymbro.Message, string, error) {
-	c, err := decodeCursor(p.Cursor)
+	c, err := gymbro.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := pageLimit(p.Limit)
+	limit := p.Size()
 	var n int
 	if err := db.readRow(ctx, qConvOwned, conversationID, userID).Scan(&n); err != nil {
 		return nil, "", dbErr(err)
@@ -383,7 +383,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	}
 	var rows *sql.Rows
 	if c != nil {
-		rows, err = db.readQuery(ctx, qConvMessagesAfter, conversationID, c.at, c.at, c.id, limit+1)
+		rows, err = db.readQuery(ctx, qConvMessagesAfter, conversationID, c.At, c.At, c.ID, limit+1)
 	} else {
 		rows, err = db.readQuery(ctx, qConvMessages, conversationID, limit+1)
 	}
@@ -398,7 +398,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(micros(last.CreatedAt), last.ID)
+		next = gymbro.Cursor{At: micros(last.CreatedAt), ID: last.ID}.Encode()
 	}
 	return out, next, nil
 }
