@@ -1,6 +1,7 @@
 package authtest_test
 
 import (
+	"go.uber.org/goleak"
 	"testing"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestIssuerTokensPassTheSupabaseVerifier(t *testing.T) {
 	iss := authtest.NewIssuer(t)
