@@ -106,3 +106,38 @@ func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile
 }
+
+// TestServeStopsGracefullyOnSignal drives run() as main does: the signal
+// context ending (SIGINT/SIGTERM) shuts the server down and run returns 0.
+func TestServeStopsGracefullyOnSignal(t *testing.T) {
+	addr := freeAddr(t)
+	env := map[string]string{"GYMBRO_HTTP_ADDR": addr, "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_LOG_LEVEL": "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code <- run(ctx, nil, func(k string) string { return env[k] }, &out, &errb)
+	}()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	waitFor(t, "the server to listen", func() bool {
+		res, err := c.Get("http://" + addr + "/api/v1/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	cancel() // what signal.NotifyContext does on SIGTERM
+	select {
+	case got := <-code:
+		if got != 0 {
+			t.Fatalf("exit code %d", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if _, err := c.Get("http://" + addr + "/api/v1/healthz"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}
