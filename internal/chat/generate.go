@@ -261,7 +261,10 @@ func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 			s.mu.Lock()
 			_, mine := s.running[m.ID]
 			s.mu.Unlock()
-			if mine {
+			// A queued exchange has no lease until its generation starts,
+			// moments after it was stored (maybe on another instance):
+			// only one older than a lease is abandoned.
+			if mine || (!all && m.Status == gymbro.StatusQueued && m.CreatedAt.After(now.Add(-s.opts.LeaseTTL))) {
 				continue
 			}
 			seq, err := s.lastSeq(ctx, m.ID)

@@ -201,10 +201,13 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	if err != nil || replayed {
 		return m, replayed, err
 	}
+	// The exchange is stored: what follows must happen even if the client
+	// hangs up now, or it would be left queued.
+	ctx = context.WithoutCancel(ctx)
 	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
 		// The exchange is stored but nobody could follow it: end it now so
 		// it neither hangs nor counts against the user's running cap.
-		s.finish(context.WithoutCancel(ctx), m, 0, gymbro.Result{Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeUnavailable, ErrorMessage: "The event log is unavailable; try again."})
+		s.finish(ctx, m, 0, gymbro.Result{Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeUnavailable, ErrorMessage: "The event log is unavailable; try again."})
 		return nil, false, gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The event log is unavailable; try again.")
 	}
 	s.start(m, p)

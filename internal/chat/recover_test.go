@@ -1,0 +1,62 @@
+package chat_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gymbro/gymbro-api/internal/chat"
+	"github.com/gymbro/gymbro-api/internal/demo"
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/inmem"
+	"github.com/gymbro/gymbro-api/internal/sqlite"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestRecoverSparesFreshQueuedMessages: in a fleet, another instance's
+// reaper must not interrupt a message stored a moment ago whose generation
+// has not started yet (it has no lease until then); one left queued for
+// longer than a lease is abandoned and ends interrupted.
+func TestRecoverSparesFreshQueuedMessages(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gymbro.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	log := inmem.NewEventLog(inmem.Options{})
+	defer log.Close()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{}), LeaseTTL: 10 * time.Second, Now: clock})
+	defer svc.Shutdown(ctx)
+
+	m, _, err := store.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000c1", NewConversationID: "01900000-0000-7000-8000-0000000000c2",
+		UserID: "u1", Provider: "supabase", Text: "hi", Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := svc.Recover(ctx, false); err != nil || n != 0 {
+		t.Fatalf("Recover reaped %d (%v) fresh queued messages", n, err)
+	}
+	if got, _ := store.MessageByID(ctx, m.ID); got.Status != gymbro.StatusQueued {
+		t.Fatalf("status %s", got.Status)
+	}
+	mu.Lock()
+	now = now.Add(11 * time.Second)
+	mu.Unlock()
+	if n, err := svc.Recover(ctx, false); err != nil || n != 1 {
+		t.Fatalf("Recover reaped %d (%v), want the abandoned message", n, err)
+	}
+	got, _ := store.MessageByID(ctx, m.ID)
+	evs, _ := log.Read(ctx, m.ID, 0, 10)
+	if got.Status != gymbro.StatusInterrupted || len(evs) != 1 || evs[0].Code != gymbro.CodeInterrupted {
+		t.Fatalf("status %s, events %+v", got.Status, evs)
+	}
+}
