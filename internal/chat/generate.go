@@ -164,18 +164,21 @@ func (s *Service) fail(ctx context.Context, m *gymbro.Message, seq int64, cause 
 func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gymbro.Result) (*gymbro.Message, error) {
 	r.LastSeq = seq + 1
 	r.At = s.opts.Now().UTC()
+	const attempts = 8 // about 25 s of backoff in all
 	var done *gymbro.Message
 	var err error
-	for attempt, wait := 0, 100*time.Millisecond; ; attempt++ {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
 		done, err = s.store.FinishMessage(ctx, m.ID, r)
-		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || attempt == 8 {
+		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || attempt >= attempts || ctx.Err() != nil {
 			break
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-ctx.Done():
 		case <-s.base.Done():
-			attempt = 8 // shutting down: one last try
+			attempt = attempts - 1 // shutting down: one last try
 		}
 		t.Stop()
 		wait *= 2
