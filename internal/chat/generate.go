@@ -81,7 +81,7 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 			seq = ev.Seq
 			if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
 				lastSave = now
-				if err := s.store.SaveReply(ctx, m.ID, reply.String()); err != nil {
+				if err := s.store.SaveReply(ctx, m.ID, reply.String()); err != nil && ctx.Err() == nil {
 					s.logger.Warn("checkpoint reply", "message_id", m.ID, "err", err)
 				}
 			}

@@ -72,7 +72,12 @@ func (s *Server) writeErrorFields(w http.ResponseWriter, r *http.Request, err er
 	status := StatusOf(err)
 	code := gymbro.ErrorCode(err)
 	if status >= 500 {
-		s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err)
+		if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+			// The client hung up; the failure is its leaving, not ours.
+			s.logger.DebugContext(r.Context(), "request abandoned by the client", "code", code)
+		} else {
+			s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err)
+		}
 	}
 	var e *gymbro.Error
 	if errors.As(err, &e) && e.RetryAfter > 0 {
