@@ -79,7 +79,7 @@ func NewMain(cfg *config.Config, w io.Writer) *Main {
 
 // Run starts every part and begins serving; it returns once the listener is
 // up. Close stops it.
-func (m *Main) Run(ctx context.Context) (err error) {
+func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -88,22 +88,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-
-	m.ln, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on GYMBRO_HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+	if err := m.listen(); err != nil {
+		return err
 	}
-	m.closers = append(m.closers, func() error { m.ln.Close(); return nil })
-	scheme := "http"
-	if cfg.TLSCert != "" {
-		scheme = "https"
-	}
-	m.URL = scheme + "://" + m.ln.Addr().String()
-	publicURL := cfg.PublicURL
-	if publicURL == "" {
-		publicURL = m.URL
-	}
-
 	if err := m.openStore(ctx); err != nil {
 		return err
 	}
@@ -114,28 +101,91 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-
-	supabaseURL := cfg.SupabaseURL
-	anonKey, serviceKey := cfg.SupabaseAnonKey.Reveal(), cfg.SupabaseServiceRoleKey.Reveal()
-	var operator *httpapi.Credentials
-	if cfg.Emulated() {
-		m.Emulator, err = emulator.Open(ctx, emulator.Options{
-			Dir: cfg.DataDir, Issuer: publicURL + "/auth/v1",
-			AnonKey: anonKey, ServiceRoleKey: serviceKey, Logger: m.Logger,
-		})
-		if err != nil {
-			return fmt.Errorf("local Auth emulator: %w", err)
-		}
-		m.closers = append(m.closers, m.Emulator.Close)
-		supabaseURL = publicURL
-		anonKey, serviceKey = m.Emulator.Keys()
-		if operator, err = m.devOperator(ctx); err != nil {
-			return err
-		}
+	id, err := m.openIdentity(ctx)
+	if err != nil {
+		return err
 	}
-
 	mx := metrics.New(metrics.Options{OutboxStats: m.Store.OutboxStats, Version: version, InstanceID: cfg.InstanceID, Logger: m.Logger})
-	m.verifier, err = auth.New(auth.Config{
+	if err := m.openVerifier(id.supabaseURL, mx); err != nil {
+		return err
+	}
+	m.startOutbox(bg, id.serviceKey)
+	if err := m.startChat(ctx, bg, model, mx); err != nil {
+		return err
+	}
+	opts, err := m.serverOptions(id, mx)
+	if err != nil {
+		return err
+	}
+	m.Server = httpapi.New(m.verifier, m.Chat, opts)
+	if err := m.serve(); err != nil {
+		return err
+	}
+	m.Logger.Info("GymBro API is listening", "url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(), "model", model.Name(), "version", version)
+	if m.Emulator != nil {
+		// Local development only: these keys unlock nothing but the emulator.
+		m.Logger.Info("local Supabase Auth emulator at "+id.supabaseURL+"/auth/v1", "anon_key", id.anonKey, "service_role_key", id.serviceKey)
+		m.Logger.Info("development operator for the console at "+id.supabaseURL+"/ai/jwt", "email", id.operator.Email, "password", id.operator.Password)
+	}
+	return nil
+}
+
+// listen opens the listener first, so the base URL (and with it the local
+// issuer's iss) is known even on port 0.
+func (m *Main) listen() error {
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on GYMBRO_HTTP_ADDR=%s: %w", m.Config.HTTPAddr, err)
+	}
+	m.ln = ln
+	m.closers = append(m.closers, func() error { ln.Close(); return nil })
+	scheme := "http"
+	if m.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	m.URL = scheme + "://" + ln.Addr().String()
+	return nil
+}
+
+// identity is where users' tokens come from and the keys to talk to it.
+type identity struct {
+	supabaseURL         string // project base; this service's own URL when emulated
+	anonKey, serviceKey string
+	operator            *httpapi.Credentials // the development operator; nil unless emulated
+}
+
+// openIdentity starts the local Supabase Auth emulator when no project is
+// configured (development only), so the same client code runs either way.
+func (m *Main) openIdentity(ctx context.Context) (identity, error) {
+	cfg := m.Config
+	id := identity{supabaseURL: cfg.SupabaseURL, anonKey: cfg.SupabaseAnonKey.Reveal(), serviceKey: cfg.SupabaseServiceRoleKey.Reveal()}
+	if !cfg.Emulated() {
+		return id, nil
+	}
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = m.URL
+	}
+	emu, err := emulator.Open(ctx, emulator.Options{
+		Dir: cfg.DataDir, Issuer: publicURL + "/auth/v1",
+		AnonKey: id.anonKey, ServiceRoleKey: id.serviceKey, Logger: m.Logger,
+	})
+	if err != nil {
+		return id, fmt.Errorf("local Auth emulator: %w", err)
+	}
+	m.Emulator = emu
+	m.closers = append(m.closers, emu.Close)
+	id.supabaseURL = publicURL
+	id.anonKey, id.serviceKey = emu.Keys()
+	if id.operator, err = m.devOperator(ctx); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+func (m *Main) openVerifier(supabaseURL string, mx *metrics.Metrics) error {
+	cfg := m.Config
+	v, err := auth.New(auth.Config{
 		HTTPClient:      &http.Client{Transport: mx.JWKSTransport(nil)}, // the verifier fetches nothing but key sets
 		Issuers:         issuers(cfg, supabaseURL),
 		Leeway:          cfg.JWTLeeway,
@@ -147,12 +197,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("token verifier: %w", err)
 	}
-	m.closers = append(m.closers, func() error { m.verifier.Close(); return nil })
+	m.verifier = v
+	m.closers = append(m.closers, func() error { v.Close(); return nil })
+	return nil
+}
 
-	// Finished exchanges wait in the store's outbox until a worker delivers
-	// them to Supabase's chat_records. Locally (the emulator, or no
-	// Supabase at all) the store is their only home, so the local sink just
-	// acknowledges them.
+// startOutbox runs the worker that delivers finished exchanges from the
+// store's outbox to Supabase's chat_records. Locally (the emulator, or no
+// Supabase at all) the store is their only home, so a local sink just
+// acknowledges them.
+func (m *Main) startOutbox(bg context.Context, serviceKey string) {
+	cfg := m.Config
 	var sink gymbro.ChatSink = localSink{}
 	if cfg.SupabaseURL != "" && serviceKey != "" {
 		sink = supabase.NewChatSink(supabase.ChatSinkConfig{URL: cfg.SupabaseURL, ServiceRoleKey: serviceKey})
@@ -162,7 +217,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Outbox = outbox.NewWorker(outbox.Options{Store: m.Store, Sink: sink, Owner: cfg.InstanceID, BatchSize: cfg.SyncBatchSize, Logger: m.Logger})
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = m.Outbox.Run(bg) }()
+}
 
+// startChat builds the chat service and ends what a previous run left
+// unfinished.
+func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metrics.Metrics) error {
+	cfg := m.Config
 	var limiter chat.Limiter
 	if cfg.RateLimit > 0 && m.redis != nil {
 		// One budget for the whole fleet, on the Redis server's clock.
@@ -175,45 +235,73 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: zeroIsNone(cfg.AIHistoryTurns), HistoryChars: zeroIsNone(cfg.AIHistoryChars),
 		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, Limiter: limiter,
 		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger, Observer: mx,
+		OnFinish: m.Outbox.Notify,
 	})
 	// With the in-process log nothing of a running generation survives a
 	// restart, so every unfinished exchange is interrupted; with Redis other
-	// instances may be mid-generation, so only lapsed leases are.
-	if n, err := m.Chat.Recover(ctx, m.redis == nil); err != nil {
+	// instances may be mid-generation, so only lapsed leases are, then and
+	// from time to time.
+	n, err := m.Chat.Recover(ctx, m.redis == nil)
+	if err != nil {
 		return fmt.Errorf("recover interrupted generations: %w", err)
-	} else if n > 0 {
+	}
+	if n > 0 {
 		m.Logger.Info("marked unfinished generations interrupted", "count", n)
 	}
 	if m.redis != nil {
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); m.Chat.RunRecovery(bg, cfg.LeaseTTL/2) }()
 	}
+	return nil
+}
 
-	var identity gymbro.IdentityProvider
-	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: supabaseURL, AnonKey: anonKey, ServiceRoleKey: serviceKey})
-	if serviceKey != "" {
-		identity = supabase.NewIdentityProvider(authClient, supabase.IdentityOptions{})
+// serverOptions gathers what the HTTP layer serves besides the chat.
+func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options, error) {
+	cfg := m.Config
+	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: id.supabaseURL, AnonKey: id.anonKey, ServiceRoleKey: id.serviceKey})
+	var users gymbro.IdentityProvider
+	if id.serviceKey != "" {
+		users = supabase.NewIdentityProvider(authClient, supabase.IdentityOptions{})
 	}
 	mail, err := mailapi.NewMailSlurp(mailapi.MailSlurpOptions{BaseURL: cfg.MailAPIURL})
 	if err != nil {
-		return fmt.Errorf("GYMBRO_MAIL_API_URL: %w", err)
+		return httpapi.Options{}, fmt.Errorf("GYMBRO_MAIL_API_URL: %w", err)
 	}
 	testUsers, err := testusers.New(testusers.Options{
-		Auth: authClient, ServiceKeySet: serviceKey != "", Verifier: m.verifier, Mail: mail,
+		Auth: authClient, ServiceKeySet: id.serviceKey != "", Verifier: m.verifier, Mail: mail,
 		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: cfg.TestUsersAdmins,
 		Prefixes: cfg.TestUsersPrefixes, EmailDomain: cfg.TestUsersEmailDomain, PerMinute: cfg.TestUsersPerMinute,
 		Logger: m.Logger,
 	})
 	if err != nil {
-		return fmt.Errorf("test users: %w", err)
+		return httpapi.Options{}, fmt.Errorf("test users: %w", err)
 	}
-
 	consoleFS, built := web.Dist()
 	if !built {
 		consoleFS = nil
 		m.Logger.Warn("the console is not built; run `make web` (make run does it) to serve it at /")
 	}
-	checks := []httpapi.Check{
+	var emu http.Handler
+	if m.Emulator != nil {
+		emu = m.Emulator.Handler()
+	}
+	return httpapi.Options{
+		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
+		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
+		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
+		Metrics: mx, MetricsHandler: mx.Handler(),
+		ConsoleConfig: func() httpapi.ConsoleConfig {
+			return httpapi.ConsoleConfig{
+				Env: cfg.Env, AuthURL: id.supabaseURL + "/auth/v1", AnonKey: id.anonKey, Emulator: m.Emulator != nil,
+				TestUsersEnabled: cfg.TestUsersEnabled, DevOperator: id.operator, Version: version,
+			}
+		},
+	}, nil
+}
+
+// readinessChecks are what /api/v1/readyz reports on.
+func (m *Main) readinessChecks() []httpapi.Check {
+	return []httpapi.Check{
 		{Name: "store", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Store.Ping(ctx) }},
 		{Name: "event_log", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.Log.Ping(ctx) }},
 		{Name: "jwks", Check: func(ctx context.Context) (map[string]any, error) { return nil, m.verifier.Check(ctx) }},
@@ -234,23 +322,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return d, nil
 		}},
 	}
-	var emu http.Handler
-	if m.Emulator != nil {
-		emu = m.Emulator.Handler()
-	}
-	m.Server = httpapi.New(m.verifier, m.Chat, httpapi.Options{
-		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
-		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: checks,
-		Console: consoleFS, AuthEmulator: emu, Identity: identity, TestUsers: testUsers, Logger: m.Logger,
-		Metrics: mx, MetricsHandler: mx.Handler(),
-		ConsoleConfig: func() httpapi.ConsoleConfig {
-			return httpapi.ConsoleConfig{
-				Env: cfg.Env, AuthURL: supabaseURL + "/auth/v1", AnonKey: anonKey, Emulator: m.Emulator != nil,
-				TestUsersEnabled: cfg.TestUsersEnabled, DevOperator: operator, Version: version,
-			}
-		},
-	})
+}
 
+// serve starts the HTTP server on the listener, over TLS when configured.
+func (m *Main) serve() error {
 	m.http = &http.Server{
 		Handler:           m.Server,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -258,24 +333,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// No WriteTimeout: SSE streams are long; each SSE write sets its own deadline.
 		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
-	m.serveErr = make(chan error, 1)
 	ln := m.ln
-	if cfg.TLSCert != "" {
+	if cfg := m.Config; cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
+			m.http = nil
 			return fmt.Errorf("GYMBRO_TLS_CERT/GYMBRO_TLS_KEY: %w", err)
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}})
 	}
+	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.http.Serve(ln) }()
-
-	attrs := []any{"url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(), "model", model.Name(), "version", version}
-	m.Logger.Info("GymBro API is listening", attrs...)
-	if m.Emulator != nil {
-		// Local development only: these keys unlock nothing but the emulator.
-		m.Logger.Info("local Supabase Auth emulator at "+publicURL+"/auth/v1", "anon_key", anonKey, "service_role_key", serviceKey)
-		m.Logger.Info("development operator for the console at "+publicURL+"/ai/jwt", "email", operator.Email, "password", operator.Password)
-	}
 	return nil
 }
 
