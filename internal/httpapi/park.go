@@ -193,10 +193,17 @@ func (k *parker) serve(pk *parked) {
 		} else if beat {
 			pk.stalled = true
 		}
-		if done || closing || k.closed || sw.err != nil {
+		if done || closing || sw.err != nil {
 			k.removeLocked(pk)
 			k.mu.Unlock()
 			return
+		}
+		if k.closed {
+			// Shutdown began during this pass, maybe after its read: one
+			// more pass delivers what the log holds now (the interrupted
+			// generations' last events), then ends the stream.
+			k.mu.Unlock()
+			continue
 		}
 		if !pk.again {
 			pk.busy = false

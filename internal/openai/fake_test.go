@@ -49,7 +49,14 @@ func newFake(t testing.TB, handle func(w http.ResponseWriter, r *http.Request, n
 func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 	n := int(f.attempts.Add(1))
 	cur := f.inFlight.Add(1)
-	defer f.inFlight.Add(-1)
+	// A request stops being in flight when its stream is complete ([DONE]
+	// written) or its handler returns, whichever is first: a client may
+	// start its next request the moment it has read [DONE], while this
+	// handler is still returning.
+	var once sync.Once
+	end := func() { once.Do(func() { f.inFlight.Add(-1) }) }
+	defer end()
+	w = &flightWriter{ResponseWriter: w, end: end}
 	for {
 		m := f.maxInFlight.Load()
 		if cur <= m || f.maxInFlight.CompareAndSwap(m, cur) {
@@ -92,6 +99,15 @@ type sse struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
 }
+
+// flightWriter lets a reply mark its request done before its last write.
+type flightWriter struct {
+	http.ResponseWriter
+	end func()
+}
+
+// Unwrap lets http.ResponseController reach the Flusher underneath.
+func (w *flightWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func startSSE(w http.ResponseWriter) *sse {
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -146,6 +162,9 @@ func (s *sse) usage(model string, prompt, completion int) {
 }
 
 func (s *sse) done() {
+	if fw, ok := s.w.(*flightWriter); ok {
+		fw.end()
+	}
 	fmt.Fprint(s.w, "data: [DONE]\n\n")
 	s.flush()
 }
