@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
@@ -70,7 +69,7 @@ func sqliteBackend() backend {
 func postgresBackend() backend {
 	return backend{"postgres", func(t testing.TB) func(t testing.TB) gymbro.Store {
 		url := testenv.PostgresURL(t)
-		schema := freshSchema(t, url)
+		schema := testenv.PostgresSchema(t, url, "gymbro_outbox_")
 		return func(t testing.TB) gymbro.Store {
 			t.Helper()
 			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(8))
@@ -84,33 +83,6 @@ func postgresBackend() backend {
 }
 
 func backends() []backend { return []backend{sqliteBackend(), postgresBackend()} }
-
-// freshSchema creates a schema no other test uses and drops it when t ends.
-func freshSchema(t testing.TB, url string) string {
-	t.Helper()
-	ctx := context.Background()
-	schema := testenv.UniqueName("gymbro_outbox_")
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return schema
-}
 
 // finish runs n exchanges through the store the way the chat service does
 // (create, start, finish), which enqueues their chat records, and returns

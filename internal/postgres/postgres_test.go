@@ -18,34 +18,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// freshSchema creates a schema no other test uses and drops it, with
-// everything in it, when t ends.
-func freshSchema(t testing.TB, url string) string {
-	t.Helper()
-	ctx := context.Background()
-	schema := testenv.UniqueName("gymbro_test_")
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	return schema
-}
-
 func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.DB {
 	t.Helper()
 	db, err := postgres.Open(context.Background(), url, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
@@ -58,7 +30,7 @@ func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.D
 func TestStore(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	storetest.Run(t, func(t *testing.T) gymbro.Store {
-		schema := freshSchema(t, url)
+		schema := testenv.PostgresSchema(t, url, "gymbro_test_")
 		db := open(t, url, schema, postgres.WithMaxConns(8))
 		t.Cleanup(func() { db.Close() }) // runs before the schema is dropped
 		return db
@@ -68,7 +40,7 @@ func TestStore(t *testing.T) {
 func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.PostgresURL(t)
-	schema := freshSchema(t, url)
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
 	// Several instances starting at once: the advisory lock makes them take
 	// turns, and all but the first find nothing to do.
 	const n = 4
@@ -134,7 +106,7 @@ func TestUnavailable(t *testing.T) {
 func BenchmarkCreateMessage(b *testing.B) {
 	ctx := context.Background()
 	url := testenv.PostgresURL(b)
-	db := open(b, url, freshSchema(b, url), postgres.WithMaxConns(16))
+	db := open(b, url, testenv.PostgresSchema(b, url, "gymbro_test_"), postgres.WithMaxConns(16))
 	defer db.Close()
 	newMsg := func() gymbro.NewMessage {
 		return gymbro.NewMessage{
@@ -169,7 +141,7 @@ func BenchmarkCreateMessage(b *testing.B) {
 func TestFinishIsAtomic(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.PostgresURL(t)
-	schema := freshSchema(t, url)
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
 	db := open(t, url, schema)
 	defer db.Close()
 	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",

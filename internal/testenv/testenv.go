@@ -12,6 +12,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Default addresses of the local services; overridable for other set-ups.
@@ -68,4 +70,31 @@ func require(t testing.TB, what, addr string, probe bool) {
 		t.Fatalf("%s is not reachable at %s (%v); CI must provide it", what, addr, err)
 	}
 	t.Skipf("%s is not reachable at %s (%v); start it to run this test", what, addr, err)
+}
+
+// PostgresSchema creates a schema no other test uses in the database at url
+// and drops it, with everything in it, when t ends. prefix names its owner.
+func PostgresSchema(t testing.TB, url, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	schema := UniqueName(prefix)
+	exec := func(sql string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	quoted := pgx.Identifier{schema}.Sanitize()
+	if err := exec(`CREATE SCHEMA ` + quoted); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := exec(`DROP SCHEMA ` + quoted + ` CASCADE`); err != nil {
+			t.Errorf("drop schema: %v", err)
+		}
+	})
+	return schema
 }
