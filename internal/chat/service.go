@@ -26,7 +26,7 @@ const (
 	CodeTextInvalidUTF8       = "text_invalid_utf8"
 	CodeInvalidConversationID = "invalid_conversation_id"
 	CodeIdempotencyKeyInvalid = "idempotency_key_invalid"
-	CodeTooManyRunning        = "too_many_running"
+	CodeTooManyRunning        = gymbro.CodeTooManyRunning
 	CodeMessageNotFound       = "message_not_found"
 	CodeAlreadyFinished       = "already_finished"
 	CodePersistFailed         = "persist_failed"
@@ -174,17 +174,6 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 			return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, Message: "Too many messages; wait before sending another.", RetryAfter: wait}
 		}
 	}
-	// The cap holds for every POST, keyed or not: exempting keyed ones
-	// would let a fresh key per request bypass it. A retried keyed POST
-	// that meets the cap gets 429 and its replay once a reply finishes.
-	n, err := s.store.CountRunning(ctx, p.UID)
-	if err != nil {
-		return nil, false, err
-	}
-	if n >= s.opts.MaxRunning {
-		return nil, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: CodeTooManyRunning,
-			Message: "Too many replies are still being generated for you; wait for one to finish.", RetryAfter: 2 * time.Second}
-	}
 	now := s.opts.Now().UTC()
 	m, replayed, err = s.store.CreateMessage(ctx, gymbro.NewMessage{
 		ID:                newID(),
@@ -196,6 +185,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		TraceID:           in.TraceID,
 		IdempotencyKey:    in.IdempotencyKey,
 		RequestHash:       requestHash(text, in.ConversationID),
+		MaxRunning:        s.opts.MaxRunning, // checked atomically by the store, after a replay
 		Now:               now,
 	})
 	if err != nil || replayed {

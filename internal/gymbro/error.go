@@ -41,7 +41,14 @@ const (
 	CodeRateLimited      = "rate_limited"
 	CodeInterrupted      = "interrupted"
 	CodeCanceled         = "canceled"
+	CodeTooManyRunning   = "too_many_running"
 )
+
+// TooManyRunning is the error of a post refused by the running cap.
+func TooManyRunning() *Error {
+	return &Error{Kind: KindRateLimited, Code: CodeTooManyRunning, RetryAfter: 2 * time.Second,
+		Message: "Too many replies are still being generated for you; wait for one to finish."}
+}
 
 // Error is the one error type the domain speaks. Message is safe to show to
 // a client; Err is the cause, kept for logs and errors.Is, never shown.

@@ -77,7 +77,13 @@ type NewMessage struct {
 	TraceID           string
 	IdempotencyKey    string // empty: none
 	RequestHash       string // hash of the request body, compared on an idempotent replay
-	Now               time.Time
+	// MaxRunning > 0 refuses the exchange (KindRateLimited, code
+	// too_many_running) when the user already has this many queued or
+	// working, checked in the creating transaction so concurrent posts, on
+	// any instance, cannot overshoot it. An idempotent replay is answered
+	// before the check.
+	MaxRunning int
+	Now        time.Time
 }
 
 // Result is how a generation ended; the store records it atomically with the
@@ -107,7 +113,8 @@ type Store interface {
 	// user used before it returns the earlier exchange and replayed=true, or
 	// an *Error with code idempotency_conflict (KindConflict) when the
 	// RequestHash differs. A ConversationID the user does not own fails with
-	// KindNotFound, code conversation_not_found.
+	// KindNotFound, code conversation_not_found. See NewMessage.MaxRunning
+	// for too_many_running.
 	CreateMessage(ctx context.Context, in NewMessage) (m *Message, replayed bool, err error)
 
 	// Message returns the user's exchange, or KindNotFound (code

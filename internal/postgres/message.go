@@ -100,6 +100,20 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 				return err
 			}
 		}
+		if in.MaxRunning > 0 {
+			// One user's creates take turns on this lock, so two instances
+			// cannot both count n-1 and both insert.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "gymbro_running:"+in.UserID); err != nil {
+				return err
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`, in.UserID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= in.MaxRunning {
+				return gymbro.TooManyRunning()
+			}
+		}
 		convID := in.ConversationID
 		if convID == "" {
 			convID = in.NewConversationID

@@ -36,7 +36,7 @@ const (
 )
 
 var hotWrites = []string{qIdempotent, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qGetMsg,
-	qStart, qRenew, qSaveReply}
+	qStart, qRenew, qSaveReply, qCountRunning}
 
 // The reads of the request paths and of every generation, one constant per
 // shape (a cursor or a before bound is a different statement), prepared
@@ -153,6 +153,21 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 				return nil
 			case !errors.Is(err, sql.ErrNoRows):
 				return err
+			}
+		}
+		if in.MaxRunning > 0 {
+			// SQLite has one writer, so this count and the insert below
+			// cannot interleave with another create.
+			var n int
+			row, err := db.queryRow(ctx, tx, qCountRunning, in.UserID)
+			if err != nil {
+				return err
+			}
+			if err := row.Scan(&n); err != nil {
+				return err
+			}
+			if n >= in.MaxRunning {
+				return gymbro.TooManyRunning()
 			}
 		}
 		convID := in.ConversationID

@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
 		{"InvalidCursor", testInvalidCursor},
 		{"History", testHistory},
 		{"CountRunning", testCountRunning},
+		{"RunningCap", testRunningCap},
+		{"RunningCapRace", testRunningCapRace},
 		{"Outbox", testOutbox},
 		{"OutboxBuryRedrive", testOutboxBuryRedrive},
 		{"OutboxConcurrentClaim", testOutboxConcurrentClaim},
@@ -782,6 +784,62 @@ func testCountRunning(t *testing.T, s gymbro.Store) {
 	}
 	if n, err := s.CountRunning(ctx, "nobody"); err != nil || n != 0 {
 		t.Errorf("CountRunning(nobody) = %d, %v; want 0", n, err)
+	}
+}
+
+func testRunningCap(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	capped := func(text, key string) gymbro.NewMessage {
+		in := newMessage("u1", "", text, base())
+		in.MaxRunning, in.IdempotencyKey, in.RequestHash = 2, key, "h-"+text
+		return in
+	}
+	a := create(t, s, capped("a", "k-a"))
+	create(t, s, capped("b", ""))
+	_, _, err := s.CreateMessage(ctx, capped("c", ""))
+	wantErr(t, err, gymbro.KindRateLimited, gymbro.CodeTooManyRunning)
+	if n, _ := s.CountRunning(ctx, "u1"); n != 2 {
+		t.Fatalf("a refused create was stored: %d running", n)
+	}
+	// A retried keyed post gets its replay, cap or no cap.
+	m, replayed, err := s.CreateMessage(ctx, capped("a", "k-a"))
+	if err != nil || !replayed || m.ID != a.ID {
+		t.Fatalf("replay at the cap = %v, %v, %v", m, replayed, err)
+	}
+	finish(t, s, a.ID, gymbro.StatusCompleted, base())
+	create(t, s, capped("d", ""))
+	other := newMessage("u2", "", "e", base())
+	other.MaxRunning = 2
+	create(t, s, other) // the cap is per user
+}
+
+// testRunningCapRace: concurrent creates for one user never overshoot the
+// cap (the check and the insert are one transaction).
+func testRunningCapRace(t *testing.T, s gymbro.Store) {
+	const tries, limit = 12, 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created, refused := 0, 0
+	for i := range tries {
+		wg.Go(func() {
+			in := newMessage("racer", "", fmt.Sprint("m", i), base())
+			in.MaxRunning = limit
+			_, _, err := s.CreateMessage(context.Background(), in)
+			mu.Lock()
+			defer mu.Unlock()
+			switch gymbro.ErrorCode(err) {
+			case "":
+				created++
+			case gymbro.CodeTooManyRunning:
+				refused++
+			default:
+				t.Errorf("CreateMessage: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if created != limit || refused != tries-limit {
+		t.Fatalf("created %d, refused %d; want %d and %d", created, refused, limit, tries-limit)
 	}
 }
 
