@@ -226,7 +226,7 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 	var limiter chat.Limiter
 	if cfg.RateLimit > 0 && m.redis != nil {
 		// One budget for the whole fleet, on the Redis server's clock.
-		limiter = redislimit.New(m.redis, "", cfg.RateLimit, time.Minute, nil)
+		limiter = redislimit.New(m.redis, cfg.RedisPrefix+"ratelimit:", cfg.RateLimit, time.Minute, nil)
 	} else if cfg.RateLimit > 0 {
 		limiter = chat.NewMemoryLimiter(cfg.RateLimit, time.Minute, nil)
 	}
@@ -393,7 +393,11 @@ func (m *Main) Close() error {
 
 func (m *Main) openStore(ctx context.Context) error {
 	if dsn := m.Config.DatabaseURL.Reveal(); dsn != "" {
-		db, err := postgres.Open(ctx, dsn)
+		var opts []postgres.Option
+		if m.Config.DatabaseSchema != "" {
+			opts = append(opts, postgres.WithSchema(m.Config.DatabaseSchema))
+		}
+		db, err := postgres.Open(ctx, dsn, opts...)
 		if err != nil {
 			return fmt.Errorf("PostgreSQL (GYMBRO_DATABASE_URL): %w", err)
 		}
@@ -418,7 +422,7 @@ func (m *Main) openLog() error {
 		}
 		m.redis = redis.NewClient(opts)
 		m.closers = append(m.closers, m.redis.Close)
-		l, err := redislog.New(m.redis, redislog.Options{TTL: m.Config.EventTTL})
+		l, err := redislog.New(m.redis, redislog.Options{TTL: m.Config.EventTTL, Prefix: m.Config.RedisPrefix, Logger: m.Logger})
 		if err != nil {
 			return fmt.Errorf("Redis event log: %w", err)
 		}

@@ -67,9 +67,11 @@ type Config struct {
 	LogLevel  slog.Level
 	LogFormat string // "text" or "json"
 
-	DatabaseURL Secret // empty: SQLite in DataDir
-	RedisURL    Secret // empty: in-process event log and limits
-	InstanceID  string
+	DatabaseURL    Secret // empty: SQLite in DataDir
+	DatabaseSchema string // PostgreSQL schema for our tables; empty: the URL's search_path
+	RedisURL       Secret // empty: in-process event log and limits
+	RedisPrefix    string // prefix of every Redis key and channel, so deployments can share a Redis
+	InstanceID     string
 
 	SupabaseURL            string
 	SupabaseAnonKey        Secret
@@ -153,9 +155,11 @@ func Load(getenv func(string) string) (*Config, error) {
 		LogLevel:  r.level("GYMBRO_LOG_LEVEL", slog.LevelInfo),
 		LogFormat: r.oneOf("GYMBRO_LOG_FORMAT", "text", "text", "json"),
 
-		DatabaseURL: Secret(r.str("GYMBRO_DATABASE_URL", "")),
-		RedisURL:    Secret(r.str("GYMBRO_REDIS_URL", "")),
-		InstanceID:  r.str("GYMBRO_INSTANCE_ID", ""),
+		DatabaseURL:    Secret(r.str("GYMBRO_DATABASE_URL", "")),
+		DatabaseSchema: r.str("GYMBRO_DATABASE_SCHEMA", ""),
+		RedisURL:       Secret(r.str("GYMBRO_REDIS_URL", "")),
+		RedisPrefix:    r.str("GYMBRO_REDIS_PREFIX", "gymbro:"),
+		InstanceID:     r.str("GYMBRO_INSTANCE_ID", ""),
 
 		SupabaseURL:            strings.TrimRight(r.str("SUPABASE_URL", ""), "/"),
 		SupabaseAnonKey:        Secret(r.str("SUPABASE_ANON_KEY", "")),
@@ -275,6 +279,12 @@ func (c *Config) validate(r *reader) {
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(string(c.DatabaseURL), "postgres://") && !strings.HasPrefix(string(c.DatabaseURL), "postgresql://") {
 		r.fail("GYMBRO_DATABASE_URL", "must be a postgres:// URL")
+	}
+	if c.DatabaseSchema != "" && !validIdentifier(c.DatabaseSchema) {
+		r.fail("GYMBRO_DATABASE_SCHEMA", "must be a plain identifier (letters, digits, underscores; not starting with a digit), not %q", c.DatabaseSchema)
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{} ") {
+		r.fail("GYMBRO_REDIS_PREFIX", "must not contain braces or spaces (braces form Redis Cluster hash tags), not %q", c.RedisPrefix)
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(string(c.RedisURL), "redis://") && !strings.HasPrefix(string(c.RedisURL), "rediss://") {
 		r.fail("GYMBRO_REDIS_URL", "must be a redis:// or rediss:// URL")
@@ -475,4 +485,13 @@ func (r *reader) oidc() []OIDCIssuer {
 		r.oidcs = append(r.oidcs, o)
 	}
 	return r.oidcs
+}
+
+func validIdentifier(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 63
 }

@@ -133,3 +133,21 @@ func TestBareSecondsDuration(t *testing.T) {
 		t.Fatalf("got %s", c.SSEHeartbeat)
 	}
 }
+
+func TestSchemaAndRedisPrefix(t *testing.T) {
+	c, err := Load(env(map[string]string{"GYMBRO_DATABASE_SCHEMA": "gymbro", "GYMBRO_REDIS_PREFIX": "staging:gymbro:"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseSchema != "gymbro" || c.RedisPrefix != "staging:gymbro:" {
+		t.Fatalf("%q %q", c.DatabaseSchema, c.RedisPrefix)
+	}
+	if c, _ := Load(env(nil)); c.RedisPrefix != "gymbro:" {
+		t.Fatalf("default prefix %q", c.RedisPrefix)
+	}
+	for k, v := range map[string]string{"GYMBRO_DATABASE_SCHEMA": "public; drop table x", "GYMBRO_REDIS_PREFIX": "a{b}"} {
+		if _, err := Load(env(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q accepted: %v", k, v, err)
+		}
+	}
+}
