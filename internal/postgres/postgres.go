@@ -9,10 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
 )
 
 //go:embed migrations/*.sql
@@ -97,7 +95,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 // list yet. A session advisory lock, keyed by the schema, lets instances
 // that start together take turns instead of racing on CREATE TABLE.
 func (db *DB) Migrate(ctx context.Context) error {
-	migs, err := migrations()
+	migs, err := sqlmigrate.Load(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -132,16 +130,16 @@ func (db *DB) Migrate(ctx context.Context) error {
 	for _, m := range migs {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %d: %w", m.version, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %d: %w", m.Version, err)
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.version)
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.Version)
 			return err
 		})
 		if err != nil {
@@ -149,35 +147,6 @@ func (db *DB) Migrate(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-type migration struct {
-	version int
-	sql     string
-}
-
-// migrations returns the embedded files named NNNN_description.sql in
-// version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-	}
-	var out []migration
-	for _, e := range entries {
-		prefix, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil {
-			return nil, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "Migration %q is not named NNNN_name.sql.", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-		}
-		out = append(out, migration{version: v, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // Ping reports whether the database answers.

@@ -13,15 +13,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 )
@@ -138,23 +137,23 @@ func (db *DB) Migrate(ctx context.Context) error {
 	)`); err != nil {
 		return dbErr(err)
 	}
-	migs, err := migrations()
+	migs, err := sqlmigrate.Load(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
 	for _, m := range migs {
 		err := db.writeTx(ctx, func(tx *sql.Tx) error {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %d: %w", m.version, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %d: %w", m.Version, err)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, micros(db.now()))
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.Version, micros(db.now()))
 			return err
 		})
 		if err != nil {
@@ -162,35 +161,6 @@ func (db *DB) Migrate(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-type migration struct {
-	version int
-	sql     string
-}
-
-// migrations returns the embedded files named NNNN_description.sql in
-// version order.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-	}
-	var out []migration
-	for _, e := range entries {
-		prefix, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil {
-			return nil, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "Migration %q is not named NNNN_name.sql.", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-		}
-		out = append(out, migration{version: v, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
 }
 
 // Ping reports whether both pools can reach the file.
