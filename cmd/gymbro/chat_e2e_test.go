@@ -113,8 +113,13 @@ func TestOwnershipAndAuth(t *testing.T) {
 		}
 		absent := strings.Replace(strings.Replace(path, p.MessageID, "01900000-0000-7000-8000-000000000000", 1), p.ConversationID, "01900000-0000-7000-8000-000000000000", 1)
 		missing := a.do("GET", absent, alice, nil)
-		if missing.status != http.StatusNotFound || missing.problem(t)["code"] != r.problem(t)["code"] {
+		mp, rp := missing.problem(t), r.problem(t)
+		if missing.status != http.StatusNotFound || mp["code"] != rp["code"] || mp["detail"] != rp["detail"] {
 			t.Errorf("a missing resource must look exactly like another user's: %s vs %s", missing.body, r.body)
+		}
+		malformed := a.do("GET", strings.Replace(strings.Replace(path, p.MessageID, "not-a-uuid", 1), p.ConversationID, "not-a-uuid", 1), alice, nil)
+		if xp := malformed.problem(t); malformed.status != http.StatusNotFound || xp["code"] != rp["code"] || xp["detail"] != rp["detail"] {
+			t.Errorf("a malformed id must look exactly like another user's: %s vs %s", malformed.body, r.body)
 		}
 	}
 	if r := a.do("POST", "/api/v1/messages/"+p.MessageID+"/cancel", mallory, nil); r.status != http.StatusNotFound {

@@ -27,7 +27,7 @@ const (
 	CodeInvalidConversationID = "invalid_conversation_id"
 	CodeIdempotencyKeyInvalid = "idempotency_key_invalid"
 	CodeTooManyRunning        = gymbro.CodeTooManyRunning
-	CodeMessageNotFound       = "message_not_found"
+	CodeMessageNotFound       = gymbro.CodeMessageNotFound
 	CodeAlreadyFinished       = "already_finished"
 	CodePersistFailed         = "persist_failed"
 )
@@ -207,7 +207,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 // Message returns the caller's exchange.
 func (s *Service) Message(ctx context.Context, p *gymbro.Principal, id string) (*gymbro.Message, error) {
 	if _, err := uuid.Parse(id); err != nil {
-		return nil, gymbro.Errorf(gymbro.KindNotFound, CodeMessageNotFound, "No such message.")
+		return nil, gymbro.MessageNotFound() // exactly as an absent one
 	}
 	return s.store.Message(ctx, p.UID, id)
 }
@@ -256,7 +256,7 @@ func (s *Service) Conversations(ctx context.Context, p *gymbro.Principal, page g
 // ConversationMessages lists one of the caller's conversations, newest first.
 func (s *Service) ConversationMessages(ctx context.Context, p *gymbro.Principal, conversationID string, page gymbro.Page) ([]*gymbro.Message, string, error) {
 	if _, err := uuid.Parse(conversationID); err != nil {
-		return nil, "", gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "No such conversation.")
+		return nil, "", gymbro.ConversationNotFound() // exactly as an absent one
 	}
 	return s.store.ConversationMessages(ctx, p.UID, conversationID, page)
 }

@@ -44,6 +44,31 @@ const (
 	CodeTooManyRunning   = "too_many_running"
 )
 
+// Not-found codes of the store. A resource of another user answers the
+// same as one that does not exist, so ids cannot be probed.
+const (
+	CodeMessageNotFound      = "message_not_found"
+	CodeConversationNotFound = "conversation_not_found"
+	CodeOutboxItemNotFound   = "outbox_item_not_found"
+)
+
+// MessageNotFound is the error for an exchange that is absent or not the
+// caller's.
+func MessageNotFound() *Error {
+	return Errorf(KindNotFound, CodeMessageNotFound, "The message does not exist.")
+}
+
+// ConversationNotFound is the error for a conversation that is absent or
+// not the caller's.
+func ConversationNotFound() *Error {
+	return Errorf(KindNotFound, CodeConversationNotFound, "The conversation does not exist.")
+}
+
+// OutboxItemNotFound is the error for an outbox item that is not there.
+func OutboxItemNotFound() *Error {
+	return Errorf(KindNotFound, CodeOutboxItemNotFound, "The outbox item does not exist.")
+}
+
 // TooManyRunning is the error of a post refused by the running cap.
 func TooManyRunning() *Error {
 	return &Error{Kind: KindRateLimited, Code: CodeTooManyRunning, RetryAfter: 2 * time.Second,

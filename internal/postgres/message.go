@@ -45,14 +45,6 @@ func scanMessages(rows pgx.Rows) ([]*gymbro.Message, error) {
 	return out, rows.Err()
 }
 
-func errMessageNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "message_not_found", "The message does not exist.")
-}
-
-func errConversationNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "The conversation does not exist.")
-}
-
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
@@ -60,7 +52,7 @@ type querier interface {
 func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, error) {
 	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errMessageNotFound()
+		return nil, gymbro.MessageNotFound()
 	}
 	return m, err
 }
@@ -132,7 +124,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 				return err
 			}
 			if tag.RowsAffected() == 0 {
-				return errConversationNotFound()
+				return gymbro.ConversationNotFound()
 			}
 		}
 		var key *string
@@ -171,7 +163,7 @@ func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, 
 		return nil, dbErr(err)
 	}
 	if m.UserID != userID {
-		return nil, errMessageNotFound()
+		return nil, gymbro.MessageNotFound()
 	}
 	return m, nil
 }
@@ -190,7 +182,7 @@ func stateErr(ctx context.Context, q querier, id, code, msg string) error {
 		return err
 	}
 	if !exists {
-		return errMessageNotFound()
+		return gymbro.MessageNotFound()
 	}
 	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
 }
@@ -340,7 +332,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 		return nil, "", dbErr(err)
 	}
 	if !exists {
-		return nil, "", errConversationNotFound()
+		return nil, "", gymbro.ConversationNotFound()
 	}
 	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = $1`
 	args := []any{conversationID, limit + 1}
@@ -380,7 +372,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 		err := db.pool.QueryRow(ctx, `SELECT created_at FROM messages WHERE id = $1 AND conversation_id = $2`,
 			before, conversationID).Scan(&at)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, errMessageNotFound()
+			return nil, gymbro.MessageNotFound()
 		}
 		if err != nil {
 			return nil, dbErr(err)

@@ -9,10 +9,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
-func errOutboxNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "outbox_item_not_found", "The outbox item does not exist.")
-}
-
 // ClaimOutbox leases due pending items to owner. FOR UPDATE SKIP LOCKED
 // lets workers on several instances claim at once without blocking on, or
 // taking, each other's rows; the lease columns then keep the items theirs
@@ -86,7 +82,7 @@ func (db *DB) outboxUpdate(ctx context.Context, query string, args ...any) error
 		return dbErr(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return errOutboxNotFound()
+		return gymbro.OutboxItemNotFound()
 	}
 	return nil
 }

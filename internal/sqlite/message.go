@@ -101,18 +101,10 @@ func scanMessages(rows *sql.Rows) ([]*gymbro.Message, error) {
 	return out, rows.Err()
 }
 
-func errMessageNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "message_not_found", "The message does not exist.")
-}
-
-func errConversationNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "conversation_not_found", "The conversation does not exist.")
-}
-
 func (db *DB) getMessage(ctx context.Context, id string) (*gymbro.Message, error) {
 	m, err := scanMessage(db.readRow(ctx, qGetMsg, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, errMessageNotFound()
+		return nil, gymbro.MessageNotFound()
 	}
 	return m, err
 }
@@ -190,7 +182,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 			if n, err := res.RowsAffected(); err != nil {
 				return err
 			} else if n == 0 {
-				return errConversationNotFound()
+				return gymbro.ConversationNotFound()
 			}
 		}
 		var key any
@@ -227,7 +219,7 @@ func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, 
 		return nil, dbErr(err)
 	}
 	if m.UserID != userID {
-		return nil, errMessageNotFound()
+		return nil, gymbro.MessageNotFound()
 	}
 	return m, nil
 }
@@ -246,7 +238,7 @@ func stateErr(ctx context.Context, tx *sql.Tx, id, code, msg string) error {
 		return err
 	}
 	if n == 0 {
-		return errMessageNotFound()
+		return gymbro.MessageNotFound()
 	}
 	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
 }
@@ -394,7 +386,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 		return nil, "", dbErr(err)
 	}
 	if n == 0 {
-		return nil, "", errConversationNotFound()
+		return nil, "", gymbro.ConversationNotFound()
 	}
 	var rows *sql.Rows
 	if c != nil {
@@ -433,7 +425,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 		var at int64
 		err = db.readRow(ctx, qHistoryAt, before, conversationID).Scan(&at)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, errMessageNotFound()
+			return nil, gymbro.MessageNotFound()
 		}
 		if err != nil {
 			return nil, dbErr(err)

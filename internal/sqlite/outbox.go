@@ -11,10 +11,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
-func errOutboxNotFound() error {
-	return gymbro.Errorf(gymbro.KindNotFound, "outbox_item_not_found", "The outbox item does not exist.")
-}
-
 // ClaimOutbox leases due pending items to owner. The single write
 // connection makes select-and-lease atomic with respect to every other
 // claimer using this file.
@@ -97,7 +93,7 @@ func (db *DB) outboxUpdate(ctx context.Context, query string, args ...any) error
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return errOutboxNotFound()
+			return gymbro.OutboxItemNotFound()
 		}
 		return nil
 	})
