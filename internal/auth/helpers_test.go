@@ -22,30 +22,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // t0 is the fixed start of every test clock.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testenv.Clock { return testenv.NewClock(t0) }
 
 // testKey is a signing key with its public JWK.
 type testKey struct {
@@ -241,7 +224,7 @@ var hmacSecret = []byte("super-secret-jwt-token-with-at-least-32-characters-long
 // its JWKS, and the legacy HS256 secret) and a Firebase project (RS256),
 // on a settable clock, logging into a buffer.
 type fixture struct {
-	clock    *clock
+	clock    *testenv.Clock
 	logs     *syncBuffer
 	v        *Verifier
 	supa     *jwksServer

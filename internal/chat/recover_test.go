@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/inmem"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,14 +32,12 @@ func TestRecoverSparesFreshQueuedMessages(t *testing.T) {
 	defer store.Close()
 	log := inmem.NewEventLog(inmem.Options{})
 	defer log.Close()
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{}), LeaseTTL: 10 * time.Second, Now: clock})
+	clk := testenv.NewClock(time.Now())
+	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{}), LeaseTTL: 10 * time.Second, Now: clk.Now})
 	defer svc.Shutdown(ctx)
 
 	m, _, err := store.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000c1", NewConversationID: "01900000-0000-7000-8000-0000000000c2",
-		UserID: "u1", Provider: "supabase", Text: "hi", Now: clock()})
+		UserID: "u1", Provider: "supabase", Text: "hi", Now: clk.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +47,7 @@ func TestRecoverSparesFreshQueuedMessages(t *testing.T) {
 	if got, _ := store.MessageByID(ctx, m.ID); got.Status != gymbro.StatusQueued {
 		t.Fatalf("status %s", got.Status)
 	}
-	mu.Lock()
-	now = now.Add(11 * time.Second)
-	mu.Unlock()
+	clk.Advance(11 * time.Second)
 	if n, err := svc.Recover(ctx, false); err != nil || n != 1 {
 		t.Fatalf("Recover reaped %d (%v), want the abandoned message", n, err)
 	}

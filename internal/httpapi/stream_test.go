@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/inmem"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/sse"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // streamServer is the real Server on SQLite, the in-process log and the
@@ -215,11 +215,9 @@ func TestTokenExpiringMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := testenv.NewClock(time.Now())
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, Now: clock})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,9 +258,7 @@ func TestTokenExpiringMidStream(t *testing.T) {
 			continue
 		}
 		if n++; n == 1 { // the stream is open: now the token expires
-			mu.Lock()
-			now = now.Add(time.Hour)
-			mu.Unlock()
+			clk.Advance(time.Hour)
 		}
 		_ = json.Unmarshal([]byte(ev.Data), &last)
 	}

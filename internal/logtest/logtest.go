@@ -27,29 +27,12 @@ type NewLog func(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.E
 // Redis expiry). It is a failure deadline, never a speed assertion.
 const wait = 10 * time.Second
 
-// Clock is a settable clock for the suite's logs; safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// Clock is a settable clock for the suite's logs.
+type Clock = testenv.Clock
 
 // NewClock returns a Clock set to a fixed instant.
 func NewClock() *Clock {
-	return &Clock{t: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)}
-}
-
-// Now returns the clock's current time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC))
 }
 
 // Run runs the contract suite against the logs newLog builds. Subtests run

@@ -14,13 +14,14 @@ import (
 	"github.com/gymbro/gymbro-api/internal/outbox"
 	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
 	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 func sinkFor(fake *outboxtest.PostgREST) *supabase.ChatSink {
 	return supabase.NewChatSink(supabase.ChatSinkConfig{URL: fake.URL(), ServiceRoleKey: key})
 }
 
-func manualWorker(s gymbro.Outbox, fake *outboxtest.PostgREST, c *clock, owner string) *outbox.Worker {
+func manualWorker(s gymbro.Outbox, fake *outboxtest.PostgREST, c *testenv.Clock, owner string) *outbox.Worker {
 	return outbox.NewWorker(outbox.Options{
 		Store: s, Sink: sinkFor(fake), Owner: owner, Now: c.Now, Rand: func() float64 { return 0.5 },
 		MinBackoff: time.Second, MaxBackoff: time.Minute, Logger: slog.New(slog.DiscardHandler),

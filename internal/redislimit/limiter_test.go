@@ -48,19 +48,6 @@ func uniquePrefix(t testing.TB, c *redis.Client) string {
 	return prefix
 }
 
-// clock is an injected time source tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func allow(t *testing.T, l *redislimit.Limiter, key string) (bool, time.Duration) {
 	t.Helper()
 	ok, wait, err := l.Allow(context.Background(), key)
@@ -73,14 +60,14 @@ func allow(t *testing.T, l *redislimit.Limiter, key string) (bool, time.Duration
 func TestSlidingWindow(t *testing.T) {
 	c := newClient(t)
 	prefix := uniquePrefix(t, c)
-	clk := &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	l := redislimit.New(c, prefix, 3, time.Minute, clk.Now)
 
 	for i := range 3 {
 		if ok, _ := allow(t, l, "u1"); !ok {
 			t.Fatalf("hit %d refused; want the first 3 allowed", i+1)
 		}
-		clk.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 	}
 	// Hits at 0s, 10s, 20s; now 30s: the oldest frees at 60s.
 	ok, wait := allow(t, l, "u1")
@@ -95,7 +82,7 @@ func TestSlidingWindow(t *testing.T) {
 		t.Error("another key was refused")
 	}
 	// A refused hit takes nothing: at exactly 60s the oldest has left.
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if ok, _ := allow(t, l, "u1"); !ok {
 		t.Error("refused once the oldest hit left the window")
 	}
@@ -117,7 +104,7 @@ func TestSlidingWindow(t *testing.T) {
 func TestSharedBudget(t *testing.T) {
 	c1, c2 := newClient(t), newClient(t)
 	prefix := uniquePrefix(t, c1)
-	clk := &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	a := redislimit.New(c1, prefix, 3, time.Minute, clk.Now)
 	b := redislimit.New(c2, prefix, 3, time.Minute, clk.Now)
 

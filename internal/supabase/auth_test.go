@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,36 +20,19 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// clock is an injectable time source tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().UTC()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testenv.Clock { return testenv.NewClock(time.Now().UTC()) }
 
 // env is the emulator served over real HTTP under /auth/v1, as our server
 // mounts it, with clients pointed at it.
 type env struct {
 	em       *emulator.Emulator
 	srv      *httptest.Server
-	clock    *clock
+	clock    *testenv.Clock
 	client   *supabase.AuthClient // no X-Supabase-Api-Version: the legacy error shape
 	client24 *supabase.AuthClient // X-Supabase-Api-Version: 2024-01-01
 	anon     string

@@ -20,28 +20,11 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 	"github.com/gymbro/gymbro-api/internal/testusers"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// clock is an injectable time source tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // logBuffer collects log output written from many goroutines.
 type logBuffer struct {
@@ -69,7 +52,7 @@ type env struct {
 	srv      *httptest.Server
 	admin    *supabase.AuthClient
 	verifier *auth.Verifier
-	clock    *clock
+	clock    *testenv.Clock
 	logs     *logBuffer
 	service  string // the emulator's service role key
 }
@@ -100,7 +83,7 @@ func newEnv(t testing.TB, wrap func(em *emulator.Emulator, next http.Handler) ht
 	t.Cleanup(v.Close)
 	anon, service := em.Keys()
 	return &env{
-		em: em, srv: srv, verifier: v, clock: &clock{t: time.Now()}, logs: &logBuffer{}, service: service,
+		em: em, srv: srv, verifier: v, clock: testenv.NewClock(time.Now()), logs: &logBuffer{}, service: service,
 		admin: supabase.NewAuthClient(supabase.AuthConfig{URL: srv.URL, AnonKey: anon, ServiceRoleKey: service, HTTPClient: srv.Client()}),
 	}
 }

@@ -20,32 +20,16 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // server serves whichever emulator is current under /auth/v1, so a test can
 // restart the emulator behind one stable URL (and issuer).
 type server struct {
 	srv   *httptest.Server
-	clock *clock
+	clock *testenv.Clock
 	dir   string
 
 	mu sync.Mutex
@@ -54,7 +38,7 @@ type server struct {
 
 func newServer(t testing.TB) *server {
 	t.Helper()
-	s := &server{clock: &clock{t: time.Now().UTC()}, dir: t.TempDir()}
+	s := &server{clock: testenv.NewClock(time.Now().UTC()), dir: t.TempDir()}
 	s.srv = httptest.NewServer(http.StripPrefix("/auth/v1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		em := s.em
