@@ -50,10 +50,11 @@ test-e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
-## lint: gofmt and go vet
+## lint: gofmt, go vet, and a tidy go.mod
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 
 tidy:
 	$(GO) mod tidy
