@@ -90,12 +90,19 @@ type issuerKeys struct {
 	set atomic.Pointer[keySet] // the last good set; nil until a fetch succeeds
 
 	// lastAttempt is the start (UnixNano of client.now) of the last fetch,
-	// whatever its outcome: no fetch starts within cooldown of it, so a flood
-	// of tokens with forged kids, or an endpoint that is down, costs at most
-	// one request per cool-down.
+	// whatever its outcome or reason: while there is no set at all (the
+	// endpoint is down), and for scheduled refreshes, no fetch starts within
+	// cooldown of it.
 	lastAttempt atomic.Int64
 	attempted   atomic.Bool
-	fetching    atomic.Bool // a fetch is in flight
+	// lastUnknownKid is the start of the last fetch caused by a token whose
+	// kid the set lacks. Only such fetches count against the cool-down of the
+	// next one: a key published right after the initial or a scheduled fetch
+	// is fetched on its first token, while a flood of forged kids still costs
+	// at most one request per cool-down.
+	lastUnknownKid atomic.Int64
+	unknownKidSeen atomic.Bool
+	fetching       atomic.Bool // a fetch is in flight
 
 	mu      sync.Mutex
 	lastErr error // why the last fetch failed; nil after a success
@@ -105,13 +112,26 @@ type issuerKeys struct {
 
 var errCoolingDown = errors.New("a key fetch was tried less than the cool-down ago")
 
-// mayFetch reports whether the cool-down since the last fetch has passed.
-func (k *issuerKeys) mayFetch(now time.Time) bool {
+// fetchReason says why a fetch starts, which decides the cool-down it obeys.
+type fetchReason int
+
+const (
+	fetchScheduled  fetchReason = iota // no set yet, or the set's TTL ended
+	fetchUnknownKid                    // a token names a kid the set lacks
+)
+
+// mayFetch reports whether the cool-down that applies to a fetch for reason
+// has passed: since the last unknown-kid fetch for that reason, since the
+// last fetch of any kind otherwise.
+func (k *issuerKeys) mayFetch(now time.Time, reason fetchReason) bool {
+	if reason == fetchUnknownKid && k.set.Load() != nil {
+		return !k.unknownKidSeen.Load() || now.Sub(time.Unix(0, k.lastUnknownKid.Load())) >= k.client.cooldown
+	}
 	return !k.attempted.Load() || now.Sub(time.Unix(0, k.lastAttempt.Load())) >= k.client.cooldown
 }
 
 // key returns the key kid names, fetching the issuer's key set when there
-// is none yet or kid is not in it, at most once per cool-down. A caller that
+// is none yet or kid is not in it (see mayFetch for the cool-downs). A caller that
 // arrives while a fetch is in flight waits for it rather than judge by the
 // old set. An expired set whose keys include kid is still used, and a fetch
 // is started in the background: no request waits on the endpoint for a key
@@ -119,15 +139,15 @@ func (k *issuerKeys) mayFetch(now time.Time) bool {
 func (k *issuerKeys) key(ctx context.Context, now time.Time, kid string) (*verificationKey, *gymbro.Error) {
 	if ks := k.set.Load(); ks != nil {
 		if vk := ks.keys[kid]; vk != nil {
-			if !now.Before(ks.expiresAt) && !k.fetching.Load() && k.mayFetch(now) {
-				k.flight.DoChan("", k.fetchOnce) // not waited for
+			if !now.Before(ks.expiresAt) && !k.fetching.Load() && k.mayFetch(now, fetchScheduled) {
+				k.flight.DoChan("", k.fetcher(fetchScheduled)) // not waited for
 			}
 			return vk, nil
 		}
 	}
 	var err error
-	if k.set.Load() == nil || k.fetching.Load() || k.mayFetch(now) {
-		_, err = k.refresh(ctx)
+	if k.set.Load() == nil || k.fetching.Load() || k.mayFetch(now, fetchUnknownKid) {
+		_, err = k.refresh(ctx, fetchUnknownKid)
 	}
 	// Loaded again: a fetch may have ended since the first look. fetching is
 	// set before lastAttempt, so when mayFetch said no and fetching is now
@@ -149,8 +169,8 @@ func (k *issuerKeys) key(ctx context.Context, now time.Time, kid string) (*verif
 // the last good set (possibly nil) with the error of this attempt. Callers at
 // the same time share one fetch (singleflight); each waits only as long as
 // its own context allows, while the fetch runs to its own time-out.
-func (k *issuerKeys) refresh(ctx context.Context) (*keySet, error) {
-	ch := k.flight.DoChan("", k.fetchOnce)
+func (k *issuerKeys) refresh(ctx context.Context, reason fetchReason) (*keySet, error) {
+	ch := k.flight.DoChan("", k.fetcher(reason))
 	select {
 	case r := <-ch:
 		return k.set.Load(), r.Err
@@ -159,12 +179,16 @@ func (k *issuerKeys) refresh(ctx context.Context) (*keySet, error) {
 	}
 }
 
-// fetchOnce fetches and publishes the key set, unless the cool-down since
-// the last fetch has not passed. Only singleflight calls it, so one runs at
-// a time.
-func (k *issuerKeys) fetchOnce() (any, error) {
+// fetcher returns the singleflight function that fetches for reason.
+func (k *issuerKeys) fetcher(reason fetchReason) func() (any, error) {
+	return func() (any, error) { return k.fetchOnce(reason) }
+}
+
+// fetchOnce fetches and publishes the key set, unless the cool-down for
+// reason has not passed. Only singleflight calls it, so one runs at a time.
+func (k *issuerKeys) fetchOnce(reason fetchReason) (any, error) {
 	now := k.client.now()
-	if !k.mayFetch(now) {
+	if !k.mayFetch(now, reason) {
 		k.mu.Lock()
 		err := k.lastErr
 		k.mu.Unlock()
@@ -175,6 +199,10 @@ func (k *issuerKeys) fetchOnce() (any, error) {
 	}
 	k.fetching.Store(true)
 	defer k.fetching.Store(false)
+	if reason == fetchUnknownKid && k.set.Load() != nil {
+		k.lastUnknownKid.Store(now.UnixNano())
+		k.unknownKidSeen.Store(true)
+	}
 	k.lastAttempt.Store(now.UnixNano())
 	k.attempted.Store(true)
 	ks, err := k.fetch(now)

@@ -27,15 +27,22 @@ func (f *fixture) wantFetches(t *testing.T, want int) {
 // background.
 func (f *fixture) settle(t *testing.T, n int) {
 	t.Helper()
+	f.settleAtLeast(t, n)
+	f.wantFetches(t, n)
+}
+
+// settleAtLeast waits until the Supabase endpoint has been asked at least n
+// times and no fetch is in flight.
+func (f *fixture) settleAtLeast(t *testing.T, n int) {
+	t.Helper()
 	keys := f.v.issuers[f.supaIss].keys
 	deadline := time.Now().Add(5 * time.Second)
 	for f.supa.fetches() < n || keys.fetching.Load() {
 		if time.Now().After(deadline) {
-			t.Fatalf("JWKS fetched %d times, want %d", f.supa.fetches(), n)
+			t.Fatalf("JWKS fetched %d times, want at least %d", f.supa.fetches(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	f.wantFetches(t, n)
 }
 
 func TestJWKSFetchedOnceAndCached(t *testing.T) {
@@ -104,32 +111,44 @@ func TestJWKSMaxAgeParsing(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	f := newFixture(t)
 	mustVerify(t, f.v, f.sbES.sign(t, f.supabaseClaims("a"), nil))
+	// The issuer rotates within a second of the first fetch, with no standby
+	// window: the new key's first token is accepted, since the initial fetch
+	// does not count against the unknown-kid cool-down.
+	f.clock.Advance(time.Second)
 	next := newECKey(t, "sb-es-2")
 	f.supa.setKeys(f.sbES, next)
-	token := next.sign(t, f.supabaseClaims("b"), nil)
-
-	// Within the cool-down of the first fetch the new kid is unknown.
-	_, err := f.v.Verify(t.Context(), token)
-	wantCode(t, err, CodeKeyNotFound)
-	f.wantFetches(t, 1)
-
-	// After it, one refresh finds the new key.
-	f.clock.Advance(testCooldown)
-	mustVerify(t, f.v, token)
+	mustVerify(t, f.v, next.sign(t, f.supabaseClaims("b"), nil))
 	f.wantFetches(t, 2)
 	mustVerify(t, f.v, next.sign(t, f.supabaseClaims("c"), nil))
 	mustVerify(t, f.v, f.sbES.sign(t, f.supabaseClaims("d"), nil))
 	f.wantFetches(t, 2)
 
+	// A second rotation within the cool-down of that unknown-kid fetch waits
+	// for the cool-down: that is what bounds a flood of forged kids.
+	third := newECKey(t, "sb-es-3")
+	f.supa.setKeys(f.sbES, next, third)
+	token := third.sign(t, f.supabaseClaims("e"), nil)
+	_, err := f.v.Verify(t.Context(), token)
+	wantCode(t, err, CodeKeyNotFound)
+	f.wantFetches(t, 2)
+	f.clock.Advance(testCooldown)
+	mustVerify(t, f.v, token)
+	f.wantFetches(t, 3)
+
 	// The old key is withdrawn: once the set is fetched again, its tokens
 	// fail. Until then the expired set still vouches for them.
-	f.supa.setKeys(next)
+	f.supa.setKeys(next, third)
 	f.clock.Advance(DefaultJWKSTTL)
-	mustVerify(t, f.v, f.sbES.sign(t, f.supabaseClaims("e"), nil))
-	f.settle(t, 3)
-	_, err = f.v.Verify(t.Context(), f.sbES.sign(t, f.supabaseClaims("f"), nil))
+	mustVerify(t, f.v, f.sbES.sign(t, f.supabaseClaims("f"), nil))
+	f.settle(t, 4)
+	_, err = f.v.Verify(t.Context(), f.sbES.sign(t, f.supabaseClaims("g"), nil))
 	wantCode(t, err, CodeKeyNotFound)
-	f.wantFetches(t, 3)
+	// That refused token was an unknown kid after a scheduled fetch, so it
+	// asked once more; the next one within the cool-down does not.
+	f.wantFetches(t, 5)
+	_, err = f.v.Verify(t.Context(), f.sbES.sign(t, f.supabaseClaims("h"), nil))
+	wantCode(t, err, CodeKeyNotFound)
+	f.wantFetches(t, 5)
 }
 
 func TestUnknownKidFloodFetchesOncePerCooldown(t *testing.T) {
@@ -157,9 +176,8 @@ func TestUnknownKidFloodFetchesOncePerCooldown(t *testing.T) {
 		wg.Wait()
 	}
 
-	flood() // within the cool-down of the first fetch: no fetch at all
-	f.wantFetches(t, 1)
-	f.clock.Advance(testCooldown)
+	// Right after the first fetch: the initial fetch does not count, so the
+	// flood causes one refresh, and only one.
 	flood()
 	f.wantFetches(t, 2)
 	flood()
@@ -168,6 +186,8 @@ func TestUnknownKidFloodFetchesOncePerCooldown(t *testing.T) {
 	flood()
 	f.wantFetches(t, 2)
 	f.clock.Advance(time.Second)
+	flood()
+	f.wantFetches(t, 3)
 	flood()
 	f.wantFetches(t, 3)
 	// Firebase's set was never asked for.
@@ -374,7 +394,7 @@ func TestJWKSResponseLimits(t *testing.T) {
 		_, err := f.v.Verify(ctx, f.sbES.sign(t, f.supabaseClaims("u"), nil))
 		wantCode(t, err, CodeKeysUnavailable)
 		// The fetch went on without the caller and its keys serve the next one.
-		time.Sleep(400 * time.Millisecond)
+		f.settle(t, 1)
 		mustVerify(t, f.v, f.sbES.sign(t, f.supabaseClaims("u"), nil))
 		f.wantFetches(t, 1)
 	})
@@ -459,7 +479,9 @@ func TestRotationUnderLoad(t *testing.T) {
 			t.Errorf("during the withdrawal (old key %v): %v", old, err)
 		}
 	})
-	f.settle(t, 3)
+	// The scheduled fetch, and perhaps already the one unknown-kid refresh
+	// the withdrawn kid may cause per cool-down (see below).
+	f.settleAtLeast(t, 3)
 	run(func(old bool, err error) {
 		switch {
 		case old && gymbro.ErrorCode(err) != CodeKeyNotFound:
@@ -468,5 +490,6 @@ func TestRotationUnderLoad(t *testing.T) {
 			t.Errorf("new key: %v", err)
 		}
 	})
-	f.wantFetches(t, 3)
+	// The withdrawn kid is unknown now: 800 tokens of it caused one refresh.
+	f.wantFetches(t, 4)
 }

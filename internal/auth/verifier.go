@@ -176,7 +176,7 @@ func (v *Verifier) Check(ctx context.Context) error {
 		if st.keys == nil || st.keys.set.Load() != nil {
 			continue
 		}
-		if ks, err := st.keys.refresh(ctx); ks == nil {
+		if ks, err := st.keys.refresh(ctx, fetchScheduled); ks == nil {
 			if err == nil {
 				err = errors.New("no key set")
 			}
