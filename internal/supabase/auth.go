@@ -156,6 +156,10 @@ type AdminUserParams struct {
 	Role         string         `json:"role,omitempty"`
 	UserMetadata map[string]any `json:"user_metadata,omitempty"`
 	AppMetadata  map[string]any `json:"app_metadata,omitempty"`
+	// BanDuration bans the user for a Go duration from now ("24h"), or lifts
+	// a ban with "none". While banned, /user answers 403 user_banned and the
+	// token grants 400 user_banned.
+	BanDuration string `json:"ban_duration,omitempty"`
 }
 
 // LogValue keeps the password out of logs.

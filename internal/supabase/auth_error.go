@@ -31,6 +31,7 @@ const (
 	AuthCodeRefreshTokenNotFound    = "refresh_token_not_found"
 	AuthCodeRefreshTokenAlreadyUsed = "refresh_token_already_used"
 	AuthCodeEmailNotConfirmed       = "email_not_confirmed"
+	AuthCodeUserBanned              = "user_banned"
 )
 
 // APIError is an error answer from Supabase Auth (or its gateway). Code is

@@ -336,6 +336,53 @@ func TestGetUserAndLogout(t *testing.T) {
 	wantAPIError(t, err, 403, supabase.AuthCodeSessionNotFound)
 }
 
+// TestBanAndDelete checks what session checks rely on: a ban makes /user
+// and the grants refuse the user until it is lifted, and a deleted user's
+// token fails /user.
+func TestBanAndDelete(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	u := e.createUser(t, "bo@example.com", "squat-123")
+	s := e.signIn(t, "bo@example.com", "squat-123")
+
+	if _, err := e.client.UpdateUser(ctx, u.ID, supabase.AdminUserParams{BanDuration: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.GetUserByToken(ctx, s.AccessToken)
+	wantAPIError(t, err, 403, supabase.AuthCodeUserBanned)
+	_, err = e.client.SignInWithPassword(ctx, "bo@example.com", "squat-123")
+	wantAPIError(t, err, 400, supabase.AuthCodeUserBanned)
+	_, err = e.client.RefreshSession(ctx, s.RefreshToken)
+	wantAPIError(t, err, 400, supabase.AuthCodeUserBanned)
+	got, err := e.client.GetUser(ctx, u.ID)
+	if err != nil || got.BannedUntil == nil || !got.BannedUntil.After(e.clock.Now()) {
+		t.Fatalf("admin view of the banned user: %+v, %v", got, err)
+	}
+	_, err = e.client.UpdateUser(ctx, u.ID, supabase.AdminUserParams{BanDuration: "forever"})
+	wantAPIError(t, err, 400, "validation_failed")
+
+	// A ban ends on its own, or when lifted with "none".
+	e.clock.Advance(time.Hour)
+	if _, err := e.client.GetUserByToken(ctx, s.AccessToken); err != nil {
+		t.Fatalf("after the ban ran out: %v", err)
+	}
+	if _, err := e.client.UpdateUser(ctx, u.ID, supabase.AdminUserParams{BanDuration: "876000h"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.GetUserByToken(ctx, s.AccessToken)
+	wantAPIError(t, err, 403, supabase.AuthCodeUserBanned)
+	if _, err := e.client.UpdateUser(ctx, u.ID, supabase.AdminUserParams{BanDuration: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := e.signIn(t, "bo@example.com", "squat-123")
+
+	if err := e.client.DeleteUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.GetUserByToken(ctx, fresh.AccessToken)
+	wantAPIError(t, err, 403, supabase.AuthCodeUserNotFound)
+}
+
 func TestAdminAuthErrors(t *testing.T) {
 	e := newEnv(t)
 	e.createUser(t, "ana@example.com", "squat-123")

@@ -30,6 +30,7 @@ type userJSON struct {
 	Identities       []identityJSON `json:"identities"`
 	CreatedAt        time.Time      `json:"created_at"`
 	UpdatedAt        time.Time      `json:"updated_at"`
+	BannedUntil      *time.Time     `json:"banned_until,omitempty"`
 	IsAnonymous      bool           `json:"is_anonymous"`
 }
 
@@ -50,7 +51,7 @@ func (u *user) json() userJSON {
 		ID: u.ID, Aud: u.Aud, Role: u.Role, Email: u.Email, Phone: u.Phone,
 		EmailConfirmedAt: u.EmailConfirmedAt, ConfirmedAt: u.EmailConfirmedAt, LastSignInAt: u.LastSignInAt,
 		AppMetadata: cloneMap(u.AppMetadata), UserMetadata: cloneMap(u.UserMetadata),
-		Identities: []identityJSON{}, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		Identities: []identityJSON{}, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, BannedUntil: u.BannedUntil,
 	}
 	if u.Email != "" {
 		// The email identity is derived, not stored: its id is stable
@@ -75,6 +76,27 @@ type adminUserParams struct {
 	Role         string         `json:"role"`
 	UserMetadata map[string]any `json:"user_metadata"`
 	AppMetadata  map[string]any `json:"app_metadata"`
+	// BanDuration bans the user for a Go duration ("24h", "876000h") from
+	// now, or lifts a ban with "none", as Supabase Auth's admin update does.
+	BanDuration string `json:"ban_duration"`
+}
+
+// banUntil applies a ban_duration to u at now.
+func banUntil(u *user, banDuration string, now time.Time) error {
+	switch banDuration {
+	case "":
+		return nil
+	case "none":
+		u.BannedUntil = nil
+		return nil
+	}
+	d, err := time.ParseDuration(banDuration)
+	if err != nil || d < 0 {
+		return newError(http.StatusBadRequest, "validation_failed", "invalid format for ban duration: "+banDuration)
+	}
+	until := now.Add(d)
+	u.BannedUntil = &until
+	return nil
 }
 
 func emailExists() *httpError {
@@ -241,6 +263,9 @@ func (e *Emulator) adminUpdateUser(w http.ResponseWriter, r *http.Request) error
 				return err
 			}
 			u.PasswordHash, endSessions = string(hash), true
+		}
+		if err := banUntil(u, p.BanDuration, now); err != nil {
+			return err
 		}
 		mergeMetadata(u.AppMetadata, p.AppMetadata)
 		mergeMetadata(u.UserMetadata, p.UserMetadata)

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS users (
 	app_metadata       TEXT NOT NULL DEFAULT '{}',
 	user_metadata      TEXT NOT NULL DEFAULT '{}',
 	created_at         INTEGER NOT NULL,
-	updated_at         INTEGER NOT NULL
+	updated_at         INTEGER NOT NULL,
+	banned_until       INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS users_email ON users(email) WHERE email <> '';
 CREATE INDEX IF NOT EXISTS users_created ON users(created_at);
@@ -71,7 +72,23 @@ func openDB(ctx context.Context, dir string) (*sql.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("emulator: migrate auth.db: %w", err)
 	}
+	if err := addBannedUntil(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("emulator: migrate auth.db: %w", err)
+	}
 	return db, nil
+}
+
+// addBannedUntil adds users.banned_until to an auth.db made before bans
+// were emulated.
+func addBannedUntil(ctx context.Context, db *sql.DB) error {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('users') WHERE name = 'banned_until'`).Scan(&n)
+	if err != nil || n > 0 {
+		return err
+	}
+	_, err = db.ExecContext(ctx, `ALTER TABLE users ADD COLUMN banned_until INTEGER`)
+	return err
 }
 
 // user is one row of users.
@@ -88,6 +105,13 @@ type user struct {
 	UserMetadata     map[string]any
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+	BannedUntil      *time.Time // set by the Admin API's ban_duration
+}
+
+// bannedAt reports whether u is banned at now, as Supabase Auth's
+// User.IsBanned does.
+func (u *user) bannedAt(now time.Time) bool {
+	return u.BannedUntil != nil && now.Before(*u.BannedUntil)
 }
 
 // errNoRows is returned by the lookups below for a missing row.
@@ -101,7 +125,7 @@ type querier interface {
 }
 
 const userColumns = `id, aud, role, email, phone, encrypted_password, email_confirmed_at,
-	last_sign_in_at, app_metadata, user_metadata, created_at, updated_at`
+	last_sign_in_at, app_metadata, user_metadata, created_at, updated_at, banned_until`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -109,14 +133,15 @@ func scanUser(s scanner) (*user, error) {
 	var (
 		u                    user
 		confirmed, lastLogin sql.NullInt64
+		banned               sql.NullInt64
 		appMeta, userMeta    string
 		created, updated     int64
 	)
 	if err := s.Scan(&u.ID, &u.Aud, &u.Role, &u.Email, &u.Phone, &u.PasswordHash, &confirmed,
-		&lastLogin, &appMeta, &userMeta, &created, &updated); err != nil {
+		&lastLogin, &appMeta, &userMeta, &created, &updated, &banned); err != nil {
 		return nil, err
 	}
-	u.EmailConfirmedAt, u.LastSignInAt = fromNull(confirmed), fromNull(lastLogin)
+	u.EmailConfirmedAt, u.LastSignInAt, u.BannedUntil = fromNull(confirmed), fromNull(lastLogin), fromNull(banned)
 	u.CreatedAt, u.UpdatedAt = fromMicro(created), fromMicro(updated)
 	if err := json.Unmarshal([]byte(appMeta), &u.AppMetadata); err != nil {
 		return nil, fmt.Errorf("decode app_metadata: %w", err)
@@ -150,9 +175,9 @@ func insertUser(ctx context.Context, q querier, u *user) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = q.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		u.ID, u.Aud, u.Role, u.Email, u.Phone, u.PasswordHash, toNull(u.EmailConfirmedAt),
-		toNull(u.LastSignInAt), string(app), string(um), toMicro(u.CreatedAt), toMicro(u.UpdatedAt))
+		toNull(u.LastSignInAt), string(app), string(um), toMicro(u.CreatedAt), toMicro(u.UpdatedAt), toNull(u.BannedUntil))
 	return err
 }
 
@@ -166,9 +191,9 @@ func updateUser(ctx context.Context, q querier, u *user) error {
 		return err
 	}
 	_, err = q.ExecContext(ctx, `UPDATE users SET aud=?, role=?, email=?, phone=?, encrypted_password=?,
-		email_confirmed_at=?, last_sign_in_at=?, app_metadata=?, user_metadata=?, updated_at=? WHERE id=?`,
+		email_confirmed_at=?, last_sign_in_at=?, app_metadata=?, user_metadata=?, updated_at=?, banned_until=? WHERE id=?`,
 		u.Aud, u.Role, u.Email, u.Phone, u.PasswordHash, toNull(u.EmailConfirmedAt), toNull(u.LastSignInAt),
-		string(app), string(um), toMicro(u.UpdatedAt), u.ID)
+		string(app), string(um), toMicro(u.UpdatedAt), toNull(u.BannedUntil), u.ID)
 	return err
 }
 

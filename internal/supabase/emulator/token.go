@@ -58,6 +58,9 @@ func (e *Emulator) authenticate(ctx context.Context, r *http.Request) (*user, *s
 	} else if err != nil {
 		return nil, nil, err
 	}
+	if u.bannedAt(e.now()) {
+		return nil, nil, userBanned(http.StatusForbidden)
+	}
 	sid, _ := c["session_id"].(string)
 	if sid == "" {
 		return u, nil, nil
@@ -135,6 +138,12 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// userBanned is Supabase Auth's answer to a banned user: 403 on /user and
+// other authenticated routes, 400 on the token grants.
+func userBanned(status int) *httpError {
+	return newError(status, "user_banned", "User is banned")
+}
+
 func invalidCredentials() *httpError {
 	return newError(http.StatusBadRequest, "invalid_credentials", "Invalid login credentials")
 }
@@ -170,6 +179,9 @@ func (e *Emulator) passwordGrant(w http.ResponseWriter, r *http.Request) (*token
 		}
 		if u.EmailConfirmedAt == nil {
 			return newError(http.StatusBadRequest, "email_not_confirmed", "Email not confirmed")
+		}
+		if u.bannedAt(e.now()) {
+			return userBanned(http.StatusBadRequest)
 		}
 		now := e.now()
 		s := &session{ID: uuid.NewString(), UserID: u.ID, SignedInAt: now}
@@ -245,6 +257,9 @@ func (e *Emulator) refreshGrant(w http.ResponseWriter, r *http.Request) (*tokenR
 			return notFound
 		} else if err != nil {
 			return err
+		}
+		if u.bannedAt(now) {
+			return userBanned(http.StatusBadRequest)
 		}
 		if issued == "" {
 			if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked = 1, updated_at = ? WHERE id = ?`,
