@@ -77,3 +77,22 @@ type IdentityProvider interface {
 	// KindNotFound when the provider has no such user.
 	UserDetails(ctx context.Context, uid string) (*UserDetails, error)
 }
+
+// Session-check codes: the token is genuine but its session is over, or the
+// issuer cannot say.
+const (
+	CodeSessionRevoked  = "session_revoked"
+	CodeAuthUnavailable = "auth_unavailable"
+)
+
+// SessionChecker confirms that a verified token's session is still live: a
+// signature proves who signed in, not that they have not signed out, been
+// banned or been deleted since.
+type SessionChecker interface {
+	// CheckSession returns nil when p's session is live (or the provider has
+	// no sessions to check), an *Error of KindUnauthenticated with code
+	// session_revoked when it has ended, and KindUnavailable with code
+	// auth_unavailable when the issuer cannot be asked and no recent answer
+	// vouches for it.
+	CheckSession(ctx context.Context, p *Principal, token string) error
+}

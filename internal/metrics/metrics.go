@@ -57,7 +57,11 @@ type Metrics struct {
 	genRunning      prometheus.Gauge
 	genFinished     *prometheus.CounterVec
 	firstChunk      prometheus.Histogram
+	sessionChecks   *prometheus.CounterVec
 }
+
+// SessionResults are the results gymbro_session_checks_total counts.
+var SessionResults = []string{"confirmed", "revoked", "stale_accepted", "unavailable"}
 
 // New returns Metrics on a fresh registry that also carries the Go runtime
 // (go_*) and process (process_*) collectors.
@@ -102,6 +106,10 @@ func New(opts Options) *Metrics {
 			Namespace: Namespace, Name: "generations_total",
 			Help: "Generations finished on this instance, by terminal status (completed, error, canceled, interrupted).",
 		}, []string{"status"}),
+		sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "session_checks_total",
+			Help: "Decisions on Supabase sessions (answered or cached), by result; stale_accepted counts sessions accepted on an earlier confirmation while Supabase Auth was unreachable.",
+		}, []string{"result"}),
 		firstChunk: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "model_first_chunk_seconds",
 			Help:    "Time from the start of a generation to the model's first chunk.",
@@ -112,7 +120,7 @@ func New(opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.requestDuration, m.authFailures, m.jwksFetches,
-		m.streamsOpen, m.genRunning, m.genFinished, m.firstChunk,
+		m.streamsOpen, m.genRunning, m.genFinished, m.firstChunk, m.sessionChecks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "build_info",
 			Help:        "Always 1; the labels name the running build and instance.",
@@ -123,6 +131,9 @@ func New(opts Options) *Metrics {
 	// alerts on a status that has not happened yet see 0, not "no data".
 	for _, s := range []gymbro.Status{gymbro.StatusCompleted, gymbro.StatusFailed, gymbro.StatusCanceled, gymbro.StatusInterrupted} {
 		m.genFinished.WithLabelValues(string(s))
+	}
+	for _, r := range SessionResults {
+		m.sessionChecks.WithLabelValues(r)
 	}
 	if opts.OutboxStats != nil {
 		m.reg.MustRegister(newOutboxCollector(opts))
@@ -158,6 +169,9 @@ func (m *Metrics) ObserveRequest(route string, status int, d time.Duration) {
 
 // AuthFailure implements httpapi.Metrics.
 func (m *Metrics) AuthFailure(code string) { m.authFailures.WithLabelValues(code).Inc() }
+
+// SessionCheck counts one session decision by result (see SessionResults).
+func (m *Metrics) SessionCheck(result string) { m.sessionChecks.WithLabelValues(result).Inc() }
 
 // StreamOpened implements httpapi.Metrics.
 func (m *Metrics) StreamOpened() { m.streamsOpen.Inc() }

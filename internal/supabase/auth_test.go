@@ -91,7 +91,7 @@ func wantAPIError(t *testing.T, err error, status int, code string) *supabase.AP
 }
 
 // claims decodes a token's payload without verifying it.
-func claims(t *testing.T, token string) jwt.MapClaims {
+func claims(t testing.TB, token string) jwt.MapClaims {
 	t.Helper()
 	c := jwt.MapClaims{}
 	if _, _, err := jwt.NewParser().ParseUnverified(token, c); err != nil {
