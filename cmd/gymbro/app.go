@@ -86,6 +86,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
+	for _, w := range cfg.Warnings {
+		m.Logger.Warn(w)
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	if err := m.listen(); err != nil {
@@ -121,13 +124,35 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.serve(); err != nil {
 		return err
 	}
-	m.Logger.Info("GymBro API is listening", "url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(), "model", model.Name(), "version", version)
-	if m.Emulator != nil {
-		// Local development only: these keys unlock nothing but the emulator.
-		m.Logger.Info("local Supabase Auth emulator at "+id.supabaseURL+"/auth/v1", "anon_key", id.anonKey, "service_role_key", id.serviceKey)
-		m.Logger.Info("development operator for the console at "+id.supabaseURL+"/ai/jwt", "email", id.operator.Email, "password", id.operator.Password)
-	}
+	m.Logger.Info("GymBro API is listening", "url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(),
+		"model", model.Name(), "session_check", cfg.SessionCheck, "version", version)
+	m.logLocalCredentials(id)
 	return nil
+}
+
+// logLocalCredentials prints what the emulator and the development
+// operator need, and only what this process generated itself: a key or
+// password that was given in the environment is a secret it never logs.
+func (m *Main) logLocalCredentials(id identity) {
+	if m.Emulator == nil {
+		return
+	}
+	cfg := m.Config
+	attrs := []any{}
+	if cfg.SupabaseAnonKey == "" {
+		attrs = append(attrs, "anon_key", id.anonKey)
+	}
+	if cfg.SupabaseServiceRoleKey == "" {
+		attrs = append(attrs, "service_role_key", id.serviceKey)
+	}
+	// Local development only: these keys unlock nothing but the emulator.
+	m.Logger.Info("local Supabase Auth emulator at "+id.supabaseURL+"/auth/v1", attrs...)
+	if !cfg.ListensOnLoopback() {
+		m.Logger.Warn("development mode on a non-loopback address ("+cfg.HTTPAddr+"): the console does not offer the development operator to visitors; sign in with the credentials below",
+			"email", id.operator.Email, "password", id.operator.Password)
+		return
+	}
+	m.Logger.Info("development operator for the console at "+id.supabaseURL+"/ai/jwt", "email", id.operator.Email, "password", id.operator.Password)
 }
 
 // listen opens the listener first, so the base URL (and with it the local
@@ -285,18 +310,40 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 	if m.Emulator != nil {
 		emu = m.Emulator.Handler()
 	}
+	// Offered to the console only on a loopback address: anyone who can
+	// reach the service could read it from /api/v1/console/config.
+	operator := id.operator
+	if !cfg.ListensOnLoopback() {
+		operator = nil
+	}
 	return httpapi.Options{
 		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
 		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
 		Metrics: mx, MetricsHandler: mx.Handler(),
+		Sessions: m.sessionChecker(authClient, id, mx), SessionCheckAll: cfg.SessionCheck == config.SessionCheckAll,
 		ConsoleConfig: func() httpapi.ConsoleConfig {
 			return httpapi.ConsoleConfig{
 				Env: cfg.Env, AuthURL: id.supabaseURL + "/auth/v1", AnonKey: id.anonKey, Emulator: m.Emulator != nil,
-				TestUsersEnabled: cfg.TestUsersEnabled, DevOperator: id.operator, Version: version,
+				TestUsersEnabled: cfg.TestUsersEnabled, DevOperator: operator, Version: version,
 			}
 		},
 	}, nil
+}
+
+// sessionChecker confirms Supabase sessions with Auth's GET /user, unless
+// GYMBRO_SESSION_CHECK=off or there is no Supabase issuer (or anon key) to
+// ask. Firebase and OIDC tokens are never checked: they have no such API.
+func (m *Main) sessionChecker(client *supabase.AuthClient, id identity, mx *metrics.Metrics) gymbro.SessionChecker {
+	cfg := m.Config
+	if cfg.SessionCheck == config.SessionCheckOff || id.supabaseURL == "" || id.anonKey == "" {
+		return nil
+	}
+	return supabase.NewSessionChecker(supabase.SessionCheckConfig{
+		Client: client, Issuer: id.supabaseURL + "/auth/v1",
+		TTL: cfg.SessionCheckTTL, Stale: cfg.SessionCheckStale, Logger: m.Logger,
+		Observe: func(r supabase.SessionResult) { mx.SessionCheck(string(r)) },
+	})
 }
 
 // readinessChecks are what /api/v1/readyz reports on.
@@ -353,7 +400,18 @@ func (m *Main) serve() error {
 func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
+	start := time.Now()
 	var errs []error
+	interrupted, streams := 0, 0
+	if m.Chat != nil {
+		interrupted = m.Chat.Running()
+	}
+	if m.Server != nil {
+		streams = m.Server.OpenStreams()
+	}
+	if m.http != nil {
+		m.Logger.Info("shutting down", "generations_running", interrupted, "timeout", m.Config.ShutdownTimeout)
+	}
 	if m.Chat != nil {
 		if err := m.Chat.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop generations: %w", err))
@@ -388,6 +446,10 @@ func (m *Main) Close() error {
 		}
 	}
 	m.closers = nil
+	if m.http != nil {
+		m.Logger.Info("shut down", "streams_closed", streams, "generations_interrupted", interrupted,
+			"took", time.Since(start).Round(time.Millisecond), "errors", len(errs))
+	}
 	return errors.Join(errs...)
 }
 

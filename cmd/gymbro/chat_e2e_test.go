@@ -382,7 +382,10 @@ func TestCrashRestartLeavesNothingWorking(t *testing.T) {
 }
 
 func TestShutdownInterruptsRunningGenerations(t *testing.T) {
-	a := startApp(t, nil)
+	var logs syncBuffer
+	a := startAppLogging(t, map[string]string{
+		"GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_LOG_LEVEL": "info",
+	}, &logs)
 	tok := a.user("shut@example.com")
 	p := a.post(tok, "tell me everything [demo:slow]", "")
 	var wg sync.WaitGroup
@@ -395,6 +398,12 @@ func TestShutdownInterruptsRunningGenerations(t *testing.T) {
 	wg.Wait()
 	if len(s.data) == 0 || s.data[len(s.data)-1].Type != gymbro.EventError || s.data[len(s.data)-1].Code != "interrupted" {
 		t.Fatalf("stream during shutdown ended with %v", types(s.data))
+	}
+	// One line when shutdown starts, one when it ends, with the counts.
+	out := logs.String()
+	if !strings.Contains(out, "msg=\"shutting down\" generations_running=1") ||
+		!strings.Contains(out, "msg=\"shut down\" streams_closed=1 generations_interrupted=1") {
+		t.Errorf("shutdown lines missing:\n%s", out)
 	}
 }
 

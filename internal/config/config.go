@@ -81,6 +81,12 @@ type Config struct {
 	FirebaseJWKSURL        string
 	OIDCIssuers            []OIDCIssuer
 
+	// SessionCheck is when a Supabase token's session is confirmed with
+	// Auth's GET /user: "writes" (the costly POSTs), "all" or "off".
+	SessionCheck      string
+	SessionCheckTTL   time.Duration // how long an answer is reused
+	SessionCheckStale time.Duration // how long a confirmation vouches while Auth is unreachable
+
 	JWTLeeway       time.Duration
 	JWKSTTL         time.Duration
 	JWKSCooldown    time.Duration
@@ -118,6 +124,25 @@ type Config struct {
 	TestUsersEmailDomain string
 	TestUsersPerMinute   int
 	MailAPIURL           string
+
+	// Warnings are settings that were accepted but changed or ignored, for
+	// the start-up log.
+	Warnings []string
+}
+
+// Session-check modes.
+const (
+	SessionCheckWrites = "writes"
+	SessionCheckAll    = "all"
+	SessionCheckOff    = "off"
+)
+
+// ListensOnLoopback reports whether HTTPAddr accepts only local
+// connections (a loopback IP or localhost; an empty host or 0.0.0.0 is every
+// interface).
+func (c *Config) ListensOnLoopback() bool {
+	host, _, err := net.SplitHostPort(c.HTTPAddr)
+	return err == nil && isLoopback(host)
 }
 
 // Emulated reports whether the local Supabase Auth emulator serves
@@ -167,6 +192,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		SupabaseJWTSecret:      Secret(r.str("SUPABASE_JWT_SECRET", "")),
 		FirebaseProjectID:      r.str("FIREBASE_PROJECT_ID", ""),
 		FirebaseJWKSURL:        r.str("FIREBASE_JWKS_URL", ""),
+
+		SessionCheck:      r.oneOf("GYMBRO_SESSION_CHECK", SessionCheckWrites, SessionCheckWrites, SessionCheckAll, SessionCheckOff),
+		SessionCheckTTL:   r.duration("GYMBRO_SESSION_CHECK_TTL", 30*time.Second, time.Second, time.Hour),
+		SessionCheckStale: r.duration("GYMBRO_SESSION_CHECK_STALE", 10*time.Minute, 0, 24*time.Hour),
 
 		JWTLeeway:       r.duration("GYMBRO_JWT_LEEWAY", 30*time.Second, 0, 5*time.Minute),
 		JWKSTTL:         r.duration("GYMBRO_JWKS_TTL", 15*time.Minute, time.Minute, 24*time.Hour),
@@ -237,6 +266,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.validate(&r)
+	c.settleSessionCheck(&r)
 	for _, o := range r.oidc() {
 		c.OIDCIssuers = append(c.OIDCIssuers, o)
 	}
@@ -312,6 +342,22 @@ func (c *Config) validate(r *reader) {
 			}
 		}
 	}
+}
+
+// settleSessionCheck refuses, or in development turns off with a warning,
+// session checks against a Supabase project without SUPABASE_ANON_KEY:
+// hosted Supabase refuses /auth/v1 calls that carry no apikey. The local
+// emulator makes its own key.
+func (c *Config) settleSessionCheck(r *reader) {
+	if c.SessionCheck == SessionCheckOff || c.SupabaseURL == "" || c.SupabaseAnonKey != "" {
+		return
+	}
+	if c.Production() {
+		r.fail("SUPABASE_ANON_KEY", "is required in production when GYMBRO_SESSION_CHECK=%s: session checks call Supabase Auth's /user with it (or set GYMBRO_SESSION_CHECK=off)", c.SessionCheck)
+		return
+	}
+	c.SessionCheck = SessionCheckOff
+	c.Warnings = append(c.Warnings, "SUPABASE_ANON_KEY is not set: session checks are off, so a signed-out, banned or deleted user's token works until it expires")
 }
 
 type reader struct {

@@ -91,7 +91,7 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 	if _, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co"})); err == nil || !strings.Contains(err.Error(), "SUPABASE_SERVICE_ROLE_KEY") {
 		t.Fatalf("production without a service-role key: %v", err)
 	}
-	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x"}))
+	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x", "SUPABASE_ANON_KEY": "sb_publishable_x"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,13 +101,56 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 }
 
 func TestProductionAllowsLoopbackHTTP(t *testing.T) {
-	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "k"}))
+	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "k", "GYMBRO_SESSION_CHECK": "off"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "k"}))
 	if err == nil {
 		t.Fatal("plain http issuer accepted in production")
+	}
+}
+
+func TestSessionCheckNeedsTheAnonKey(t *testing.T) {
+	prod := map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x"}
+	_, err := Load(env(prod))
+	if err == nil || !strings.Contains(err.Error(), "SUPABASE_ANON_KEY is required in production when GYMBRO_SESSION_CHECK=writes") {
+		t.Fatalf("production without an anon key: %v", err)
+	}
+	prod["GYMBRO_SESSION_CHECK"] = "off"
+	if _, err := Load(env(prod)); err != nil {
+		t.Fatalf("production with session checks off: %v", err)
+	}
+
+	c, err := Load(env(map[string]string{"SUPABASE_URL": "https://x.supabase.co", "GYMBRO_SESSION_CHECK": "all"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SessionCheck != SessionCheckOff || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "SUPABASE_ANON_KEY") {
+		t.Errorf("development without an anon key: check %q, warnings %q", c.SessionCheck, c.Warnings)
+	}
+
+	c, err = Load(env(map[string]string{"GYMBRO_SESSION_CHECK_TTL": "5s", "GYMBRO_SESSION_CHECK_STALE": "1m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SessionCheck != SessionCheckWrites || c.SessionCheckTTL != 5*time.Second || c.SessionCheckStale != time.Minute || len(c.Warnings) != 0 {
+		t.Errorf("emulated: %q %v %v %q", c.SessionCheck, c.SessionCheckTTL, c.SessionCheckStale, c.Warnings)
+	}
+	if _, err := Load(env(map[string]string{"GYMBRO_SESSION_CHECK": "sometimes"})); err == nil {
+		t.Error("GYMBRO_SESSION_CHECK=sometimes accepted")
+	}
+}
+
+func TestListensOnLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "localhost:8080": true, "[::1]:8080": true, "127.0.0.2:1": true,
+		"0.0.0.0:8080": false, ":8080": false, "[::]:8080": false, "192.0.2.10:8080": false,
+	} {
+		c := &Config{HTTPAddr: addr}
+		if got := c.ListensOnLoopback(); got != want {
+			t.Errorf("%s: ListensOnLoopback = %v, want %v", addr, got, want)
+		}
 	}
 }
 

@@ -67,10 +67,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	if s.metrics != nil {
-		s.metrics.StreamOpened()
-		defer s.metrics.StreamClosed()
-	}
+	s.streamOpened()
+	defer s.streamClosed()
 	sw := responseWriter(w)
 	last := s.writeReplay(sw, id, after, reset, evs)
 	if err := sw.flush(); err != nil || finished {
@@ -190,14 +188,10 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 		conn.Close()
 		return true
 	}
-	if s.metrics != nil {
-		s.metrics.StreamOpened()
-	}
+	s.streamOpened()
 	if !s.park.park(conn, id, p, last) { // shutting down
 		conn.Close()
-		if s.metrics != nil {
-			s.metrics.StreamClosed()
-		}
+		s.streamClosed()
 	}
 	return true
 }

@@ -199,8 +199,24 @@ func (s *Server) cors(next http.Handler) http.Handler {
 // bearer token and puts the Principal in the request context, or answers 401
 // (503 when the keys to decide cannot be had).
 func (s *Server) RequireUser(next http.HandlerFunc) http.Handler {
+	return s.requireUser(next, s.opts.SessionCheckAll)
+}
+
+// RequireSession is RequireUser for the writes that cost something (a
+// model reply, a test user): it also confirms with the issuer that the
+// token's session is live (signed-out, banned and deleted users get 401
+// session_revoked), when Options.Sessions is set.
+func (s *Server) RequireSession(next http.HandlerFunc) http.Handler {
+	return s.requireUser(next, true)
+}
+
+func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Handler {
+	checkSession = checkSession && s.opts.Sessions != nil
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
+		p, token, err := s.authenticate(r)
+		if err == nil && checkSession {
+			err = s.opts.Sessions.CheckSession(r.Context(), p, token)
+		}
 		if err != nil {
 			if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
 				l.code = gymbro.ErrorCode(err)
@@ -218,17 +234,20 @@ func (s *Server) RequireUser(next http.HandlerFunc) http.Handler {
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (*gymbro.Principal, error) {
+// authenticate verifies the bearer token and returns its principal and the
+// token itself (for a session check).
+func (s *Server) authenticate(r *http.Request) (*gymbro.Principal, string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, "token_missing", "Send the access token as Authorization: Bearer <token>.")
+		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_missing", "Send the access token as Authorization: Bearer <token>.")
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, "token_malformed", "The Authorization header must be \"Bearer <token>\".")
+		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_malformed", "The Authorization header must be \"Bearer <token>\".")
 	}
-	return s.verifier.Verify(r.Context(), token)
+	p, err := s.verifier.Verify(r.Context(), token)
+	return p, token, err
 }
 
 func principal(r *http.Request) *gymbro.Principal {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
@@ -639,10 +640,26 @@ func TestServeOpenAPI(t *testing.T) {
 		t.Errorf("served document: %v, openapi %v", err, doc["openapi"])
 	}
 
+	// Without a console build /docs still names the description, and loads
+	// nothing from another origin.
 	rec = httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/docs", nil))
-	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `url: "/api/v1/openapi.json"`) {
-		t.Errorf("/docs: %d, does not load the description", rec.Code)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `href="/api/v1/openapi.json"`) || strings.Contains(rec.Body.String(), "https://") {
+		t.Errorf("/docs without the console: %d %s", rec.Code, rec.Body)
+	}
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("/docs CSP %q", csp)
+	}
+
+	// With the console built, /docs is its docs page (Swagger UI bundled).
+	page := "<!doctype html><script type=module src=/assets/docs-x.js></script>"
+	s = New(nil, nil, Options{Logger: quietLogger(), Console: fstest.MapFS{
+		"index.html": {Data: []byte("console")}, "docs.html": {Data: []byte(page)},
+	}})
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/docs", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != page || rec.Header().Get("Content-Security-Policy") != docsCSP {
+		t.Errorf("/docs with the console: %d %q", rec.Code, rec.Body)
 	}
 }
 
@@ -653,6 +670,8 @@ var clientCodes = []string{
 	"token_missing", "token_malformed", "token_too_large", "token_expired", "token_not_yet_valid",
 	"signature_invalid", "issuer_unknown", "audience_mismatch", "algorithm_not_allowed",
 	"key_not_found", "kid_missing", "claim_missing", "claim_invalid", "header_invalid", "keys_unavailable",
+	// Session checks on costly writes (supabase).
+	gymbro.CodeSessionRevoked, gymbro.CodeAuthUnavailable,
 	// Request decoding and validation (httpapi, chat).
 	gymbro.CodeInvalidJSON, "invalid_utf8", gymbro.CodeBodyTooLarge, "unsupported_media_type", gymbro.CodeInvalidRequest,
 	chat.CodeTextEmpty, chat.CodeTextTooLong, chat.CodeTextInvalidUTF8, chat.CodeInvalidConversationID,

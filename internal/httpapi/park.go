@@ -242,9 +242,7 @@ func (k *parker) removeLocked(pk *parked) {
 		delete(k.byMsg, pk.id)
 	}
 	pk.conn.Close()
-	if k.s.metrics != nil {
-		k.s.metrics.StreamClosed()
-	}
+	k.s.streamClosed()
 }
 
 // close ends every parked stream: each gets what its log already holds

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/chat"
@@ -60,7 +61,12 @@ type Options struct {
 	AuthEmulator  http.Handler     // mounted at /auth/v1 when set (development only)
 	TestUsers     gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
 	Identity      gymbro.IdentityProvider
-	Metrics       Metrics
+	// Sessions confirms that a token's session is live; nil checks nothing.
+	// It runs on the costly writes, and on every authenticated request when
+	// SessionCheckAll is set (GYMBRO_SESSION_CHECK=all).
+	Sessions        gymbro.SessionChecker
+	SessionCheckAll bool
+	Metrics         Metrics
 	// MetricsHandler serves GET /metrics (Prometheus) when set. It carries
 	// no user data but is operational detail: keep it off the public
 	// internet at the load balancer.
@@ -78,7 +84,23 @@ type Server struct {
 	metrics  Metrics
 	handler  http.Handler
 	closing  chan struct{}
-	park     *parker // nil without a chat service
+	park     *parker      // nil without a chat service
+	streams  atomic.Int64 // open SSE streams, parked or not
+}
+
+// streamOpened and streamClosed count an SSE stream in and out.
+func (s *Server) streamOpened() {
+	s.streams.Add(1)
+	if s.metrics != nil {
+		s.metrics.StreamOpened()
+	}
+}
+
+func (s *Server) streamClosed() {
+	s.streams.Add(-1)
+	if s.metrics != nil {
+		s.metrics.StreamClosed()
+	}
 }
 
 // New returns a Server. Close (or Shutdown) ends its open streams.
@@ -128,6 +150,9 @@ func (s *Server) CloseStreams() {
 	}
 }
 
+// OpenStreams reports how many SSE streams are open, parked or not.
+func (s *Server) OpenStreams() int { return int(s.streams.Load()) }
+
 // Route is one entry of the route table.
 type Route struct {
 	Method  string
@@ -149,13 +174,13 @@ func (s *Server) routes() []Route {
 		api("GET", "/api/v1/healthz", http.HandlerFunc(s.handleHealthz)),
 		api("GET", "/api/v1/readyz", http.HandlerFunc(s.handleReadyz)),
 		api("GET", "/api/v1/me", s.RequireUser(s.handleMe)),
-		api("POST", "/api/v1/messages", s.RequireUser(s.handlePostMessage)),
+		api("POST", "/api/v1/messages", s.RequireSession(s.handlePostMessage)),
 		api("GET", "/api/v1/messages/{id}", s.RequireUser(s.handleGetMessage)),
 		api("GET", "/api/v1/messages/{id}/events", s.RequireUser(s.handleEvents)),
 		api("POST", "/api/v1/messages/{id}/cancel", s.RequireUser(s.handleCancel)),
 		api("GET", "/api/v1/conversations", s.RequireUser(s.handleConversations)),
 		api("GET", "/api/v1/conversations/{id}/messages", s.RequireUser(s.handleConversationMessages)),
-		api("POST", "/api/v1/llm/tests/create-mail-user", s.RequireUser(s.handleCreateTestUser)),
+		api("POST", "/api/v1/llm/tests/create-mail-user", s.RequireSession(s.handleCreateTestUser)),
 		api("GET", "/api/v1/console/config", http.HandlerFunc(s.handleConsoleConfig)),
 		api("GET", "/api/v1/openapi.json", http.HandlerFunc(s.handleOpenAPI)),
 		{Method: "GET", Pattern: "/docs", Handler: http.HandlerFunc(s.handleDocs), Public: true},
