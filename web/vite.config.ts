@@ -10,7 +10,15 @@ const api = process.env.GYMBRO_DEV_API ?? 'http://127.0.0.1:8080'
 export default defineConfig({
   base: '/',
   plugins: [vue()],
-  build: { outDir: 'dist', emptyOutDir: true, sourcemap: false },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    sourcemap: false,
+    // Two pages: the console, and /docs (Swagger UI, served by the binary
+    // without any CDN).
+    rollupOptions: { input: { console: 'index.html', docs: 'docs.html' } },
+    chunkSizeWarningLimit: 2048, // Swagger UI is one large module
+  },
   server: {
     proxy: {
       '/api': { target: api, changeOrigin: false },

@@ -186,3 +186,34 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
     })
   }
 })
+
+test('/docs lists the operations offline, with nothing loaded from another host', async () => {
+  const offline = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const foreign = []
+  const errors = []
+  // The network beyond the server under test is cut: any other host fails.
+  await offline.route('**/*', (route) => {
+    const url = route.request().url()
+    if (url.startsWith(`${BASE}/`) || url.startsWith('data:')) return route.continue()
+    foreign.push(url)
+    return route.abort('internetdisconnected')
+  })
+  const docs = await offline.newPage()
+  docs.on('pageerror', (e) => errors.push(e.message))
+  docs.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text())
+  })
+  try {
+    const res = await docs.goto(`${BASE}/docs`)
+    assert.match(res?.headers()['content-security-policy'] ?? '', /script-src 'self'/)
+    await docs.locator('.opblock').first().waitFor({ timeout: STEP })
+    const paths = await docs.locator('.opblock-summary-path').allTextContents()
+    assert.ok(paths.some((p) => p.includes('/api/v1/messages')), `operations listed: ${paths.join(', ')}`)
+    assert.ok(paths.length >= 8, `only ${paths.length} operations listed`)
+    await docs.screenshot({ path: `${ARTIFACTS}docs-offline.png` })
+    assert.deepEqual(foreign, [], 'the docs page asked another host')
+    assert.deepEqual(errors.filter((e) => /Content Security Policy|Refused to/.test(e)), [], 'CSP violations')
+  } finally {
+    await offline.close()
+  }
+})
