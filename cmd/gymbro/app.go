@@ -317,7 +317,7 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 		operator = nil
 	}
 	return httpapi.Options{
-		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes,
+		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes, BodyReadTimeout: cfg.BodyReadTimeout,
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
 		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
 		Metrics: mx, MetricsHandler: mx.Handler(),
@@ -376,7 +376,10 @@ func (m *Main) serve() error {
 	m.http = &http.Server{
 		Handler:           m.Server,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		// Headers beyond this answer 431. It leaves room for the largest
+		// token the verifier reads (8 KiB) and then some.
+		MaxHeaderBytes: m.Config.MaxHeaderBytes,
+		IdleTimeout:    120 * time.Second,
 		// No WriteTimeout: SSE streams are long; each SSE write sets its own deadline.
 		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}

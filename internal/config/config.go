@@ -93,6 +93,8 @@ type Config struct {
 	TokenCacheSize  int
 	CORSOrigins     []string
 	MaxBodyBytes    int64
+	MaxHeaderBytes  int
+	BodyReadTimeout time.Duration
 	ShutdownTimeout time.Duration
 
 	AIProvider          string // "demo" or "openai"
@@ -203,6 +205,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		TokenCacheSize:  r.integer("GYMBRO_TOKEN_CACHE_SIZE", 10000, 0, 10_000_000),
 		CORSOrigins:     r.list("GYMBRO_CORS_ORIGINS", nil),
 		MaxBodyBytes:    int64(r.integer("GYMBRO_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
+		MaxHeaderBytes:  r.integer("GYMBRO_MAX_HEADER_BYTES", 64<<10, 16<<10, 1<<20),
+		BodyReadTimeout: r.duration("GYMBRO_BODY_READ_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute),
 		ShutdownTimeout: r.duration("GYMBRO_SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 5*time.Minute),
 
 		AIModel:             r.str("GYMBRO_AI_MODEL", ""),

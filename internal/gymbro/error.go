@@ -24,6 +24,7 @@ const (
 	KindUnavailable                 // 503: a dependency is down; try again
 	KindUpstream                    // 502: a dependency answered wrongly
 	KindTimeout                     // 504: a dependency did not answer in time
+	KindRequestTimeout              // 408: the client sent its request too slowly
 )
 
 // Stable error codes shared by several packages. Packages define their own

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -70,11 +71,13 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	body   *guardedBody // nil for a request without a body
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
+		r.body.answeredUnread(r.ResponseWriter)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -82,10 +85,59 @@ func (r *statusRecorder) WriteHeader(code int) {
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
+		r.body.answeredUnread(r.ResponseWriter)
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+// guardedBody bounds how long a request body may take to arrive (a read
+// deadline per request, cleared once the body is read, so it never cuts a
+// stream the way http.Server.ReadTimeout would), and remembers whether it
+// was read to the end.
+type guardedBody struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	http1   bool
+	readAll bool
+}
+
+// guardBody puts a read deadline of timeout on r's body, when it has one.
+func guardBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *guardedBody {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	b := &guardedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), http1: r.ProtoMajor == 1}
+	if timeout > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(timeout))
+	}
+	r.Body = b
+	return b
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.readAll {
+		b.readAll = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// answeredUnread is called as the answer starts. An answer to a request
+// whose body was not read (a 401, 413, 429… refused before it) closes the
+// connection instead of draining the body: net/http would otherwise read up
+// to 256 KiB of it first, which a client trickling one byte at a time turns
+// into a connection held without end.
+func (b *guardedBody) answeredUnread(w http.ResponseWriter) {
+	if b == nil || b.readAll {
+		return
+	}
+	if b.http1 {
+		w.Header().Set("Connection", "close")
+	}
+	_ = b.rc.SetReadDeadline(time.Now()) // the drain after the answer ends at once
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -105,7 +157,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		w.Header().Set("X-Trace-Id", id)
 		l := &requestLog{traceID: id}
 		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, l))
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, body: guardBody(w, r, s.opts.BodyReadTimeout)}
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {

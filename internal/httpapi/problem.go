@@ -7,12 +7,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
+
+// CodeBodyTimeout answers a request whose body did not arrive within
+// Options.BodyReadTimeout (408; the connection closes).
+const CodeBodyTimeout = "body_timeout"
 
 // Problem is an RFC 9457 problem details body with the two extension members
 // every GymBro error carries: a stable code and the request's trace id.
@@ -57,6 +62,8 @@ func StatusOf(err error) int {
 		return http.StatusBadGateway
 	case gymbro.KindTimeout:
 		return http.StatusGatewayTimeout
+	case gymbro.KindRequestTimeout:
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -148,6 +155,9 @@ func decodeJSON(r *http.Request, v any) error {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return gymbro.Errorf(gymbro.KindTooLarge, gymbro.CodeBodyTooLarge, "The request body is larger than %d bytes.", tooLarge.Limit)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return gymbro.Errorf(gymbro.KindRequestTimeout, CodeBodyTimeout, "The request body did not arrive in time; send it at once.")
 		}
 		return gymbro.Wrap(err, gymbro.KindInvalid, gymbro.CodeInvalidRequest, "The request body could not be read.")
 	}

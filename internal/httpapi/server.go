@@ -50,17 +50,20 @@ type Credentials struct {
 
 // Options configures a Server; zero values get the documented defaults.
 type Options struct {
-	Version       string
-	CORSOrigins   []string
-	MaxBodyBytes  int64         // default 1 MiB
-	SSEHeartbeat  time.Duration // default 15s
-	SSERetry      time.Duration // default 3s
-	Checks        []Check
-	Console       fs.FS // the built console; nil serves a "how to build" page
-	ConsoleConfig func() ConsoleConfig
-	AuthEmulator  http.Handler     // mounted at /auth/v1 when set (development only)
-	TestUsers     gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
-	Identity      gymbro.IdentityProvider
+	Version      string
+	CORSOrigins  []string
+	MaxBodyBytes int64 // default 1 MiB
+	// BodyReadTimeout bounds how long a request body may take to arrive
+	// (408 body_timeout beyond it); 0: no bound. Streams are not affected.
+	BodyReadTimeout time.Duration
+	SSEHeartbeat    time.Duration // default 15s
+	SSERetry        time.Duration // default 3s
+	Checks          []Check
+	Console         fs.FS // the built console; nil serves a "how to build" page
+	ConsoleConfig   func() ConsoleConfig
+	AuthEmulator    http.Handler     // mounted at /auth/v1 when set (development only)
+	TestUsers       gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
+	Identity        gymbro.IdentityProvider
 	// Sessions confirms that a token's session is live; nil checks nothing.
 	// It runs on the costly writes, and on every authenticated request when
 	// SessionCheckAll is set (GYMBRO_SESSION_CHECK=all).
