@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -317,7 +319,9 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 		operator = nil
 	}
 	return httpapi.Options{
-		Version: version, CORSOrigins: corsOrigins(cfg), MaxBodyBytes: cfg.MaxBodyBytes, BodyReadTimeout: cfg.BodyReadTimeout,
+		Version: version, MaxBodyBytes: cfg.MaxBodyBytes, BodyReadTimeout: cfg.BodyReadTimeout,
+		CORSOrigins: cfg.CORSOrigins, SelfOrigins: m.selfOrigins(), CORSLocalhost: !cfg.Production(),
+		CheckHost: !cfg.Production(), AllowedHosts: m.allowedHosts(),
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
 		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
 		Metrics: mx, MetricsHandler: mx.Handler(),
@@ -572,13 +576,26 @@ func issuers(cfg *config.Config, supabaseURL string) []auth.Issuer {
 	return out
 }
 
-// corsOrigins allows any origin in development (tokens travel in headers,
-// not cookies) unless origins are configured.
-func corsOrigins(cfg *config.Config) []string {
-	if len(cfg.CORSOrigins) == 0 && !cfg.Production() {
-		return []string{"*"}
+// selfOrigins are the origins this service is reached at.
+func (m *Main) selfOrigins() []string {
+	out := []string{m.URL}
+	if m.Config.PublicURL != "" {
+		out = append(out, m.Config.PublicURL)
 	}
-	return cfg.CORSOrigins
+	return out
+}
+
+// allowedHosts are the host names a development server answers besides IP
+// addresses and localhost: GYMBRO_PUBLIC_URL's and GYMBRO_HTTP_ADDR's.
+func (m *Main) allowedHosts() []string {
+	var out []string
+	if u, err := url.Parse(m.Config.PublicURL); err == nil && u.Hostname() != "" {
+		out = append(out, strings.ToLower(u.Hostname()))
+	}
+	if h, _, err := net.SplitHostPort(m.Config.HTTPAddr); err == nil && h != "" {
+		out = append(out, strings.ToLower(h))
+	}
+	return out
 }
 
 // localSink is the chat sink when there is no Supabase project to sync to:

@@ -155,6 +155,9 @@ func (a *app) do(method, path, token string, body any, headers ...string) respon
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1] // Go sends req.Host, not a Host header
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := a.http.Do(req)

@@ -124,3 +124,45 @@ func TestHugeHeadersAre431(t *testing.T) {
 		t.Fatalf("40 KiB header: %v %v", res, err)
 	}
 }
+
+// TestDevelopmentIsClosedToOtherSites: a page on another site gets no CORS
+// answer anywhere and no operator password; a rebound DNS name gets 421.
+func TestDevelopmentIsClosedToOtherSites(t *testing.T) {
+	a := startApp(t, nil)
+	const evil = "https://evil.example"
+	for _, probe := range []struct{ method, path string }{
+		{"OPTIONS", "/api/v1/messages"}, {"OPTIONS", "/auth/v1/token"}, {"GET", "/api/v1/console/config"}, {"GET", "/api/v1/healthz"},
+	} {
+		r := a.do(probe.method, probe.path, "", nil, "Origin", evil, "Access-Control-Request-Method", "POST")
+		if got := r.header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("%s %s from %s: Access-Control-Allow-Origin %q", probe.method, probe.path, evil, got)
+		}
+	}
+	operator := func(headers ...string) bool {
+		var cfg struct {
+			DevOperator *struct{ Password string } `json:"dev_operator"`
+		}
+		a.do("GET", "/api/v1/console/config", "", nil, headers...).json(t, &cfg)
+		return cfg.DevOperator != nil && cfg.DevOperator.Password != ""
+	}
+	if operator("Origin", evil) || operator("Sec-Fetch-Site", "cross-site") || operator("Sec-Fetch-Site", "same-site") {
+		t.Error("the operator's password went to another site's page")
+	}
+	if !operator("Sec-Fetch-Site", "same-origin") || !operator("Origin", a.url) || !operator() {
+		t.Error("the console's own page (or curl) did not get the operator")
+	}
+	// A dev server's page on another localhost port is allowed.
+	if r := a.do("GET", "/api/v1/healthz", "", nil, "Origin", "http://localhost:5173"); r.header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" {
+		t.Error("http://localhost:5173 was refused CORS")
+	}
+
+	r := a.do("GET", "/api/v1/console/config", "", nil, "Host", "attacker.example")
+	if r.status != http.StatusMisdirectedRequest || r.problem(t)["code"] != "host_not_allowed" {
+		t.Fatalf("Host attacker.example: %d %s", r.status, r.body)
+	}
+	for _, host := range []string{"localhost", "127.0.0.1:8080", "[::1]:9"} {
+		if r := a.do("GET", "/api/v1/healthz", "", nil, "Host", host); r.status != http.StatusOK {
+			t.Errorf("Host %s: %d", host, r.status)
+		}
+	}
+}

@@ -15,7 +15,12 @@ func (s *Server) handleConsoleConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, s.opts.ConsoleConfig())
+	w.Header().Add("Vary", "Origin, Sec-Fetch-Site")
+	cfg := s.opts.ConsoleConfig()
+	if !s.sameOrigin(r) {
+		cfg.DevOperator = nil // never to another site's page
+	}
+	writeJSON(w, http.StatusOK, cfg)
 }
 
 const consoleMissing = `<!doctype html><meta charset="utf-8"><title>GymBro API</title>

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -221,14 +223,16 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// cors answers browsers from the configured origins. Bearer tokens travel in
-// the Authorization header, not cookies, so credentials are not allowed and a
-// wildcard is safe in development.
+// cors answers browsers from the allowed origins: the configured ones, the
+// service's own, and in development any localhost port. Never any origin:
+// in development the console config hands out the operator's password,
+// and a page on another site must not be able to read it.
 func (s *Server) cors(next http.Handler) http.Handler {
 	allowAll := slices.Contains(s.opts.CORSOrigins, "*")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || (!allowAll && !slices.Contains(s.opts.CORSOrigins, origin)) {
+		if origin == "" || !(allowAll || slices.Contains(s.opts.CORSOrigins, origin) || s.selfOrigin(origin) ||
+			s.opts.CORSLocalhost && localOrigin(origin)) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -244,6 +248,63 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// selfOrigin reports whether origin is one this service is reached at.
+func (s *Server) selfOrigin(origin string) bool { return slices.Contains(s.opts.SelfOrigins, origin) }
+
+// localOrigin reports whether origin is http(s) on a loopback host.
+func localOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Path == "" && loopbackName(u.Hostname())
+}
+
+func loopbackName(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sameOrigin reports whether r comes from a page of this service, or from
+// no web page at all (curl, an app): a browser says where a request comes
+// from in Sec-Fetch-Site, or at least in Origin on a cross-origin fetch.
+func (s *Server) sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		return s.selfOrigin(origin)
+	}
+	return true
+}
+
+// CodeHostNotAllowed answers a Host header a development server does not
+// serve (421).
+const CodeHostNotAllowed = "host_not_allowed"
+
+// checkHost answers 421 Misdirected Request to a Host header that names
+// neither an IP address, a localhost name nor an allowed host (only when
+// Options.CheckHost is set). DNS rebinding needs a name the attacker
+// controls; IP addresses and localhost cannot be rebound.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	if !s.opts.CheckHost {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.Trim(host, "[]"))
+		if net.ParseIP(host) != nil || loopbackName(host) || slices.Contains(s.opts.AllowedHosts, host) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeProblem(w, r, http.StatusMisdirectedRequest, CodeHostNotAllowed,
+			"This server does not answer for that host name; use its address or localhost, or set GYMBRO_PUBLIC_URL.", nil)
 	})
 }
 

@@ -691,6 +691,8 @@ var clientCodes = []string{
 	"user_not_found", "supabase_timeout", "supabase_bad_response",
 	// Routing and the rest.
 	gymbro.CodeNotFound, gymbro.CodeMethodNotAllowed, gymbro.CodeInternal,
+	// Hostile clients and pages (httpapi).
+	CodeBodyTimeout, CodeHostNotAllowed,
 }
 
 func TestEveryCodeIsDocumented(t *testing.T) {

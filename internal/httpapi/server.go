@@ -50,8 +50,20 @@ type Credentials struct {
 
 // Options configures a Server; zero values get the documented defaults.
 type Options struct {
-	Version      string
-	CORSOrigins  []string
+	Version     string
+	CORSOrigins []string
+	// SelfOrigins are the origins this service is reached at (its listen
+	// URL, GYMBRO_PUBLIC_URL): allowed CORS, and same-origin for the
+	// console's config.
+	SelfOrigins []string
+	// CORSLocalhost also allows http(s)://localhost, 127.0.0.1 and [::1] on
+	// any port (development: a console or app served by a dev server).
+	CORSLocalhost bool
+	// CheckHost answers 421 to a Host that is not an IP address, a
+	// localhost name or one of AllowedHosts: in development that stops DNS
+	// rebinding, where a web page's own name resolves to 127.0.0.1.
+	CheckHost    bool
+	AllowedHosts []string
 	MaxBodyBytes int64 // default 1 MiB
 	// BodyReadTimeout bounds how long a request body may take to arrive
 	// (408 body_timeout beyond it); 0: no bound. Streams are not affected.
@@ -132,7 +144,7 @@ func New(v gymbro.Verifier, c *chat.Service, opts Options) *Server {
 		}
 		mux.Handle(pattern, rt.Handler)
 	}
-	s.handler = s.observe(s.secure(s.cors(s.limitBody(s.problems(mux)))))
+	s.handler = s.observe(s.secure(s.checkHost(s.cors(s.limitBody(s.problems(mux))))))
 	return s
 }
 
