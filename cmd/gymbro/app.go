@@ -321,7 +321,7 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 	return httpapi.Options{
 		Version: version, MaxBodyBytes: cfg.MaxBodyBytes, BodyReadTimeout: cfg.BodyReadTimeout,
 		CORSOrigins: cfg.CORSOrigins, SelfOrigins: m.selfOrigins(), CORSLocalhost: !cfg.Production(),
-		CheckHost: !cfg.Production(), AllowedHosts: m.allowedHosts(),
+		CheckHost: !cfg.Production(), AllowedHosts: m.allowedHosts(), Streams: m.streamCap(),
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
 		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
 		Metrics: mx, MetricsHandler: mx.Handler(),
@@ -574,6 +574,21 @@ func issuers(cfg *config.Config, supabaseURL string) []auth.Issuer {
 		out = append(out, auth.Issuer{Provider: gymbro.ProviderOIDC, Issuer: o.Issuer, Audiences: []string{o.Audience}, JWKSURL: o.JWKSURL, Algorithms: o.Algorithms})
 	}
 	return out
+}
+
+// streamCap bounds each user's open streams: across the fleet with Redis,
+// in this process otherwise; nil when GYMBRO_MAX_STREAMS_PER_USER=0.
+func (m *Main) streamCap() httpapi.StreamCap {
+	n := m.Config.MaxStreams
+	switch {
+	case n == 0:
+		return nil
+	case m.redis != nil:
+		c := redislimit.NewStreamCap(m.redis, m.Config.RedisPrefix+"streams:", n, 0, httpapi.TooManyStreams)
+		m.closers = append(m.closers, func() error { c.Close(); return nil })
+		return c
+	}
+	return httpapi.NewMemoryStreamCap(n)
 }
 
 // selfOrigins are the origins this service is reached at.

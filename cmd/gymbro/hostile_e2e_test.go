@@ -166,3 +166,59 @@ func TestDevelopmentIsClosedToOtherSites(t *testing.T) {
 		}
 	}
 }
+
+// TestPerUserCapsByDefault: the 21st open stream of one user gets 429
+// too_many_streams, and the 21st message in a minute 429 rate_limited.
+func TestPerUserCapsByDefault(t *testing.T) {
+	a := startApp(t, map[string]string{"GYMBRO_MAX_RUNNING_PER_USER": "100"})
+	tok := a.user("greedy@example.com")
+	p := a.post(tok, "keep going for a while [demo:slow]", "")
+	var conns []*http.Response
+	defer func() {
+		for _, c := range conns {
+			c.Body.Close()
+		}
+	}()
+	open := func() *http.Response {
+		req, _ := http.NewRequest("GET", a.url+"/api/v1/messages/"+p.MessageID+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := a.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for i := range 20 {
+		res := open()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", i+1, res.StatusCode)
+		}
+		conns = append(conns, res)
+	}
+	res := open()
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"too_many_streams"`) || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("21st stream: %d %s", res.StatusCode, body)
+	}
+	// Closing one frees its slot.
+	conns[0].Body.Close()
+	conns = conns[1:]
+	waitFor(t, "a freed stream slot", func() bool {
+		res := open()
+		if res.StatusCode == http.StatusOK {
+			conns = append(conns, res)
+			return true
+		}
+		res.Body.Close()
+		return false
+	})
+
+	for i := 2; i <= 20; i++ {
+		a.post(tok, fmt.Sprintf("message %d", i), "")
+	}
+	status, code, r := a.postStatus(tok)
+	if status != http.StatusTooManyRequests || code != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("21st message in a minute: %d %s", status, code)
+	}
+}

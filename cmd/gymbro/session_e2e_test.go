@@ -67,7 +67,7 @@ func (a *app) waitRevoked(token, why string) {
 // TestSessionEndsWithSignOutBanAndDelete: a signed-out, banned or deleted
 // user's still-unexpired token stops posting within the check's TTL.
 func TestSessionEndsWithSignOutBanAndDelete(t *testing.T) {
-	a := startApp(t, map[string]string{"GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_MAX_RUNNING_PER_USER": "100"})
+	a := startApp(t, map[string]string{"GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0"})
 	admin := a.authAdmin()
 	ctx := context.Background()
 
@@ -185,7 +185,7 @@ func TestSessionCheckWhileAuthIsDown(t *testing.T) {
 	base, down := switchableAuth(t)
 	a := startApp(t, map[string]string{
 		"SUPABASE_URL": base, "SUPABASE_ANON_KEY": "sb_publishable_sess", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_sess",
-		"GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_SESSION_CHECK_STALE": "3s", "GYMBRO_MAX_RUNNING_PER_USER": "100",
+		"GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_SESSION_CHECK_STALE": "3s", "GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0",
 	})
 	c := supabase.NewAuthClient(supabase.AuthConfig{URL: base, AnonKey: "sb_publishable_sess", ServiceRoleKey: "sb_secret_sess"})
 	known := signIn(t, c, "known@example.com", true)

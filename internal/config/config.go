@@ -112,6 +112,7 @@ type Config struct {
 	MaxMessageChars int
 	MaxRunning      int // running generations per user
 	RateLimit       int // messages per minute per user; 0: off
+	MaxStreams      int // open SSE streams per user; 0: no cap
 	EventTTL        time.Duration
 	SSEHeartbeat    time.Duration
 	SSERetry        time.Duration
@@ -221,7 +222,8 @@ func Load(getenv func(string) string) (*Config, error) {
 
 		MaxMessageChars: r.integer("GYMBRO_MAX_MESSAGE_CHARS", 8000, 1, 1_000_000),
 		MaxRunning:      r.integer("GYMBRO_MAX_RUNNING_PER_USER", 3, 1, 1000),
-		RateLimit:       r.integer("GYMBRO_RATE_LIMIT", 0, 0, 100000),
+		RateLimit:       r.integer("GYMBRO_RATE_LIMIT", 20, 0, 100000),
+		MaxStreams:      r.integer("GYMBRO_MAX_STREAMS_PER_USER", 20, 0, 100000),
 		EventTTL:        r.duration("GYMBRO_EVENT_TTL", time.Hour, time.Second, 7*24*time.Hour),
 		SSEHeartbeat:    r.duration("GYMBRO_SSE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 10*time.Minute),
 		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),

@@ -44,6 +44,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	release, err := s.acquireStream(ctx, p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	parked := false
+	defer func() {
+		if !parked {
+			release()
+		}
+	}()
 	log := s.chat.Log()
 	// Watch before the first read, so an append between them is not missed.
 	wake, stop := log.Watch(id)
@@ -63,7 +74,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		h.Set("GymBro-Replay-From", strconv.FormatInt(evs[0].Seq, 10))
 	}
 	finished := (len(evs) > 0 && evs[len(evs)-1].Type.Terminal()) || (m.Status.Terminal() && len(evs) == 0 && !reset)
-	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs) {
+	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs, release) {
+		parked = true
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -163,7 +175,7 @@ func (s *Server) writeReplay(sw *sseWriter, id string, after int64, reset bool, 
 // delimited HTTP/1.1 body: no chunked framing to keep up by hand), writes
 // the replay and parks it. It reports false, having written nothing, when
 // the connection cannot be hijacked.
-func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p *gymbro.Principal, after int64, reset bool, evs []gymbro.Event) bool {
+func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p *gymbro.Principal, after int64, reset bool, evs []gymbro.Event, release func()) bool {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
@@ -186,12 +198,14 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 	}
 	if sw.flush() != nil {
 		conn.Close()
+		release()
 		return true
 	}
 	s.streamOpened()
-	if !s.park.park(conn, id, p, last) { // shutting down
+	if !s.park.park(conn, id, p, last, release) { // shutting down
 		conn.Close()
 		s.streamClosed()
+		release()
 	}
 	return true
 }

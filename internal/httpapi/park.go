@@ -41,9 +41,10 @@ type parker struct {
 // parked is one idle stream. Fields after mu's comment are guarded by the
 // parker's mu.
 type parked struct {
-	conn net.Conn
-	id   string
-	p    *gymbro.Principal
+	conn    net.Conn
+	id      string
+	p       *gymbro.Principal
+	release func() // gives the user's stream slot back
 
 	// guarded by parker.mu
 	last    int64     // seq of the last event written
@@ -67,8 +68,8 @@ func (k *parker) canPark(r *http.Request) bool {
 
 // park takes over conn, whose response head and replay are already
 // written, until the stream's terminal event or shutdown.
-func (k *parker) park(conn net.Conn, id string, p *gymbro.Principal, last int64) bool {
-	pk := &parked{conn: conn, id: id, p: p, last: last, due: time.Now().Add(k.s.opts.SSEHeartbeat)}
+func (k *parker) park(conn net.Conn, id string, p *gymbro.Principal, last int64, release func()) bool {
+	pk := &parked{conn: conn, id: id, p: p, last: last, release: release, due: time.Now().Add(k.s.opts.SSEHeartbeat)}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
@@ -243,6 +244,7 @@ func (k *parker) removeLocked(pk *parked) {
 	}
 	pk.conn.Close()
 	k.s.streamClosed()
+	pk.release()
 }
 
 // close ends every parked stream: each gets what its log already holds

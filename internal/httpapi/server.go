@@ -64,6 +64,8 @@ type Options struct {
 	// rebinding, where a web page's own name resolves to 127.0.0.1.
 	CheckHost    bool
 	AllowedHosts []string
+	// Streams caps the SSE streams one user holds open; nil: no cap.
+	Streams      StreamCap
 	MaxBodyBytes int64 // default 1 MiB
 	// BodyReadTimeout bounds how long a request body may take to arrive
 	// (408 body_timeout beyond it); 0: no bound. Streams are not affected.
