@@ -692,7 +692,7 @@ var clientCodes = []string{
 	// Routing and the rest.
 	gymbro.CodeNotFound, gymbro.CodeMethodNotAllowed, gymbro.CodeInternal,
 	// Hostile clients and pages (httpapi).
-	CodeBodyTimeout, CodeHostNotAllowed,
+	CodeBodyTimeout, CodeHostNotAllowed, CodeTooManyStreams,
 }
 
 func TestEveryCodeIsDocumented(t *testing.T) {
