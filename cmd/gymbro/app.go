@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -296,7 +297,7 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 	}
 	testUsers, err := testusers.New(testusers.Options{
 		Auth: authClient, ServiceKeySet: id.serviceKey != "", Verifier: m.verifier, Mail: mail,
-		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: cfg.TestUsersAdmins,
+		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: operators(cfg, id),
 		Prefixes: cfg.TestUsersPrefixes, EmailDomain: cfg.TestUsersEmailDomain, PerMinute: cfg.TestUsersPerMinute,
 		Logger: m.Logger,
 	})
@@ -589,6 +590,16 @@ func (m *Main) streamCap() httpapi.StreamCap {
 		return c
 	}
 	return httpapi.NewMemoryStreamCap(n)
+}
+
+// operators may make and reuse any test user: GYMBRO_TEST_USERS_ADMINS and,
+// locally, the development operator.
+func operators(cfg *config.Config, id identity) []string {
+	out := slices.Clone(cfg.TestUsersAdmins)
+	if id.operator != nil {
+		out = append(out, id.operator.Email)
+	}
+	return out
 }
 
 // selfOrigins are the origins this service is reached at.

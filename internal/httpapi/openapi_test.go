@@ -692,7 +692,7 @@ var clientCodes = []string{
 	// Routing and the rest.
 	gymbro.CodeNotFound, gymbro.CodeMethodNotAllowed, gymbro.CodeInternal,
 	// Hostile clients and pages (httpapi).
-	CodeBodyTimeout, CodeHostNotAllowed, CodeTooManyStreams,
+	CodeBodyTimeout, CodeHostNotAllowed, CodeTooManyStreams, "test_user_not_yours", "test_user_cannot_create",
 }
 
 func TestEveryCodeIsDocumented(t *testing.T) {

@@ -319,3 +319,35 @@ func TestCreateBrokenRandomness(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("entropy gone") }
+
+// TestTestUsersBelongToTheirCreator: another developer cannot take over a
+// test user by name; its creator and operators can; a test user cannot make
+// test users.
+func TestTestUsersBelongToTheirCreator(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.newService(t, func(o *testusers.Options) { o.Admins = []string{"ops@gymbro.cloud"} })
+	mine := create(t, s, "gymbro-test")
+
+	other := &gymbro.Principal{UID: "3f0c1c2e-0000-4000-8000-000000000002", Email: "other@example.com", Provider: gymbro.ProviderSupabase}
+	_, err := s.Create(t.Context(), other, gymbro.TestUserRequest{UsernamePrefix: mine.Username})
+	wantErr(t, err, gymbro.KindForbidden, testusers.CodeNotYours)
+	// The other developer still gets a fresh one of their own.
+	if got, err := s.Create(t.Context(), other, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"}); err != nil || got.Username == mine.Username {
+		t.Fatalf("other's own test user: %+v, %v", got, err)
+	}
+	if again := create(t, s, mine.Username); !again.Reused || again.UserID != mine.UserID {
+		t.Fatalf("the creator's reuse: %+v", again)
+	}
+	op := &gymbro.Principal{UID: "op-uid", Email: "Ops@GymBro.Cloud", Provider: gymbro.ProviderSupabase}
+	if again, err := s.Create(t.Context(), op, gymbro.TestUserRequest{UsernamePrefix: mine.Username}); err != nil || !again.Reused {
+		t.Fatalf("an operator's reuse: %+v, %v", again, err)
+	}
+
+	// The test user's own token cannot make more test users.
+	p, err := e.verifier.Verify(t.Context(), mine.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Create(t.Context(), p, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"})
+	wantErr(t, err, gymbro.KindForbidden, testusers.CodeTestUserCaller)
+}

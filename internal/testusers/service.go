@@ -30,6 +30,8 @@ const (
 	CodeMailAPINotConfigured = "mail_api_not_configured"  // 422: mail_api_key sent but no mail API is configured
 	CodeUsernameTaken        = "username_taken"           // 409: the full name belongs to a user that is not a test user
 	CodeNameContended        = "username_contended"       // 503: other instances kept taking the names we picked
+	CodeNotYours             = "test_user_not_yours"      // 403: the named test user was made by someone else
+	CodeTestUserCaller       = "test_user_cannot_create"  // 403: a test user's token asked for test users
 	codeTokenMissing         = "token_missing"            // 401: no caller; the auth layer's code
 )
 
@@ -75,9 +77,10 @@ type Options struct {
 	Enabled bool
 	// Production limits callers to Admins.
 	Production bool
-	// Admins (GYMBRO_TEST_USERS_ADMINS) are the uids or emails allowed to
-	// make test users in production; required there, ignored in
-	// development, where any verified user may.
+	// Admins (GYMBRO_TEST_USERS_ADMINS, plus the development operator) are
+	// the operators: the uids or emails allowed to make test users in
+	// production (required there; in development any verified user may),
+	// and, in both, to reuse a test user someone else made.
 	Admins []string
 	// Prefixes (GYMBRO_TEST_USERS_PREFIXES) are the allowed name prefixes;
 	// default [DefaultPrefix]. Each is lower-case letters, digits, '.', '_'
@@ -229,6 +232,10 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 		return nil, gymbro.Errorf(gymbro.KindForbidden, CodeNotOperator,
 			"Only operators may create test users in production; add your uid or email to GYMBRO_TEST_USERS_ADMINS.")
 	}
+	if s.isTestUser(caller) {
+		return nil, gymbro.Errorf(gymbro.KindForbidden, CodeTestUserCaller,
+			"A test user cannot create test users; sign in as yourself (or the operator).")
+	}
 	name, err := s.parseName(req.UsernamePrefix)
 	if err != nil {
 		return nil, err
@@ -249,7 +256,7 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 		username = name.String()
 	}
 
-	u, sess, err := s.obtain(ctx, name, req.MailAPIKey, &username)
+	u, sess, err := s.obtain(ctx, caller, name, req.MailAPIKey, &username)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +297,23 @@ func (s *Service) isAdmin(p *gymbro.Principal) bool {
 	return s.adminUIDs[p.UID] || (p.Email != "" && s.adminEmails[strings.ToLower(p.Email)])
 }
 
+// isTestUser reports whether p is itself a test user: its token carries
+// the user_metadata this service gives test users, or its email is on the
+// test domain.
+func (s *Service) isTestUser(p *gymbro.Principal) bool {
+	meta, _ := p.Claims["user_metadata"].(map[string]any)
+	flagged, _ := meta["test_user"].(bool)
+	return flagged || strings.HasSuffix(strings.ToLower(p.Email), "@"+s.domain)
+}
+
+// mayReuse reports whether caller may take over the existing test user u:
+// its creator and operators may; nobody else, so one developer cannot read
+// another's test conversations by resetting the password.
+func (s *Service) mayReuse(caller *gymbro.Principal, u *supabase.User) bool {
+	creator, _ := u.UserMetadata["created_by"].(string)
+	return s.isAdmin(caller) || (creator != "" && creator == caller.UID)
+}
+
 // account is the outcome of obtain: who was signed in, and with what.
 type account struct {
 	userID, email, password string
@@ -304,7 +328,7 @@ func (a account) LogValue() slog.Value {
 // obtain finds or creates the user for n and signs it in, all under the
 // allocation lock. It sets *username as soon as a name is chosen, so the
 // audit line names it even when a later step fails.
-func (s *Service) obtain(ctx context.Context, n name, mailKey string, username *string) (*account, *supabase.Session, error) {
+func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, mailKey string, username *string) (*account, *supabase.Session, error) {
 	select {
 	case s.alloc <- struct{}{}:
 	case <-ctx.Done():
@@ -328,6 +352,10 @@ func (s *Service) obtain(ctx context.Context, n name, mailKey string, username *
 			return nil, nil, err
 		} else if u != nil {
 			*username = target.String()
+			if !s.mayReuse(caller, u) {
+				return nil, nil, gymbro.Errorf(gymbro.KindForbidden, CodeNotYours,
+					"%s was created by someone else; only they or an operator may reuse it. Send the prefix alone for a new one.", target.String())
+			}
 			return s.reuse(ctx, u)
 		}
 		*username = target.String()
@@ -347,7 +375,7 @@ func (s *Service) obtain(ctx context.Context, n name, mailKey string, username *
 		}
 		created, err := s.auth.CreateUser(ctx, supabase.AdminUserParams{
 			Email: email, Password: pw, EmailConfirm: true,
-			UserMetadata: map[string]any{"username": target.String(), "test_user": true},
+			UserMetadata: map[string]any{"username": target.String(), "test_user": true, "created_by": caller.UID},
 		})
 		var ae *supabase.APIError
 		if errors.As(err, &ae) && ae.Code == supabase.AuthCodeEmailExists && inbox == "" {
@@ -372,7 +400,9 @@ func (s *Service) obtain(ctx context.Context, n name, mailKey string, username *
 
 // reuse gives an existing test user a new password and signs it in.
 // Setting the password through the Admin API also ends the user's earlier
-// sessions, so a leaked older token of a shared test account stops working.
+// sessions: their refresh tokens stop working, and with session checks on
+// (GYMBRO_SESSION_CHECK) so do their access tokens on the costly writes;
+// otherwise an older access token lives until it expires.
 func (s *Service) reuse(ctx context.Context, u *supabase.User) (*account, *supabase.Session, error) {
 	pw, err := s.password()
 	if err != nil {
