@@ -50,7 +50,8 @@ type Main struct {
 	Logger *slog.Logger
 
 	// Set by Run.
-	URL      string // base URL the service is reachable at
+	URL        string // base URL the service is reachable at
+	MetricsURL string // where /metrics is served, when GYMBRO_METRICS_ADDR is set
 	Store    gymbro.Store
 	Log      gymbro.EventLog
 	Emulator *emulator.Emulator
@@ -325,7 +326,7 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 		CheckHost: !cfg.Production(), AllowedHosts: m.allowedHosts(), Streams: m.streamCap(),
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
 		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
-		Metrics: mx, MetricsHandler: mx.Handler(),
+		Metrics: mx, MetricsHandler: m.publicMetrics(mx),
 		Sessions: m.sessionChecker(authClient, id, mx), SessionCheckAll: cfg.SessionCheck == config.SessionCheckAll,
 		ConsoleConfig: func() httpapi.ConsoleConfig {
 			return httpapi.ConsoleConfig{
@@ -600,6 +601,29 @@ func operators(cfg *config.Config, id identity) []string {
 		out = append(out, id.operator.Email)
 	}
 	return out
+}
+
+// publicMetrics is the /metrics handler of the main listener, or nil when
+// GYMBRO_METRICS_ADDR moves it to a listener of its own (started here).
+func (m *Main) publicMetrics(mx *metrics.Metrics) http.Handler {
+	addr := m.Config.MetricsAddr
+	if addr == "" {
+		return mx.Handler()
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		m.Logger.Error("GYMBRO_METRICS_ADDR: cannot listen; /metrics is not served", "addr", addr, "err", err)
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", mx.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	m.MetricsURL = "http://" + ln.Addr().String()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	m.closers = append(m.closers, func() error { err := srv.Close(); <-served; return err })
+	m.Logger.Info("metrics served apart from the API", "url", m.MetricsURL+"/metrics")
+	return nil
 }
 
 // selfOrigins are the origins this service is reached at.

@@ -222,3 +222,76 @@ func TestPerUserCapsByDefault(t *testing.T) {
 		t.Fatalf("21st message in a minute: %d %s", status, code)
 	}
 }
+
+// TestSmallerHardening: one Authorization header only, no HEAD stream, 404
+// for unknown paths whatever the method, JSON-worded type errors, and
+// no-store on authenticated and token answers.
+func TestSmallerHardening(t *testing.T) {
+	a := startApp(t, nil)
+	tok := a.user("small@example.com")
+	p := a.post(tok, "hi", "")
+
+	req, _ := http.NewRequest("GET", a.url+"/api/v1/me", nil)
+	req.Header.Add("Authorization", "Bearer "+tok)
+	req.Header.Add("Authorization", "Bearer forged")
+	res, err := a.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"code":"token_malformed"`) {
+		t.Errorf("two Authorization headers: %d %s", res.StatusCode, body)
+	}
+
+	if r := a.do("HEAD", "/api/v1/messages/"+p.MessageID+"/events", tok, nil); r.status != http.StatusMethodNotAllowed || len(r.body) != 0 {
+		t.Errorf("HEAD on a stream: %d, %d body bytes", r.status, len(r.body))
+	}
+	for _, method := range []string{"DELETE", "PUT", "POST", "PATCH"} {
+		if r := a.do(method, "/no/such/path", "", nil); r.status != http.StatusNotFound || r.problem(t)["code"] != "not_found" {
+			t.Errorf("%s /no/such/path: %d", method, r.status)
+		}
+	}
+
+	for body, want := range map[string]string{
+		`[]`:           "The body must be a JSON object.",
+		`"text"`:       "The body must be a JSON object.",
+		`{"text": 5}`:  `Field "text" must be a string.`,
+		`{"text": {}}`: `Field "text" must be a string.`,
+	} {
+		r := a.do("POST", "/api/v1/messages", tok, body)
+		if detail, _ := r.problem(t)["detail"].(string); r.status != http.StatusBadRequest || detail != want {
+			t.Errorf("POST %s: %d %q, want %q", body, r.status, detail, want)
+		}
+	}
+
+	for _, path := range []string{"/api/v1/me", "/api/v1/messages/" + p.MessageID, "/api/v1/conversations"} {
+		if cc := a.do("GET", path, tok, nil).header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("GET %s: Cache-Control %q", path, cc)
+		}
+	}
+	anon, _ := a.main.Emulator.Keys()
+	r := a.do("POST", "/auth/v1/token?grant_type=password", "", `{"email":"small@example.com","password":"correct horse battery"}`, "apikey", anon)
+	if r.status != http.StatusOK || r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("token answer: %d, Cache-Control %q", r.status, r.header.Get("Cache-Control"))
+	}
+}
+
+// TestMetricsOnTheirOwnAddress: GYMBRO_METRICS_ADDR serves /metrics there
+// and takes it off the public listener.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	a := startApp(t, map[string]string{"GYMBRO_METRICS_ADDR": "127.0.0.1:0"})
+	// (With the console built, /metrics there is just a console route.)
+	if r := a.do("GET", "/metrics", "", nil); strings.Contains(string(r.body), "gymbro_http_requests_total") {
+		t.Errorf("/metrics is still served on the API listener")
+	}
+	res, err := http.Get(a.main.MetricsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "gymbro_http_requests_total") {
+		t.Fatalf("metrics listener: %d", res.StatusCode)
+	}
+}

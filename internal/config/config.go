@@ -94,6 +94,7 @@ type Config struct {
 	CORSOrigins     []string
 	MaxBodyBytes    int64
 	MaxHeaderBytes  int
+	MetricsAddr     string // serve /metrics here instead of on HTTPAddr
 	BodyReadTimeout time.Duration
 	ShutdownTimeout time.Duration
 
@@ -207,6 +208,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		CORSOrigins:     r.list("GYMBRO_CORS_ORIGINS", nil),
 		MaxBodyBytes:    int64(r.integer("GYMBRO_MAX_BODY_BYTES", 1<<20, 1024, 64<<20)),
 		MaxHeaderBytes:  r.integer("GYMBRO_MAX_HEADER_BYTES", 64<<10, 16<<10, 1<<20),
+		MetricsAddr:     r.str("GYMBRO_METRICS_ADDR", ""),
 		BodyReadTimeout: r.duration("GYMBRO_BODY_READ_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute),
 		ShutdownTimeout: r.duration("GYMBRO_SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 5*time.Minute),
 
@@ -294,6 +296,11 @@ func (c *Config) validate(r *reader) {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		r.fail("GYMBRO_HTTP_ADDR", "must be host:port (e.g. 127.0.0.1:8080): %v", err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			r.fail("GYMBRO_METRICS_ADDR", "must be host:port (e.g. 127.0.0.1:9090): %v", err)
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		r.fail("GYMBRO_TLS_CERT", "and GYMBRO_TLS_KEY must be set together")

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 )
@@ -45,6 +46,39 @@ func (s *Server) consoleHandler() http.Handler {
 	})
 }
 
+// servedTypes are the file types a console build is made of; anything else
+// a build might leave behind (source maps, dotfiles, a stray .env) is not
+// served.
+var servedTypes = map[string]bool{
+	".html": true, ".js": true, ".css": true, ".svg": true, ".png": true, ".ico": true,
+	".webp": true, ".jpg": true, ".woff": true, ".woff2": true, ".txt": true,
+}
+
+// servable reports whether the console may serve name: no part of it is a
+// dotfile, and it is a page route (no extension) or a built asset type.
+func servable(name string) bool {
+	for part := range strings.SplitSeq(name, "/") {
+		if strings.HasPrefix(part, ".") {
+			return false
+		}
+	}
+	ext := path.Ext(name)
+	return ext == "" || servedTypes[ext]
+}
+
+// consoleCSP lets the console run only its own scripts and styles, and talk
+// only to this origin and the Supabase Auth it signs in with.
+func (s *Server) consoleCSP() string {
+	connect := "'self'"
+	if s.opts.ConsoleConfig != nil {
+		if u, err := url.Parse(s.opts.ConsoleConfig().AuthURL); err == nil && u.Scheme != "" && u.Host != "" {
+			connect += " " + u.Scheme + "://" + u.Host
+		}
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; " +
+		"connect-src " + connect + "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
 func (s *Server) spa() http.Handler {
 	dist := s.opts.Console
 	if dist == nil {
@@ -58,10 +92,16 @@ func (s *Server) spa() http.Handler {
 		})
 	}
 	files := http.FileServerFS(dist)
+	csp := s.consoleCSP()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", csp)
 		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 		if name == "" {
 			name = "index.html"
+		}
+		if !servable(name) {
+			writeProblem(w, r, http.StatusNotFound, "not_found", "No such file.", nil)
+			return
 		}
 		if st, err := fs.Stat(dist, name); err != nil || st.IsDir() {
 			if strings.Contains(path.Base(name), ".") {

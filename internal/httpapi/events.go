@@ -31,6 +31,12 @@ const readBatch = 256
 // the stream is open does not cut it; a reconnect with an expired token gets
 // 401, so the client refreshes and resumes with Last-Event-ID.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		// The mux routes HEAD to GET; a stream has no headers-only form.
+		w.Header().Set("Allow", "GET")
+		writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, "HEAD is not allowed on an event stream; use GET.", nil)
+		return
+	}
 	after, err := lastEventID(r)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -326,6 +326,9 @@ func (s *Server) RequireSession(next http.HandlerFunc) http.Handler {
 func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Handler {
 	checkSession = checkSession && s.opts.Sessions != nil
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A user's data and refusals are never for a shared cache (an SSE
+		// stream sets its own no-cache).
+		w.Header().Set("Cache-Control", "no-store")
 		p, token, err := s.authenticate(r)
 		if err == nil && checkSession {
 			err = s.opts.Sessions.CheckSession(r.Context(), p, token)
@@ -350,6 +353,11 @@ func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Hand
 // authenticate verifies the bearer token and returns its principal and the
 // token itself (for a session check).
 func (s *Server) authenticate(r *http.Request) (*gymbro.Principal, string, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		// RFC 6750 §2: one method, one token; which one counts must not
+		// depend on which header a proxy happens to keep.
+		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_malformed", "Send exactly one Authorization header.")
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_missing", "Send the access token as Authorization: Bearer <token>.")

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"go.uber.org/goleak"
 )
@@ -71,6 +72,36 @@ func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
 		s.ServeHTTP(rec, req)
 		if got := rec.Header().Get("Access-Control-Allow-Origin") == origin; got != allowed {
 			t.Errorf("%s: allowed=%v, want %v (%v)", origin, got, allowed, rec.Header())
+		}
+	}
+}
+
+// TestConsoleServesOnlyBuiltAssets: a CSP on every console page, and no
+// dotfile, source map or other stray file a build could leave behind.
+func TestConsoleServesOnlyBuiltAssets(t *testing.T) {
+	s := New(nil, nil, Options{Logger: quietLogger(), Console: fstest.MapFS{
+		"index.html":          {Data: []byte("<!doctype html>console")},
+		"assets/app-1.js":     {Data: []byte("js")},
+		"assets/app-1.js.map": {Data: []byte("{}")},
+		".env":                {Data: []byte("SECRET=1")},
+		"assets/.hidden.js":   {Data: []byte("x")},
+		"notes.md":            {Data: []byte("x")},
+	}, ConsoleConfig: func() ConsoleConfig { return ConsoleConfig{AuthURL: "https://abc.supabase.co/auth/v1"} }})
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec
+	}
+	for _, path := range []string{"/", "/ai/jwt", "/assets/app-1.js"} {
+		rec := get(path)
+		csp := rec.Header().Get("Content-Security-Policy")
+		if rec.Code != http.StatusOK || !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "connect-src 'self' https://abc.supabase.co") {
+			t.Errorf("%s: %d, CSP %q", path, rec.Code, csp)
+		}
+	}
+	for _, path := range []string{"/assets/app-1.js.map", "/.env", "/assets/.hidden.js", "/notes.md"} {
+		if rec := get(path); rec.Code != http.StatusNotFound {
+			t.Errorf("%s: %d, want 404", path, rec.Code)
 		}
 	}
 }

@@ -8,12 +8,31 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
+
+// jsonType names a Go type as the JSON value a client should send.
+func jsonType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonType(t.Elem())
+	}
+	return "an object"
+}
 
 // CodeBodyTimeout answers a request whose body did not arrive within
 // Options.BodyReadTimeout (408; the connection closes).
@@ -174,8 +193,10 @@ func decodeJSON(r *http.Request, v any) error {
 		switch {
 		case errors.As(err, &syntax):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body is not valid JSON (at byte %d).", syntax.Offset)
+		case errors.As(err, &typ) && typ.Field == "":
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "The body must be a JSON object.")
 		case errors.As(err, &typ):
-			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Field %q must be a %s.", typ.Field, typ.Type)
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Field %q must be %s.", typ.Field, jsonType(typ.Type))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		case errors.Is(err, io.EOF):

@@ -228,8 +228,7 @@ func (s *Server) problems(mux *http.ServeMux) http.Handler {
 		}
 		probe := &headerProbe{header: http.Header{}}
 		h.ServeHTTP(probe, r)
-		if probe.status == http.StatusMethodNotAllowed {
-			allow := allowedMethods(mux, r)
+		if allow := allowedMethods(mux, r); probe.status == http.StatusMethodNotAllowed && allow != "" {
 			w.Header().Set("Allow", allow)
 			writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow+".", nil)
 			return

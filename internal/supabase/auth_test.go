@@ -591,3 +591,29 @@ func TestIdentityProviderBounded(t *testing.T) {
 		t.Errorf("%d cached users, bound is 2", hits)
 	}
 }
+
+// TestPasswordGrantRateLimit: like Supabase Auth, the emulator limits
+// sign-ins per client address, and answers 429 over_request_rate_limit.
+func TestPasswordGrantRateLimit(t *testing.T) {
+	e := newEnv(t)
+	e.createUser(t, "many@example.com", "squat-123")
+	ctx := context.Background()
+	var err error
+	for i := 0; i <= emulator.DefaultSignInsPerMinute && err == nil; i++ {
+		_, err = e.client.SignInWithPassword(ctx, "many@example.com", "wrong-password")
+		if err != nil && supabaseCode(err) == "invalid_credentials" {
+			err = nil
+		}
+	}
+	wantAPIError(t, err, 429, "over_request_rate_limit")
+	e.clock.Advance(time.Minute)
+	e.signIn(t, "many@example.com", "squat-123")
+}
+
+func supabaseCode(err error) string {
+	var ae *supabase.APIError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return ""
+}

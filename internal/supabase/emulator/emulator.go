@@ -35,6 +35,9 @@ type Options struct {
 	// BcryptCost is the cost of password hashes; default bcrypt.DefaultCost.
 	// Tests lower it to bcrypt.MinCost.
 	BcryptCost int
+	// SignInsPerMinute limits password grants per client address; default
+	// DefaultSignInsPerMinute. Beyond it: 429 over_request_rate_limit.
+	SignInsPerMinute int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives failures that are answered with a 500; default discards.
@@ -69,6 +72,7 @@ type Emulator struct {
 	service string
 	log     *slog.Logger
 	handler http.Handler
+	signIns *signInLimiter
 }
 
 // Open opens (creating when needed) the emulator's state in opts.Dir.
@@ -104,7 +108,7 @@ func Open(ctx context.Context, opts Options) (*Emulator, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("emulator: create data dir: %w", err)
 	}
-	e := &Emulator{opts: opts, log: opts.Logger, anon: opts.AnonKey, service: opts.ServiceRoleKey}
+	e := &Emulator{opts: opts, log: opts.Logger, anon: opts.AnonKey, service: opts.ServiceRoleKey, signIns: newSignInLimiter(opts.SignInsPerMinute)}
 	if e.anon == "" {
 		k, err := loadOrCreateAPIKeys(opts.Dir)
 		if err != nil {

@@ -134,6 +134,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Set("Cache-Control", "no-store") // RFC 6749 §5.1
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
@@ -160,6 +161,9 @@ func (e *Emulator) passwordGrant(w http.ResponseWriter, r *http.Request) (*token
 	}
 	if p.Email == "" || p.Password == "" {
 		return nil, invalidCredentials()
+	}
+	if err := e.signIns.allow(r, e.opts.Now()); err != nil {
+		return nil, err
 	}
 	ctx := r.Context()
 	var resp *tokenResponse
@@ -285,6 +289,7 @@ func (e *Emulator) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, u.json())
 	return nil
 }
