@@ -52,12 +52,12 @@ type Main struct {
 	// Set by Run.
 	URL        string // base URL the service is reachable at
 	MetricsURL string // where /metrics is served, when GYMBRO_METRICS_ADDR is set
-	Store    gymbro.Store
-	Log      gymbro.EventLog
-	Emulator *emulator.Emulator
-	Chat     *chat.Service
-	Server   *httpapi.Server
-	Outbox   *outbox.Worker
+	Store      gymbro.Store
+	Log        gymbro.EventLog
+	Emulator   *emulator.Emulator
+	Chat       *chat.Service
+	Server     *httpapi.Server
+	Outbox     *outbox.Worker
 
 	verifier *auth.Verifier
 	redis    redis.UniversalClient
