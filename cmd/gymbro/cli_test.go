@@ -141,3 +141,34 @@ func TestServeStopsGracefullyOnSignal(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
+
+// TestHelpHasNoSideEffects: every command's -h/--help prints its usage and
+// exits 0 at once, in an empty directory that stays empty (no data dir, no
+// migrations, no operator, no listener: serve would block instead of
+// returning). An unknown flag prints the usage and exits 2.
+func TestHelpHasNoSideEffects(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	env := map[string]string{"GYMBRO_HTTP_ADDR": "127.0.0.1:0"}
+	for _, args := range [][]string{
+		{"--help"}, {"-h"}, {"help"}, {"serve", "--help"}, {"serve", "-h"}, {"migrate", "--help"},
+		{"auth", "--help"}, {"auth", "rotate-key", "--help"}, {"sync", "status", "-h"}, {"sync", "--help"}, {"version", "-h"},
+	} {
+		code, out, errs := runCLI(t, env, args...)
+		if code != 0 || !strings.HasPrefix(out, "usage: gymbro") || errs != "" {
+			t.Errorf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("help created %v", entries)
+	}
+	for _, args := range [][]string{{"serve", "--port", "1"}, {"migrate", "-x"}, {"-x"}} {
+		code, out, errs := runCLI(t, env, args...)
+		if code != 2 || out != "" || !strings.Contains(errs, "flag provided but not defined") || !strings.Contains(errs, "usage: gymbro") {
+			t.Errorf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a bad flag created %v", entries)
+	}
+}
