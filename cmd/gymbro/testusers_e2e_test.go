@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -82,5 +83,29 @@ func TestTestUsersDisabled(t *testing.T) {
 	r := a.do("POST", "/api/v1/llm/tests/create-mail-user", tok, map[string]string{"username_prefix": "gymbro-test"})
 	if r.status != 403 || r.problem(t)["code"] != "test_users_disabled" {
 		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
+
+// TestCreateTestUserWithNoBody: curl -X POST with only the bearer header
+// gets a test user with every default; a body that is not a JSON object is
+// still refused.
+func TestCreateTestUserWithNoBody(t *testing.T) {
+	a := startApp(t, nil)
+	tok := a.user("bare@example.com")
+	req, _ := http.NewRequest("POST", a.url+"/api/v1/llm/tests/create-mail-user", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := a.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"username":"gymbro-test-01"`) {
+		t.Fatalf("bare POST: %d %s", res.StatusCode, body)
+	}
+	for _, bad := range []string{"[]", "nope", `"x"`} {
+		if r := a.do("POST", "/api/v1/llm/tests/create-mail-user", tok, bad); r.status != http.StatusBadRequest || r.problem(t)["code"] != "invalid_json" {
+			t.Errorf("body %s: %d %s", bad, r.status, r.body)
+		}
 	}
 }

@@ -165,7 +165,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // decodeJSON reads a JSON request body into v, refusing unknown fields,
 // trailing data and bodies over the server's limit, each with its own code.
-func decodeJSON(r *http.Request, v any) error {
+func decodeJSON(r *http.Request, v any) error { return decodeBody(r, v, false) }
+
+// decodeOptionalJSON is decodeJSON for a body whose fields are all
+// optional: an empty body (a bare curl -X POST) means every default, while
+// a body that is present must still be one JSON object.
+func decodeOptionalJSON(r *http.Request, v any) error { return decodeBody(r, v, true) }
+
+func decodeBody(r *http.Request, v any, optional bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return gymbro.Errorf(gymbro.KindInvalid, "unsupported_media_type", "Send the body as application/json.")
 	}
@@ -179,6 +186,9 @@ func decodeJSON(r *http.Request, v any) error {
 			return gymbro.Errorf(gymbro.KindRequestTimeout, CodeBodyTimeout, "The request body did not arrive in time; send it at once.")
 		}
 		return gymbro.Wrap(err, gymbro.KindInvalid, gymbro.CodeInvalidRequest, "The request body could not be read.")
+	}
+	if optional && len(bytes.TrimSpace(body)) == 0 {
+		return nil
 	}
 	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; refuse it
 	// instead, so what we store is what the client meant.

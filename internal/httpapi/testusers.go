@@ -14,7 +14,7 @@ func (s *Server) handleCreateTestUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req gymbro.TestUserRequest
-	if err := decodeJSON(r, &req); err != nil {
+	if err := decodeOptionalJSON(r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
