@@ -150,7 +150,8 @@ func TestSessionCheckModes(t *testing.T) {
 }
 
 // switchableAuth is hosted Supabase Auth (the emulator behind /auth/v1)
-// whose GET /user can be taken down as a gateway would: 502 with HTML.
+// that can be taken down as a gateway in front of it would be (a proxy, a
+// paused project): 502 with HTML, except for the key set and sign-in.
 func switchableAuth(t *testing.T) (base string, down *atomic.Bool) {
 	t.Helper()
 	const anon, service = "sb_publishable_sess", "sb_secret_sess"
@@ -165,7 +166,7 @@ func switchableAuth(t *testing.T) (base string, down *atomic.Bool) {
 	t.Cleanup(func() { emu.Close() })
 	auth := http.StripPrefix("/auth/v1", emu.Handler())
 	mux.Handle("/auth/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() && r.URL.Path == "/auth/v1/user" {
+		if down.Load() && r.URL.Path != "/auth/v1/.well-known/jwks.json" && r.URL.Path != "/auth/v1/token" {
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(http.StatusBadGateway)
 			_, _ = w.Write([]byte("<html><body>502 Bad Gateway</body></html>"))
@@ -273,5 +274,28 @@ func TestLogsCarryNoGivenSecret(t *testing.T) {
 	generated, _ := b.main.Emulator.Keys()
 	if !strings.Contains(gen.String(), "anon_key="+generated) {
 		t.Errorf("the generated anon key is not printed:\n%s", gen.String())
+	}
+}
+
+// TestSupabaseBehindAFailingGateway: when something in front of Supabase
+// Auth answers 502 with HTML, the calls that need Auth answer a documented,
+// non-empty code that names the status.
+func TestSupabaseBehindAFailingGateway(t *testing.T) {
+	base, down := switchableAuth(t)
+	a := startApp(t, map[string]string{
+		"SUPABASE_URL": base, "SUPABASE_ANON_KEY": "sb_publishable_sess", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_sess",
+		"GYMBRO_SESSION_CHECK": "off",
+	})
+	c := supabase.NewAuthClient(supabase.AuthConfig{URL: base, AnonKey: "sb_publishable_sess", ServiceRoleKey: "sb_secret_sess"})
+	tok := signIn(t, c, "gw@example.com", true).AccessToken
+	down.Store(true)
+	for _, probe := range []struct{ method, path string }{
+		{"GET", "/api/v1/me?details=true"}, {"POST", "/api/v1/llm/tests/create-mail-user"},
+	} {
+		r := a.do(probe.method, probe.path, tok, nil)
+		p := r.problem(t)
+		if r.status != http.StatusBadGateway || p["code"] != "supabase_unavailable" || !strings.Contains(p["detail"].(string), "HTTP 502") {
+			t.Errorf("%s %s behind a failing gateway: %d %v", probe.method, probe.path, r.status, p)
+		}
 	}
 }

@@ -685,7 +685,7 @@ var clientCodes = []string{
 	gymbro.CodeInterrupted, chat.CodePersistFailed,
 	// One-click test users (testusers, mailapi).
 	"test_users_disabled", "not_an_operator", "prefix_not_allowed", "service_role_key_missing",
-	"supabase_unreachable", "supabase_rejected", "token_unverifiable", "mail_api_failed",
+	"supabase_unavailable", "supabase_rejected", "token_unverifiable", "mail_api_failed",
 	"mail_api_not_configured", "username_taken", "username_contended",
 	// /me?details=true (supabase).
 	"user_not_found", "supabase_timeout", "supabase_bad_response",

@@ -359,5 +359,5 @@ func transportError(ctx context.Context, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return gymbro.Wrap(err, gymbro.KindTimeout, CodeSupabaseTimeout, "Supabase Auth did not answer in time.")
 	}
-	return gymbro.Wrap(err, gymbro.KindUnavailable, CodeSupabaseUnreachable, "Supabase Auth is unreachable.")
+	return gymbro.Wrap(err, gymbro.KindUnavailable, CodeSupabaseUnavailable, "Supabase Auth is unreachable.")
 }

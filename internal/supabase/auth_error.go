@@ -12,7 +12,10 @@ import (
 
 // Error codes of failures to reach Supabase at all.
 const (
-	CodeSupabaseUnreachable = "supabase_unreachable"  // connection failed: KindUnavailable
+	// CodeSupabaseUnavailable: no answer (503), or an answer that is not
+	// Supabase Auth's (an HTML or empty 5xx from a gateway, a paused
+	// project: 502). One code for "Supabase Auth is not there right now".
+	CodeSupabaseUnavailable = "supabase_unavailable"
 	CodeSupabaseTimeout     = "supabase_timeout"      // no answer in time: KindTimeout
 	CodeSupabaseBadResponse = "supabase_bad_response" // an answer we cannot read: KindUpstream
 )
@@ -41,10 +44,15 @@ const (
 // follows Status and whose Code is Code, so gymbro.ErrorKind works on it.
 type APIError struct {
 	Status     int
-	Code       string
+	Code       string // empty when the answer was not an Auth error body
 	Message    string
 	RetryAfter time.Duration // from Retry-After on a 429 or 503; zero when absent
 }
+
+// FromGateway reports whether the answer came from something in front of
+// Supabase Auth (a proxy, a paused project) rather than Auth itself: a 5xx
+// that names no Auth error code.
+func (e *APIError) FromGateway() bool { return e.Code == "" && e.Status >= 500 }
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("supabase auth: %d %s: %s", e.Status, e.Code, e.Message)
@@ -52,11 +60,15 @@ func (e *APIError) Error() string {
 
 // Unwrap returns the domain view of the failure.
 func (e *APIError) Unwrap() error {
-	code := e.Code
-	if code == "" {
-		code = "supabase_error"
+	switch {
+	case e.FromGateway():
+		return &gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeSupabaseUnavailable, RetryAfter: e.RetryAfter,
+			Message: fmt.Sprintf("Supabase Auth is unavailable: its address answered HTTP %d (%s) without an Auth error.", e.Status, e.Message)}
+	case e.Code == "":
+		return &gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeSupabaseBadResponse, RetryAfter: e.RetryAfter,
+			Message: fmt.Sprintf("Supabase Auth answered HTTP %d without an error code: %s", e.Status, e.Message)}
 	}
-	return &gymbro.Error{Kind: kindForStatus(e.Status), Code: code, Message: e.Message, RetryAfter: e.RetryAfter}
+	return &gymbro.Error{Kind: kindForStatus(e.Status), Code: e.Code, Message: e.Message, RetryAfter: e.RetryAfter}
 }
 
 func kindForStatus(status int) gymbro.Kind {

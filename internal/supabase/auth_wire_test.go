@@ -36,7 +36,9 @@ func TestAPIErrorShapes(t *testing.T) {
 		{"legacy without error_code, header", 403, map[string]string{"X-Sb-Error-Code": "not_admin"}, `{"code":403,"msg":"User not allowed"}`,
 			"not_admin", "User not allowed", gymbro.KindForbidden},
 		{"gateway", 401, nil, `{"message":"Invalid API key","hint":"Double check your Supabase anon or service_role API key."}`,
-			"", "Invalid API key", gymbro.KindUnauthenticated},
+			"", "Invalid API key", gymbro.KindUpstream}, // our key is wrong: never a 401 to our client
+		{"gateway HTML", 502, nil, `<html><body>502 Bad Gateway</body></html>`,
+			"", "Bad Gateway", gymbro.KindUpstream},
 		{"not JSON", 502, map[string]string{"X-Sb-Error-Code": "upstream"}, `<html>bad gateway</html>`,
 			"upstream", "Bad Gateway", gymbro.KindUnavailable},
 		{"rate limited", 429, map[string]string{"Retry-After": "7"}, `{"code":429,"error_code":"over_request_rate_limit","msg":"Request rate limit reached"}`,
@@ -62,6 +64,13 @@ func TestAPIErrorShapes(t *testing.T) {
 			}
 			if k := gymbro.ErrorKind(err); k != c.kind {
 				t.Errorf("kind = %v, want %v", k, c.kind)
+			}
+			if ae.Code == "" && gymbro.ErrorCode(err) == "" {
+				t.Errorf("an answer without an Auth code became an empty code")
+			}
+			if c.name == "gateway HTML" && (!ae.FromGateway() || gymbro.ErrorCode(err) != supabase.CodeSupabaseUnavailable ||
+				!strings.Contains(gymbro.ErrorMessage(err), "HTTP 502")) {
+				t.Errorf("gateway answer: %q %q", gymbro.ErrorCode(err), gymbro.ErrorMessage(err))
 			}
 			if c.status == 429 && ae.RetryAfter != 7*time.Second {
 				t.Errorf("RetryAfter = %v", ae.RetryAfter)
@@ -130,8 +139,8 @@ func TestTransportErrors(t *testing.T) {
 		srv.Close()
 		c := supabase.NewAuthClient(supabase.AuthConfig{URL: url, ServiceRoleKey: "sb_secret_topsecret", HTTPClient: srv.Client()})
 		_, err := c.GetUser(context.Background(), "u1")
-		if gymbro.ErrorKind(err) != gymbro.KindUnavailable || gymbro.ErrorCode(err) != supabase.CodeSupabaseUnreachable {
-			t.Errorf("err = %v, want KindUnavailable supabase_unreachable", err)
+		if gymbro.ErrorKind(err) != gymbro.KindUnavailable || gymbro.ErrorCode(err) != supabase.CodeSupabaseUnavailable {
+			t.Errorf("err = %v, want KindUnavailable supabase_unavailable", err)
 		}
 		if strings.Contains(err.Error(), "topsecret") {
 			t.Error("error carries the key")

@@ -138,13 +138,13 @@ func TestServiceRoleKeyMissing(t *testing.T) {
 	}
 }
 
-func TestSupabaseUnreachable(t *testing.T) {
+func TestSupabaseUnavailable(t *testing.T) {
 	e := newEnv(t, nil)
 	s := e.newService(t, func(o *testusers.Options) {
 		o.Auth = supabase.NewAuthClient(supabase.AuthConfig{URL: closedPort(t), AnonKey: "anon", ServiceRoleKey: "sb_secret_x"})
 	})
 	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"})
-	ge := wantErr(t, err, gymbro.KindUnavailable, testusers.CodeSupabaseUnreachable)
+	ge := wantErr(t, err, gymbro.KindUnavailable, testusers.CodeSupabaseUnavailable)
 	if !strings.Contains(ge.Message, "SUPABASE_URL") {
 		t.Errorf("message = %q", ge.Message)
 	}

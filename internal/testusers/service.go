@@ -23,7 +23,7 @@ const (
 	CodeNotOperator          = "not_an_operator"          // 403: production, caller not in GYMBRO_TEST_USERS_ADMINS
 	CodePrefixNotAllowed     = "prefix_not_allowed"       // 422: username_prefix is not an allowed prefix or <prefix>-NN
 	CodeServiceKeyMissing    = "service_role_key_missing" // 503: no SUPABASE_SERVICE_ROLE_KEY
-	CodeSupabaseUnreachable  = "supabase_unreachable"     // 503: no answer from Supabase Auth
+	CodeSupabaseUnavailable  = "supabase_unavailable"     // 503: no answer from Supabase Auth
 	CodeSupabaseRejected     = "supabase_rejected"        // 502: Supabase Auth answered an error (its code and msg in the message)
 	CodeTokenUnverifiable    = "token_unverifiable"       // 502: our verifier refuses the token Supabase issued
 	CodeMailAPIFailed        = mailapi.CodeMailAPIFailed  // 502: the mail API gave no inbox
@@ -537,8 +537,13 @@ func (s *Service) password() (string, error) {
 // console shows them, and they are what a developer searches for.
 func supabaseError(err error) error {
 	var ae *supabase.APIError
+	if errors.As(err, &ae) && ae.FromGateway() {
+		return &gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeSupabaseUnavailable, RetryAfter: ae.RetryAfter, Err: err,
+			Message: fmt.Sprintf("Supabase Auth is unavailable: SUPABASE_URL answered HTTP %d (%s) without an Auth error; check that the project is up (not paused) and the URL is right.", ae.Status, ae.Message)}
+	}
 	if errors.As(err, &ae) {
-		msg := fmt.Sprintf("Supabase Auth said %s: %s", ae.Code, strings.TrimSpace(ae.Message))
+		code := cmpOr(ae.Code, fmt.Sprintf("HTTP %d", ae.Status)) // never an empty code in a detail
+		msg := fmt.Sprintf("Supabase Auth said %s: %s", code, strings.TrimSpace(ae.Message))
 		switch ae.Code {
 		case supabase.AuthCodeNoAuthorization, supabase.AuthCodeNotAdmin, supabase.AuthCodeBadJWT:
 			msg += " (check SUPABASE_SERVICE_ROLE_KEY)"
@@ -550,8 +555,8 @@ func supabaseError(err error) error {
 		return &gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeSupabaseRejected, Message: msg, RetryAfter: ae.RetryAfter, Err: err}
 	}
 	switch gymbro.ErrorCode(err) {
-	case supabase.CodeSupabaseUnreachable, supabase.CodeSupabaseTimeout:
-		return &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeSupabaseUnreachable, Err: err,
+	case supabase.CodeSupabaseUnavailable, supabase.CodeSupabaseTimeout:
+		return &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeSupabaseUnavailable, Err: err,
 			Message: gymbro.ErrorMessage(err) + " Check SUPABASE_URL and that Supabase is up."}
 	case supabase.CodeSupabaseBadResponse:
 		return &gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeSupabaseRejected, Message: gymbro.ErrorMessage(err), Err: err}

@@ -66,7 +66,7 @@ export const HINTS: Readonly<Record<string, string>> = {
     'Creating users needs the Supabase server key. Set SUPABASE_SERVICE_ROLE_KEY (a service_role JWT or an sb_secret_… key).',
   not_an_operator:
     'Your account may not create test users. Add your user id or email to GYMBRO_TEST_USERS_ADMINS and restart.',
-  supabase_unreachable: 'The server could not reach Supabase Auth. Check SUPABASE_URL and the network, then retry.',
+  supabase_unavailable: 'The server could not reach Supabase Auth. Check SUPABASE_URL and the network, then retry.',
   supabase_rejected: 'Supabase Auth refused the request; its reason is in the detail. Check the project settings and keys.',
   rate_limited: 'Too many requests. Wait a moment (see Retry-After) and try again.',
   prefix_not_allowed: 'Test user names must start with an allowed prefix, such as gymbro-test.',
