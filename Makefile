@@ -8,17 +8,25 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run build web console test test-go test-fuzz test-web test-e2e bench lint tidy clean
+.PHONY: run modules build web console test test-go test-fuzz test-web test-e2e bench lint tidy clean
 
 ## run: build the console if it is missing, then start the service
-run: console
+run: console modules
+	@echo "make: compiling and starting gymbro (first run: about 30 s)..."
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/gymbro serve
+
+# modules says what a first run is waiting for before Go downloads them.
+modules:
+	@$(GO) list -m -json github.com/jackc/pgx/v5 2>/dev/null | grep -q '"Dir"' || \
+		echo "make: downloading Go modules (first run: a minute or two)..."
+	@$(GO) mod download
 
 ## build: the binary in bin/, with the console embedded
 build: web
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gymbro
 
 web/node_modules/.package-lock.json: web/package-lock.json
+	@echo "make: installing the console's npm packages (first run: about a minute)..."
 	cd web && npm ci --no-audit --no-fund
 
 ## web: build the console into web/dist
@@ -28,7 +36,7 @@ web: web/node_modules/.package-lock.json
 # console builds the console only when it is missing, and never blocks
 # `make run`: without npm the service starts and says how to build it.
 console:
-	@test -f web/dist/index.html || $(MAKE) --no-print-directory web || \
+	@test -f web/dist/index.html || { echo "make: building the console (first run: about 20 s)..."; $(MAKE) --no-print-directory web; } || \
 		echo "warning: the console could not be built; the API runs without it (see README)"
 
 ## test: the whole suite: vet, Go tests with -race, a short fuzz run, the console's unit tests and the browser test

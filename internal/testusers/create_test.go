@@ -2,6 +2,7 @@ package testusers_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -350,4 +351,38 @@ func TestTestUsersBelongToTheirCreator(t *testing.T) {
 	}
 	_, err = s.Create(t.Context(), p, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"})
 	wantErr(t, err, gymbro.KindForbidden, testusers.CodeTestUserCaller)
+}
+
+// failOnce is a verifier whose first call fails, as during a signing-key
+// rotation.
+type failOnce struct {
+	gymbro.Verifier
+	failed atomic.Bool
+}
+
+func (f *failOnce) Verify(ctx context.Context, token string) (*gymbro.Principal, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, "key_not_found", "The signing key is not known.")
+	}
+	return f.Verifier.Verify(ctx, token)
+}
+
+// TestNoOrphanWhenTheTokenCheckFails: a user created by a call that then
+// fails is removed again, so the next call makes the same name and no user
+// is left that nobody can sign in as.
+func TestNoOrphanWhenTheTokenCheckFails(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.newService(t, func(o *testusers.Options) { o.Verifier = &failOnce{Verifier: e.verifier} })
+	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"})
+	wantErr(t, err, gymbro.KindUpstream, testusers.CodeTokenUnverifiable)
+	users, _, err := e.admin.ListUsers(t.Context(), 1, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 0 {
+		t.Fatalf("the failed call left %d users behind", len(users))
+	}
+	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-01" || got.Reused {
+		t.Fatalf("next call: %s reused=%v, want a new gymbro-test-01", got.Username, got.Reused)
+	}
 }

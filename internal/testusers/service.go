@@ -261,6 +261,11 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 		return nil, err
 	}
 	p, err := s.verifier.Verify(ctx, sess.AccessToken)
+	if err != nil && !u.reused {
+		// Nobody holds this user's password: remove it, so the next call
+		// makes the same name again instead of leaving an orphan behind.
+		s.discard(ctx, u.userID)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -390,12 +395,25 @@ func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, 
 		}
 		sess, err := s.auth.SignInWithPassword(ctx, email, pw)
 		if err != nil {
+			s.discard(ctx, created.ID)
 			return nil, nil, supabaseError(err)
 		}
 		return &account{userID: created.ID, email: created.Email, password: pw}, sess, nil
 	}
 	return nil, nil, &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeNameContended, RetryAfter: time.Second,
 		Message: "Other servers kept taking the test user names picked for this call; try again."}
+}
+
+// discard deletes a user this call created but cannot hand out (its
+// sign-in or token check failed), through the Admin API. It runs even when
+// the caller has gone; a failure is logged, and the next call with the
+// prefix reuses the name through findOurs.
+func (s *Service) discard(ctx context.Context, userID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.auth.DeleteUser(ctx, userID); err != nil {
+		s.log.WarnContext(ctx, "test user: could not remove a user whose creation failed", "user_id", userID, "err", err)
+	}
 }
 
 // reuse gives an existing test user a new password and signs it in.
