@@ -52,6 +52,12 @@ after(async () => {
   await browser?.close()
 })
 
+/** assertNoSidewaysScroll fails when the page is wider than the viewport. */
+async function assertNoSidewaysScroll(p, where) {
+  const { scroll, inner } = await p.evaluate(() => ({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth }))
+  assert.ok(scroll <= inner, `${where}: the page is ${scroll}px wide in a ${inner}px viewport`)
+}
+
 async function shot(name) {
   await page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true })
 }
@@ -183,6 +189,7 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
 
       const traces = (await texts('request-trace')).filter((x) => x !== '—')
       assert.ok(traces.length > 0, 'the request log shows X-Trace-Id values')
+      await assertNoSidewaysScroll(page, 'desktop /ai/jwt after a stream')
     })
   }
 })
@@ -215,5 +222,32 @@ test('/docs lists the operations offline, with nothing loaded from another host'
     assert.deepEqual(errors.filter((e) => /Content Security Policy|Refused to/.test(e)), [], 'CSP violations')
   } finally {
     await offline.close()
+  }
+})
+
+test('every console page fits a 390x844 phone', async () => {
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true })
+  const p = await phone.newPage()
+  p.setDefaultTimeout(STEP)
+  try {
+    for (const path of ['/', '/signin', '/no-such-page']) {
+      await p.goto(`${BASE}${path}`)
+      await p.locator('main').first().waitFor()
+      await assertNoSidewaysScroll(p, `390px ${path}`)
+    }
+    await p.goto(`${BASE}/signin`)
+    await p.getByTestId('use-dev-operator').click()
+    await p.getByTestId('signin-submit').click()
+    await p.waitForURL(/\/ai\/jwt$/)
+    await p.getByTestId('generate-user').click()
+    await p.getByTestId('test-username').waitFor()
+    await p.getByTestId('message-input').fill('Quick warm-up tips?')
+    await p.getByTestId('send-message').click()
+    await p.locator('[data-testid="event-row"][data-event="completed"]').waitFor({ timeout: STREAM })
+    assert.ok(await p.getByTestId('demo-slow-hint').isVisible(), 'the [demo:slow] tag is explained')
+    await assertNoSidewaysScroll(p, '390px /ai/jwt after a stream')
+    await p.screenshot({ path: `${ARTIFACTS}phone-jwt.png`, fullPage: true })
+  } finally {
+    await phone.close()
   }
 })

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest'
+import { gapFlag, summarize } from './useMessageStream'
+
+describe('gapFlag', () => {
+  it('accepts 1, 2, 3…', () => {
+    expect(gapFlag(undefined, '1')).toBe('')
+    expect(gapFlag('1', '2')).toBe('')
+  })
+  it('names gaps, repeats and non-numbers', () => {
+    expect(gapFlag(undefined, '2')).toBe('gap: expected 1')
+    expect(gapFlag('3', '5')).toBe('gap: expected 4')
+    expect(gapFlag('3', '3')).toBe('duplicate or out of order (after 3)')
+    expect(gapFlag('3', 'x')).toBe('id is not a number')
+  })
+})
+
+describe('summarize', () => {
+  it('renders a delta and a completion in one line', () => {
+    expect(summarize({ kind: 'event', id: '3', event: 'content_delta', data: '', payload: { delta: 'Squat ' } })).toBe('"Squat "')
+    const done = summarize({
+      kind: 'event', id: '9', event: 'completed', data: '',
+      payload: { finish_reason: 'stop', model: 'm', content: 'abc', usage: { prompt_tokens: 1, completion_tokens: 2 } },
+    })
+    expect(done).toBe('finish_reason=stop · model=m · tokens 1+2 · 3 chars')
+  })
+})
