@@ -8,7 +8,7 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run modules build web console test test-go test-fuzz test-web test-e2e bench lint tidy clean
+.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e bench lint tidy clean
 
 ## run: build the console if it is missing, then start the service
 run: console modules
@@ -40,10 +40,17 @@ console:
 		echo "warning: the console could not be built; the API runs without it (see README)"
 
 ## test: the whole suite: vet, Go tests with -race, a short fuzz run, the console's unit tests and the browser test
-test: lint test-go test-fuzz test-web test-e2e
+test: lint test-go test-fuzz test-prom test-web test-e2e
 
 test-go:
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+# test-prom checks the alert rules and runs their unit tests (Debian's
+# prometheus package ships promtool; .ci/run installs it).
+test-prom:
+	@command -v promtool >/dev/null || { echo "test-prom: promtool is missing (apt-get install prometheus)"; exit 1; }
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth

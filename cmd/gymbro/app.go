@@ -130,6 +130,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Logger.Info("GymBro API is listening", "url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(),
 		"model", model.Name(), "session_check", cfg.SessionCheck, "version", version)
+	if n, ok := openFileLimit(); ok {
+		// Each SSE stream holds one connection; keep a margin for the
+		// stores, Redis and the process's own files.
+		m.Logger.Info("open-file limit", "limit", n, "connections_it_can_hold", max(int64(n)-256, 0))
+	}
 	m.logLocalCredentials(id)
 	return nil
 }
