@@ -56,8 +56,8 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 		UID           string `json:"uid"`
 		SchemaVersion int    `json:"schemaVersion"`
 		Panels        []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
+			Title   string             `json:"title"`
+			Type    string             `json:"type"`
 			GridPos struct{ H, W int } `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`
