@@ -7,8 +7,11 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -102,6 +105,27 @@ func TestConsoleServesOnlyBuiltAssets(t *testing.T) {
 	for _, path := range []string{"/assets/app-1.js.map", "/.env", "/assets/.hidden.js", "/notes.md"} {
 		if rec := get(path); rec.Code != http.StatusNotFound {
 			t.Errorf("%s: %d, want 404", path, rec.Code)
+		}
+	}
+}
+
+// TestEvery503And429SaysWhenToRetry: a 503 or 429 carries Retry-After even
+// when its cause named no wait; one that did keeps its own.
+func TestEvery503And429SaysWhenToRetry(t *testing.T) {
+	s := New(nil, nil, Options{Logger: quietLogger()})
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{gymbro.Errorf(gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is down."), "2"},
+		{gymbro.Errorf(gymbro.KindRateLimited, gymbro.CodeRateLimited, "Slow down."), "2"},
+		{&gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: 7 * time.Second}, "7"},
+		{gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeInvalidJSON, "Bad."), ""},
+	} {
+		rec := httptest.NewRecorder()
+		s.writeError(rec, httptest.NewRequest("GET", "/", nil), c.err)
+		if got := rec.Header().Get("Retry-After"); got != c.want {
+			t.Errorf("%v: Retry-After %q, want %q", c.err, got, c.want)
 		}
 	}
 }

@@ -34,6 +34,11 @@ func jsonType(t reflect.Type) string {
 	return "an object"
 }
 
+// defaultRetryAfterSeconds is the Retry-After of a 503 or 429 whose cause
+// did not say how long to wait: short, since outages of a pooled
+// connection or a failover mostly last seconds.
+const defaultRetryAfterSeconds = 2
+
 // CodeBodyTimeout answers a request whose body did not arrive within
 // Options.BodyReadTimeout (408; the connection closes).
 const CodeBodyTimeout = "body_timeout"
@@ -106,9 +111,14 @@ func (s *Server) writeErrorFields(w http.ResponseWriter, r *http.Request, err er
 		}
 	}
 	var e *gymbro.Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
+	switch {
+	case errors.As(err, &e) && e.RetryAfter > 0:
 		secs := int((e.RetryAfter + 999_999_999) / 1_000_000_000)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests:
+		// Every 503 and 429 says when to come back, so clients pace their
+		// retries even when the failure did not know (an outage).
+		w.Header().Set("Retry-After", strconv.Itoa(defaultRetryAfterSeconds))
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", bearerChallenge(code, gymbro.ErrorMessage(err)))
