@@ -119,8 +119,7 @@ type Config struct {
 	SSERetry        time.Duration
 	LeaseTTL        time.Duration
 
-	SyncDatabaseURL Secret
-	SyncBatchSize   int
+	SyncBatchSize int
 
 	TestUsersEnabled     bool
 	TestUsersAdmins      []string
@@ -231,8 +230,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),
 		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
 
-		SyncDatabaseURL: Secret(r.str("GYMBRO_SYNC_DATABASE_URL", "")),
-		SyncBatchSize:   r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
+		SyncBatchSize: r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
 
 		TestUsersAdmins:      r.list("GYMBRO_TEST_USERS_ADMINS", nil),
 		TestUsersPrefixes:    r.list("GYMBRO_TEST_USERS_PREFIXES", []string{"gymbro-test"}),
