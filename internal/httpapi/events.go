@@ -37,15 +37,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusMethodNotAllowed, gymbro.CodeMethodNotAllowed, "HEAD is not allowed on an event stream; use GET.", nil)
 		return
 	}
-	after, err := lastEventID(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	p := principal(r)
-	id := r.PathValue("id")
-	m, err := s.chat.Message(ctx, p, id)
+	ctx, p, id := r.Context(), principal(r), r.PathValue("id")
+	after, m, err := s.streamTarget(r, p, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -71,14 +64,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	if reset && len(evs) > 0 {
-		h.Set("GymBro-Replay-From", strconv.FormatInt(evs[0].Seq, 10))
-	}
+	setStreamHeaders(w.Header(), reset, evs)
 	finished := (len(evs) > 0 && evs[len(evs)-1].Type.Terminal()) || (m.Status.Terminal() && len(evs) == 0 && !reset)
 	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs, release) {
 		parked = true
@@ -92,29 +78,55 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if err := sw.flush(); err != nil || finished {
 		return
 	}
+	s.followLive(ctx, sw, log, wake, p, id, last)
+}
 
-	// drain writes what the log holds after last; done reports that the
-	// terminal event went out.
-	drain := func() (done bool) {
-		for {
-			evs, err := log.Read(ctx, id, last, readBatch)
-			if err != nil {
-				s.logger.WarnContext(ctx, "read event log", "message_id", id, "err", err)
-				return false // the next wake or heartbeat retries
-			}
-			for _, ev := range evs {
-				sw.event(ev)
-				last = ev.Seq
-				if ev.Type.Terminal() {
-					return true
-				}
-			}
-			if len(evs) < readBatch {
-				return false
+// streamTarget reads the request's Last-Event-ID and finds the message.
+func (s *Server) streamTarget(r *http.Request, p *gymbro.Principal, id string) (int64, *gymbro.Message, error) {
+	after, err := lastEventID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	m, err := s.chat.Message(r.Context(), p, id)
+	return after, m, err
+}
+
+// setStreamHeaders sets the SSE response headers.
+func setStreamHeaders(h http.Header, reset bool, evs []gymbro.Event) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	if reset && len(evs) > 0 {
+		h.Set("GymBro-Replay-From", strconv.FormatInt(evs[0].Seq, 10))
+	}
+}
+
+// drain writes what the log holds after *last; done reports that the
+// terminal event went out.
+func (s *Server) drain(ctx context.Context, sw *sseWriter, log gymbro.EventLog, id string, last *int64) (done bool) {
+	for {
+		evs, err := log.Read(ctx, id, *last, readBatch)
+		if err != nil {
+			s.logger.WarnContext(ctx, "read event log", "message_id", id, "err", err)
+			return false // the next wake or heartbeat retries
+		}
+		for _, ev := range evs {
+			sw.event(ev)
+			*last = ev.Seq
+			if ev.Type.Terminal() {
+				return true
 			}
 		}
+		if len(evs) < readBatch {
+			return false
+		}
 	}
+}
 
+// followLive writes live events (on each wake-up) and heartbeats until the
+// terminal event, the client leaving, or shutdown.
+func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.EventLog, wake <-chan struct{}, p *gymbro.Principal, id string, last int64) {
 	heartbeat := time.NewTimer(s.opts.SSEHeartbeat)
 	defer heartbeat.Stop()
 	stalled := false // no event since the last heartbeat
@@ -126,24 +138,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			// Shutdown: deliver what the log already holds (generations
 			// were interrupted just before), then let the client reconnect
 			// elsewhere with Last-Event-ID.
-			drain()
+			s.drain(ctx, sw, log, id, &last)
 			sw.flush()
 			return
 		case <-heartbeat.C:
-			if stalled {
-				// Nothing arrived for a whole interval. Notifications are
-				// best effort (a pub/sub hiccup can lose one), so read the
-				// log anyway; and the store is the source of truth when a
-				// terminal append itself was lost.
-				if drain() {
-					sw.flush()
-					return
-				}
-				if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > last {
-					sw.event(chat.TerminalEvent(m))
-					sw.flush()
-					return
-				}
+			if stalled && s.catchUp(ctx, sw, log, p, id, &last) {
+				return
 			}
 			stalled = true
 			sw.printf(": heartbeat\n\n")
@@ -152,13 +152,30 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			heartbeat.Reset(s.opts.SSEHeartbeat)
 		case <-wake:
-			done := drain()
+			done := s.drain(ctx, sw, log, id, &last)
 			stalled = false
 			if sw.flush() != nil || done {
 				return
 			}
 		}
 	}
+}
+
+// catchUp runs after a whole heartbeat interval without events.
+// Notifications are best effort (a pub/sub hiccup can lose one), so it reads
+// the log anyway; and the store is the source of truth when a terminal
+// append itself was lost. It reports that the stream is finished.
+func (s *Server) catchUp(ctx context.Context, sw *sseWriter, log gymbro.EventLog, p *gymbro.Principal, id string, last *int64) bool {
+	if s.drain(ctx, sw, log, id, last) {
+		sw.flush()
+		return true
+	}
+	if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > *last {
+		sw.event(chat.TerminalEvent(m))
+		sw.flush()
+		return true
+	}
+	return false
 }
 
 // writeReplay buffers the retry hint, a reset when needed, and the replayed
