@@ -221,36 +221,9 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 	var username string
 	defer func() { s.audit(ctx, caller, req, username, res, err) }()
 
-	if !s.enabled {
-		return nil, gymbro.Errorf(gymbro.KindForbidden, CodeDisabled,
-			"Test users are disabled; set GYMBRO_TEST_USERS_ENABLED=true to enable them.")
-	}
-	if caller == nil || caller.UID == "" {
-		return nil, gymbro.Errorf(gymbro.KindUnauthenticated, codeTokenMissing, "Sign in to create test users.")
-	}
-	if s.production && !s.isAdmin(caller) {
-		return nil, gymbro.Errorf(gymbro.KindForbidden, CodeNotOperator,
-			"Only operators may create test users in production; add your uid or email to GYMBRO_TEST_USERS_ADMINS.")
-	}
-	if s.isTestUser(caller) {
-		return nil, gymbro.Errorf(gymbro.KindForbidden, CodeTestUserCaller,
-			"A test user cannot create test users; sign in as yourself (or the operator).")
-	}
-	name, err := s.parseName(req.UsernamePrefix)
+	name, err := s.admit(caller, req)
 	if err != nil {
 		return nil, err
-	}
-	if ok, wait := s.limiter.allow(caller.UID, s.now()); !ok {
-		return nil, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: wait,
-			Message: fmt.Sprintf("Too many test users; try again in %d s.", int((wait+time.Second-1)/time.Second))}
-	}
-	if s.auth == nil {
-		return nil, gymbro.Errorf(gymbro.KindUnavailable, CodeServiceKeyMissing,
-			"Creating test users needs the Supabase service role key; set SUPABASE_SERVICE_ROLE_KEY (the project's secret key).")
-	}
-	if req.MailAPIKey != "" && s.mail == nil {
-		return nil, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotConfigured,
-			"This server has no mail API configured; leave mail_api_key empty to use a fixed test domain.")
 	}
 	if name.full() {
 		username = name.String()
@@ -296,6 +269,42 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 		TokenType:    "bearer",
 		Reused:       u.reused,
 	}, nil
+}
+
+// admit checks every guard of Create, in order, and returns the parsed name.
+func (s *Service) admit(caller *gymbro.Principal, req gymbro.TestUserRequest) (name, error) {
+	if !s.enabled {
+		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeDisabled,
+			"Test users are disabled; set GYMBRO_TEST_USERS_ENABLED=true to enable them.")
+	}
+	if caller == nil || caller.UID == "" {
+		return name{}, gymbro.Errorf(gymbro.KindUnauthenticated, codeTokenMissing, "Sign in to create test users.")
+	}
+	if s.production && !s.isAdmin(caller) {
+		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeNotOperator,
+			"Only operators may create test users in production; add your uid or email to GYMBRO_TEST_USERS_ADMINS.")
+	}
+	if s.isTestUser(caller) {
+		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeTestUserCaller,
+			"A test user cannot create test users; sign in as yourself (or the operator).")
+	}
+	n, err := s.parseName(req.UsernamePrefix)
+	if err != nil {
+		return name{}, err
+	}
+	if ok, wait := s.limiter.allow(caller.UID, s.now()); !ok {
+		return name{}, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: wait,
+			Message: fmt.Sprintf("Too many test users; try again in %d s.", int((wait+time.Second-1)/time.Second))}
+	}
+	if s.auth == nil {
+		return name{}, gymbro.Errorf(gymbro.KindUnavailable, CodeServiceKeyMissing,
+			"Creating test users needs the Supabase service role key; set SUPABASE_SERVICE_ROLE_KEY (the project's secret key).")
+	}
+	if req.MailAPIKey != "" && s.mail == nil {
+		return name{}, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotConfigured,
+			"This server has no mail API configured; leave mail_api_key empty to use a fixed test domain.")
+	}
+	return n, nil
 }
 
 func (s *Service) isAdmin(p *gymbro.Principal) bool {
