@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/gymbro/gymbro-api/internal/supabase"
-	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
 )
 
 // authAdmin is a Supabase Auth client with the keys of a's emulator.
@@ -156,15 +154,7 @@ func switchableAuth(t *testing.T) (base string, down *atomic.Bool) {
 	t.Helper()
 	const anon, service = "sb_publishable_sess", "sb_secret_sess"
 	down = new(atomic.Bool)
-	mux := http.NewServeMux()
-	front := httptest.NewServer(mux)
-	t.Cleanup(front.Close)
-	emu, err := emulator.Open(context.Background(), emulator.Options{Dir: t.TempDir(), Issuer: front.URL + "/auth/v1", AnonKey: anon, ServiceRoleKey: service, BcryptCost: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { emu.Close() })
-	auth := http.StripPrefix("/auth/v1", emu.Handler())
+	mux, base, auth := hostedAuth(t, anon, service)
 	mux.Handle("/auth/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() && r.URL.Path != "/auth/v1/.well-known/jwks.json" && r.URL.Path != "/auth/v1/token" {
 			w.Header().Set("Content-Type", "text/html")
@@ -174,7 +164,7 @@ func switchableAuth(t *testing.T) (base string, down *atomic.Bool) {
 		}
 		auth.ServeHTTP(w, r)
 	}))
-	return front.URL, down
+	return base, down
 }
 
 var staleMetric = regexp.MustCompile(`gymbro_session_checks_total\{result="stale_accepted"\} (\d+)`)

@@ -20,7 +20,19 @@ func fakeSupabase(t *testing.T) (base string, rest *outboxtest.PostgREST) {
 	t.Helper()
 	const anon, service = "sb_publishable_e2e", "sb_secret_e2e"
 	rest = outboxtest.New(t, service)
-	mux := http.NewServeMux()
+	mux, base, auth := hostedAuth(t, anon, service)
+	mux.Handle("/auth/v1/", auth)
+	target, _ := url.Parse(rest.URL())
+	mux.Handle("/rest/v1/", httputil.NewSingleHostReverseProxy(target))
+	return base, rest
+}
+
+// hostedAuth serves the emulator as hosted Supabase Auth would be reached:
+// it returns the project's mux and base URL, and the handler to mount at
+// /auth/v1/ (the caller may wrap it).
+func hostedAuth(t *testing.T, anon, service string) (mux *http.ServeMux, base string, auth http.Handler) {
+	t.Helper()
+	mux = http.NewServeMux()
 	front := httptest.NewServer(mux)
 	t.Cleanup(front.Close)
 	emu, err := emulator.Open(context.Background(), emulator.Options{Dir: t.TempDir(), Issuer: front.URL + "/auth/v1", AnonKey: anon, ServiceRoleKey: service, BcryptCost: 4})
@@ -28,10 +40,7 @@ func fakeSupabase(t *testing.T) (base string, rest *outboxtest.PostgREST) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emu.Close() })
-	mux.Handle("/auth/v1/", http.StripPrefix("/auth/v1", emu.Handler()))
-	target, _ := url.Parse(rest.URL())
-	mux.Handle("/rest/v1/", httputil.NewSingleHostReverseProxy(target))
-	return front.URL, rest
+	return mux, front.URL, http.StripPrefix("/auth/v1", emu.Handler())
 }
 
 // TestChatRecordsSyncToSupabase: exchanges finished while Supabase's REST
