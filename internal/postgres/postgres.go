@@ -9,6 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -160,9 +161,16 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// tx runs fn in a transaction, committing when fn returns nil.
+// tx runs fn in a transaction, committing when fn returns nil. A
+// transaction that failed before anything reached the server (a pooled
+// connection that died while idle: pgconn.SafeToRetry) is run once more on
+// a fresh connection, so one dead connection costs the client nothing.
 func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return dbErr(pgx.BeginFunc(ctx, db.pool, fn))
+	err := pgx.BeginFunc(ctx, db.pool, fn)
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		err = pgx.BeginFunc(ctx, db.pool, fn)
+	}
+	return dbErr(err)
 }
 
 // dbErr turns a driver failure into an *gymbro.Error that keeps it as the
@@ -184,7 +192,7 @@ func dbErr(err error) error {
 		pgErr   *pgconn.PgError
 	)
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &connErr), errors.As(err, &netErr):
+	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &connErr), errors.As(err, &netErr), connectionLost(err):
 		return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
 	case errors.As(err, &pgErr):
 		// Class 08 is connection trouble, 53 resources, 57P0x a shutdown:
@@ -194,6 +202,15 @@ func dbErr(err error) error {
 		}
 	}
 	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+}
+
+// connectionLost reports whether err is a connection that died under the
+// statement (the server restarted, a failover, a proxy cut it): an outage,
+// answered 503, never a bug answered 500.
+func connectionLost(err error) bool {
+	return pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "conn closed")
 }
 
 // isUnique reports whether err is a unique_violation.

@@ -171,3 +171,52 @@ func TestFinishIsAtomic(t *testing.T) {
 		t.Errorf("message changed by a rolled-back finish: %+v", m)
 	}
 }
+
+// TestDeadConnectionsAreAnOutage: when the server ends every pooled
+// connection (a restart, a failover), the store answers unavailable (503),
+// never internal (500), and the next calls work on fresh connections.
+func TestDeadConnectionsAreAnOutage(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
+	app := testenv.UniqueName("gymbro_kill_")
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	db := open(t, url+sep+"application_name="+app, schema, postgres.WithMaxConns(4))
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	warm := func() {
+		for range 4 {
+			if _, err := db.OutboxStats(ctx); err != nil {
+				t.Fatalf("OutboxStats: %v", err)
+			}
+		}
+	}
+	warm()
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for round := range 3 {
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+			t.Fatal(err)
+		}
+		ok := false
+		for range 8 {
+			_, err := db.OutboxStats(ctx)
+			if err == nil {
+				ok = true
+				break
+			}
+			if k := gymbro.ErrorKind(err); k != gymbro.KindUnavailable {
+				t.Fatalf("round %d: a dead connection gave %v (kind %v), want unavailable", round, err, k)
+			}
+		}
+		if !ok {
+			t.Fatalf("round %d: the store did not recover on fresh connections", round)
+		}
+		warm()
+	}
+}
