@@ -9,17 +9,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
+	"github.com/gymbro/gymbro-api/internal/supabasetest"
 )
 
 // fakeSupabase is a hosted Supabase project as this service sees it: Auth
 // at /auth/v1 (the emulator, which speaks Supabase Auth's wire format) and
 // PostgREST at /rest/v1 (a fake speaking PostgREST's), behind one base URL.
-func fakeSupabase(t *testing.T) (base string, rest *outboxtest.PostgREST) {
+func fakeSupabase(t *testing.T) (base string, rest *supabasetest.PostgREST) {
 	t.Helper()
 	const anon, service = "sb_publishable_e2e", "sb_secret_e2e"
-	rest = outboxtest.New(t, service)
+	rest = supabasetest.New(t, service)
 	mux, base, auth := hostedAuth(t, anon, service)
 	mux.Handle("/auth/v1/", auth)
 	target, _ := url.Parse(rest.URL())
@@ -54,7 +54,7 @@ func TestChatRecordsSyncToSupabase(t *testing.T) {
 		t.Fatal("the local emulator runs although SUPABASE_URL is set")
 	}
 	tok := a.userVia(base, "sb_publishable_e2e", "sb_secret_e2e", "sync@example.com")
-	rest.SetMode(outboxtest.Outage, "")
+	rest.SetMode(supabasetest.Outage, "")
 	var ids []string
 	for i := 0; i < 5; i++ {
 		p := a.post(tok, "sync me", "")
@@ -69,7 +69,7 @@ func TestChatRecordsSyncToSupabase(t *testing.T) {
 	if rest.Len() != 0 {
 		t.Fatal("rows landed during an outage")
 	}
-	rest.SetMode(outboxtest.Up, "")
+	rest.SetMode(supabasetest.Up, "")
 	a.main.Outbox.Notify()
 	waitFor(t, "all rows in Supabase", func() bool { return rest.Len() == len(ids) })
 	row := rest.Row(ids[0])

@@ -2,7 +2,6 @@ package gymbro
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -69,7 +68,7 @@ const CodeLogClosed = "log_closed"
 
 // EventLog is the per-message, append-only, seq-numbered log that SSE
 // subscribers replay and follow. The in-process and Redis Streams
-// implementations pass the same contract suite (logtest).
+// implementations pass the same contract suite (eventlogtest).
 type EventLog interface {
 	// Append assigns ev the next seq of ev.MessageID and stores it. After a
 	// terminal event the log is closed: a further Append fails with
@@ -100,38 +99,4 @@ type AppendNotifier interface {
 	// reconnected and may have lost some). fn must not block. The returned
 	// function unregisters fn.
 	OnAppend(fn func(messageID string)) (stop func())
-}
-
-// AppendListeners is a ready-made registry for AppendNotifier
-// implementations; its zero value is empty and ready.
-type AppendListeners struct {
-	mu   sync.RWMutex
-	next int
-	fns  map[int]func(string)
-}
-
-// Add registers fn and returns the function that removes it.
-func (l *AppendListeners) Add(fn func(string)) (stop func()) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fns == nil {
-		l.fns = map[int]func(string){}
-	}
-	id := l.next
-	l.next++
-	l.fns[id] = fn
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.fns, id)
-	}
-}
-
-// Notify calls every registered function with messageID.
-func (l *AppendListeners) Notify(messageID string) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	for _, fn := range l.fns {
-		fn(messageID)
-	}
 }

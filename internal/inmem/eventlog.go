@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gymbro/gymbro-api/internal/eventlog"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
@@ -62,7 +63,7 @@ type EventLog struct {
 	stop     chan struct{}
 	done     chan struct{}
 
-	listeners gymbro.AppendListeners
+	listeners eventlog.Listeners
 }
 
 type shard struct {

@@ -10,9 +10,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gymbro/gymbro-api/internal/eventlogtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/inmem"
-	"github.com/gymbro/gymbro-api/internal/logtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -23,10 +23,10 @@ func newLog(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventL
 	return l
 }
 
-func TestContract(t *testing.T) { logtest.Run(t, newLog) }
+func TestContract(t *testing.T) { eventlogtest.Run(t, newLog) }
 
 func TestSweepDropsExpiredLogs(t *testing.T) {
-	clock := logtest.NewClock()
+	clock := eventlogtest.NewClock()
 	l := inmem.NewEventLog(inmem.Options{TTL: time.Minute, OpenTTL: time.Hour, Now: clock.Now, SweepEvery: -1})
 	defer l.Close()
 	ctx := context.Background()
@@ -71,7 +71,7 @@ func TestSweepDropsExpiredLogs(t *testing.T) {
 // TestExpiredLogKeepsItsWatchers drops a watched log at its TTL; the watcher
 // stays registered and is woken by the next life of that id.
 func TestExpiredLogKeepsItsWatchers(t *testing.T) {
-	clock := logtest.NewClock()
+	clock := eventlogtest.NewClock()
 	l := inmem.NewEventLog(inmem.Options{TTL: time.Minute, Now: clock.Now, SweepEvery: -1})
 	defer l.Close()
 	ctx := context.Background()
@@ -100,7 +100,7 @@ func TestExpiredLogKeepsItsWatchers(t *testing.T) {
 
 // TestJanitorSweeps lets the janitor goroutine, not the test, drop a log.
 func TestJanitorSweeps(t *testing.T) {
-	clock := logtest.NewClock()
+	clock := eventlogtest.NewClock()
 	l := inmem.NewEventLog(inmem.Options{TTL: time.Minute, Now: clock.Now, SweepEvery: time.Millisecond})
 	defer l.Close()
 	if _, err := l.Append(context.Background(), gymbro.Event{MessageID: "m", Type: gymbro.EventError}); err != nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/outbox"
-	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
+	"github.com/gymbro/gymbro-api/internal/supabasetest"
 )
 
 // BenchmarkDrain measures how fast a backlog built up during an outage
@@ -25,7 +25,7 @@ func BenchmarkDrain(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				s := be.place(b)(b)
-				fake := outboxtest.New(b, key)
+				fake := supabasetest.New(b, key)
 				finish(b, s, backlog, time.Now())
 				w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "bench",
 					Logger: slog.New(slog.DiscardHandler)})

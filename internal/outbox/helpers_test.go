@@ -11,9 +11,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
-	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
 	"github.com/gymbro/gymbro-api/internal/postgres"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
+	"github.com/gymbro/gymbro-api/internal/supabasetest"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
@@ -100,7 +100,7 @@ func finish(t testing.TB, s gymbro.Store, n int, at time.Time) []string {
 
 // wantDeliveredOnce fails t unless the fake holds exactly ids, each written
 // exactly once, and saw no wire-contract violation.
-func wantDeliveredOnce(t *testing.T, fake *outboxtest.PostgREST, ids []string) {
+func wantDeliveredOnce(t *testing.T, fake *supabasetest.PostgREST, ids []string) {
 	t.Helper()
 	if v := fake.Violations(); len(v) != 0 {
 		t.Fatalf("wire contract broken: %v", v[0])

@@ -12,16 +12,16 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/outbox"
-	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
 	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/supabasetest"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-func sinkFor(fake *outboxtest.PostgREST) *supabase.ChatSink {
+func sinkFor(fake *supabasetest.PostgREST) *supabase.ChatSink {
 	return supabase.NewChatSink(supabase.ChatSinkConfig{URL: fake.URL(), ServiceRoleKey: key})
 }
 
-func manualWorker(s gymbro.Outbox, fake *outboxtest.PostgREST, c *testenv.Clock, owner string) *outbox.Worker {
+func manualWorker(s gymbro.Outbox, fake *supabasetest.PostgREST, c *testenv.Clock, owner string) *outbox.Worker {
 	return outbox.NewWorker(outbox.Options{
 		Store: s, Sink: sinkFor(fake), Owner: owner, Now: c.Now, Rand: func() float64 { return 0.5 },
 		MinBackoff: time.Second, MaxBackoff: time.Minute, Logger: slog.New(slog.DiscardHandler),
@@ -41,8 +41,8 @@ func TestOutageThenRecovery(t *testing.T) {
 			ctx := context.Background()
 			c := newClock()
 			s := b.place(t)(t)
-			fake := outboxtest.New(t, key)
-			fake.SetMode(outboxtest.Outage, "")
+			fake := supabasetest.New(t, key)
+			fake.SetMode(supabasetest.Outage, "")
 			w := manualWorker(s, fake, c, "w1")
 
 			ids := finish(t, s, 500, c.Now())
@@ -57,7 +57,7 @@ func TestOutageThenRecovery(t *testing.T) {
 			}
 			wantStats(t, w.Stats, 500, 0)
 
-			fake.SetMode(outboxtest.Up, "")
+			fake.SetMode(supabasetest.Up, "")
 			before := fake.Requests()
 			if err := w.Flush(ctx); err != nil {
 				t.Fatalf("Flush after recovery: %v", err)
@@ -78,8 +78,8 @@ func TestRestartMidOutage(t *testing.T) {
 			ctx := context.Background()
 			c := newClock()
 			open := b.place(t)
-			fake := outboxtest.New(t, key)
-			fake.SetMode(outboxtest.Outage, "")
+			fake := supabasetest.New(t, key)
+			fake.SetMode(supabasetest.Outage, "")
 
 			s1 := open(t)
 			ids := finish(t, s1, 300, c.Now())
@@ -96,7 +96,7 @@ func TestRestartMidOutage(t *testing.T) {
 			}
 
 			// A new process on the same data, once Supabase is back.
-			fake.SetMode(outboxtest.Up, "")
+			fake.SetMode(supabasetest.Up, "")
 			s2 := open(t)
 			w2 := manualWorker(s2, fake, c, "process-2")
 			wantStats(t, w2.Stats, 300, 0)
@@ -130,7 +130,7 @@ func TestPermanentRejectionParksOnlyTheBadRecord(t *testing.T) {
 			ctx := context.Background()
 			c := newClock()
 			s := b.place(t)(t)
-			fake := outboxtest.New(t, key)
+			fake := supabasetest.New(t, key)
 			var logs bytes.Buffer
 			w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "w", Now: c.Now,
 				BatchSize: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -186,7 +186,7 @@ func TestTwoWorkersShareOnePostgres(t *testing.T) {
 	defer cancel()
 	open := postgresBackend().place(t)
 	s1, s2 := open(t), open(t) // two instances, two pools, one schema
-	fake := outboxtest.New(t, key)
+	fake := supabasetest.New(t, key)
 
 	var wg sync.WaitGroup
 	var workers []*outbox.Worker
@@ -220,8 +220,8 @@ func TestBackoffIsExponentialAndHonoursRetryAfter(t *testing.T) {
 	ctx := context.Background()
 	c := newClock()
 	s := sqliteBackend().place(t)(t)
-	fake := outboxtest.New(t, key)
-	fake.SetMode(outboxtest.Outage, "")
+	fake := supabasetest.New(t, key)
+	fake.SetMode(supabasetest.Outage, "")
 	w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "w", Now: c.Now,
 		Rand:       func() float64 { return 0.5 },
 		MinBackoff: time.Second, MaxBackoff: 16 * time.Second, Logger: slog.New(slog.DiscardHandler)})
@@ -236,7 +236,7 @@ func TestBackoffIsExponentialAndHonoursRetryAfter(t *testing.T) {
 		if i < len(wantGaps) {
 			gap = wantGaps[i]
 		} else {
-			fake.SetMode(outboxtest.RateLimit, retryAfter)
+			fake.SetMode(supabasetest.RateLimit, retryAfter)
 		}
 		before := fake.Requests()
 		wantTransient(t, w.Flush(ctx))
@@ -249,7 +249,7 @@ func TestBackoffIsExponentialAndHonoursRetryAfter(t *testing.T) {
 		}
 		c.Advance(time.Millisecond)
 	}
-	fake.SetMode(outboxtest.Up, "")
+	fake.SetMode(supabasetest.Up, "")
 	if err := w.Flush(ctx); err != nil || fake.Len() != 1 {
 		t.Fatalf("after the backoff: err %v, %d rows", err, fake.Len())
 	}
@@ -260,8 +260,8 @@ func TestRunBacksOffWhileSupabaseIsDown(t *testing.T) {
 	defer cancel()
 	c := newClock()
 	s := sqliteBackend().place(t)(t)
-	fake := outboxtest.New(t, key)
-	fake.SetMode(outboxtest.Outage, "")
+	fake := supabasetest.New(t, key)
+	fake.SetMode(supabasetest.Outage, "")
 	ids := finish(t, s, 5, c.Now())
 
 	const poll = time.Hour // tells the idle wait apart from backoff waits
@@ -289,7 +289,7 @@ func TestRunBacksOffWhileSupabaseIsDown(t *testing.T) {
 
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(waits) }
 	eventually(t, "eight failed rounds", func() bool { return count() >= 8 })
-	fake.SetMode(outboxtest.Up, "")
+	fake.SetMode(supabasetest.Up, "")
 	eventually(t, "delivery after recovery", func() bool { return fake.Len() == 5 })
 	cancel()
 	if err := <-done; err != nil {
@@ -318,7 +318,7 @@ func TestNotifyWakesAnIdleWorker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := sqliteBackend().place(t)(t)
-	fake := outboxtest.New(t, key)
+	fake := supabasetest.New(t, key)
 	w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "w", Poll: time.Hour,
 		Logger: slog.New(slog.DiscardHandler)})
 	first := finish(t, s, 1, time.Now())
@@ -341,7 +341,7 @@ func TestNotifyWakesAnIdleWorker(t *testing.T) {
 
 func TestFlushStopsAtTheDeadline(t *testing.T) {
 	s := sqliteBackend().place(t)(t)
-	fake := outboxtest.New(t, key)
+	fake := supabasetest.New(t, key)
 	w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "w", Logger: slog.New(slog.DiscardHandler)})
 	finish(t, s, 3, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())

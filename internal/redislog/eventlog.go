@@ -34,6 +34,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gymbro/gymbro-api/internal/eventlog"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
@@ -89,7 +90,7 @@ type EventLog struct {
 	log      *slog.Logger
 
 	watchers  registry
-	listeners gymbro.AppendListeners
+	listeners eventlog.Listeners
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc

@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/gymbro/gymbro-api/internal/eventlogtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
-	"github.com/gymbro/gymbro-api/internal/logtest"
 	"github.com/gymbro/gymbro-api/internal/redislog"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
@@ -66,7 +66,7 @@ func newLogOn(t testing.TB, c *redis.Client, opts redislog.Options) *redislog.Ev
 }
 
 func TestContract(t *testing.T) {
-	logtest.Run(t, func(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventLog {
+	eventlogtest.Run(t, func(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventLog {
 		c := newClient(t, "")
 		return newLogOn(t, c, redislog.Options{Prefix: uniquePrefix(t, c), TTL: ttl, Now: now})
 	})
@@ -77,7 +77,7 @@ func TestContract(t *testing.T) {
 func TestWireFormat(t *testing.T) {
 	c := newClient(t, "")
 	prefix := uniquePrefix(t, c)
-	l := newLogOn(t, c, redislog.Options{Prefix: prefix, Now: logtest.NewClock().Now})
+	l := newLogOn(t, c, redislog.Options{Prefix: prefix, Now: eventlogtest.NewClock().Now})
 	ctx := context.Background()
 	for _, typ := range []gymbro.EventType{gymbro.EventQueued, gymbro.EventContentDelta} {
 		if _, err := l.Append(ctx, gymbro.Event{MessageID: "m1", Type: typ, Delta: `say "hi"`}); err != nil {

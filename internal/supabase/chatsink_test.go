@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
-	"github.com/gymbro/gymbro-api/internal/outbox/outboxtest"
 	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/supabasetest"
 )
 
 const sinkKey = "sb_secret_chatSinkTestKey0123456789"
@@ -36,7 +36,7 @@ func record(provider, uid string) gymbro.ChatRecord {
 
 func TestChatSinkUpsertsRows(t *testing.T) {
 	ctx := context.Background()
-	fake := outboxtest.New(t, sinkKey)
+	fake := supabasetest.New(t, sinkKey)
 	sink := supabase.NewChatSink(supabase.ChatSinkConfig{URL: fake.URL() + "/", ServiceRoleKey: sinkKey})
 
 	supaUID := uuid.NewString()
@@ -87,7 +87,7 @@ func TestChatSinkUpsertsRows(t *testing.T) {
 }
 
 func TestChatSinkWrongKeyIsPermanent(t *testing.T) {
-	fake := outboxtest.New(t, sinkKey)
+	fake := supabasetest.New(t, sinkKey)
 	sink := supabase.NewChatSink(supabase.ChatSinkConfig{URL: fake.URL(), ServiceRoleKey: "sb_secret_wrong"})
 	err := sink.Upsert(context.Background(), []gymbro.ChatRecord{record("supabase", uuid.NewString())})
 	if gymbro.ErrorCode(err) != gymbro.CodeSyncRejected || gymbro.ErrorKind(err) != gymbro.KindUnprocessable {

@@ -1,9 +1,9 @@
-// Package outboxtest provides a fake of Supabase's REST endpoint for
+// Package supabasetest provides a fake of Supabase's REST endpoint for
 // public.chat_records that speaks PostgREST's wire contract, so the sink and
 // the outbox worker are tested against HTTP rather than a mock of our own
 // interfaces. Hosted Supabase cannot run on a test machine; everything else
 // in those tests is real.
-package outboxtest
+package supabasetest
 
 import (
 	"encoding/json"

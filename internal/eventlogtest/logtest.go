@@ -1,7 +1,7 @@
-// Package logtest is the behaviour suite every gymbro.EventLog passes: the
+// Package eventlogtest is the behaviour suite every gymbro.EventLog passes: the
 // in-process log (inmem) and the Redis Streams log (redislog) run the same
 // tests, so the SSE handler can rely on one contract whichever is wired in.
-package logtest
+package eventlogtest
 
 import (
 	"context"
