@@ -83,7 +83,12 @@ type NewMessage struct {
 	// any instance, cannot overshoot it. An idempotent replay is answered
 	// before the check.
 	MaxRunning int
-	Now        time.Time
+	// DailyTokens > 0 refuses the exchange (KindRateLimited, code
+	// budget_exhausted) when the user's exchanges already used this many
+	// tokens on the UTC day of Now. Exchanges running when the budget runs
+	// out still finish, so it can be exceeded by at most their tokens.
+	DailyTokens int64
+	Now         time.Time
 }
 
 // Result is how a generation ended; the store records it atomically with the
@@ -137,9 +142,17 @@ type Store interface {
 	SaveReply(ctx context.Context, id, reply string) error
 
 	// FinishMessage records the terminal result and, in the same
-	// transaction, enqueues the exchange's chat record in the outbox. It
-	// fails with KindConflict when the exchange is already terminal.
+	// transaction, enqueues the exchange's chat record in the outbox and
+	// adds its tokens to the user's count for the UTC day of r.At. It fails
+	// with KindConflict when the exchange is already terminal.
 	FinishMessage(ctx context.Context, id string, r Result) (*Message, error)
+
+	// DiscardMessage deletes an exchange that is still queued and never
+	// started, with its conversation when no other exchange is in it: the
+	// undo of a CreateMessage whose request is then refused, so a retry
+	// with the same idempotency key runs anew. KindConflict
+	// (message_not_queued) when it has started or finished.
+	DiscardMessage(ctx context.Context, id string) error
 
 	// ExpiredLeases returns exchanges that are queued or working and whose
 	// lease ended before now (or that have no lease and were created before
@@ -160,6 +173,7 @@ type Store interface {
 	// CountRunning counts the user's exchanges that are queued or working.
 	CountRunning(ctx context.Context, userID string) (int, error)
 
+	UsageReader
 	Outbox
 
 	// Ping reports whether the store can serve requests.

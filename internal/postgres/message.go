@@ -2,29 +2,31 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 )
 
 const messageColumns = `id, conversation_id, user_id, provider, text, reply, status,
 	error_code, error_message, model, finish_reason, prompt_tokens, completion_tokens,
 	total_tokens, trace_id, last_seq, created_at, updated_at, completed_at`
 
-func scanMessage(row pgx.Row) (*gymbro.Message, error) {
+// scanMessage reads messageColumns, then any extra columns into extra.
+func scanMessage(row pgx.Row, extra ...any) (*gymbro.Message, error) {
 	var (
 		m      gymbro.Message
 		status string
 	)
-	err := row.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Provider, &m.Text, &m.Reply, &status,
+	dest := append([]any{&m.ID, &m.ConversationID, &m.UserID, &m.Provider, &m.Text, &m.Reply, &status,
 		&m.ErrorCode, &m.ErrorMessage, &m.Model, &m.FinishReason, &m.Usage.PromptTokens,
 		&m.Usage.CompletionTokens, &m.Usage.TotalTokens, &m.TraceID, &m.LastSeq,
-		&m.CreatedAt, &m.UpdatedAt, &m.CompletedAt)
-	if err != nil {
+		&m.CreatedAt, &m.UpdatedAt, &m.CompletedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	m.Status = gymbro.Status(status)
@@ -57,102 +59,106 @@ func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, err
 	return m, err
 }
 
-// CreateMessage stores a queued exchange; see gymbro.Store. Creates with the
-// same idempotency key take turns on a transaction-scoped advisory lock, so
-// the loser of a race sees the winner's row and replays it instead of
-// failing on the unique index (which stays as the backstop).
+// CreateMessage stores a queued exchange; see gymbro.Store and
+// sqlstore.CreateMessage, which decides. It costs four round trips: BEGIN,
+// one pipelined batch that locks and reads the admission, one that writes
+// the conversation and the message, and COMMIT.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
-	now := ts(orNow(in.Now, db.now))
 	var (
 		out      *gymbro.Message
 		replayed bool
 	)
-	err := db.tx(ctx, func(tx pgx.Tx) error {
-		if in.IdempotencyKey != "" {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-				"gymbro_idem:"+in.UserID+"\x1f"+in.IdempotencyKey); err != nil {
-				return err
-			}
-			var id, hash string
-			err := tx.QueryRow(ctx, `SELECT id, request_hash FROM messages WHERE user_id = $1 AND idempotency_key = $2`,
-				in.UserID, in.IdempotencyKey).Scan(&id, &hash)
-			switch {
-			case err == nil:
-				if hash != in.RequestHash {
-					return gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
-						"The Idempotency-Key was already used with a different request.")
-				}
-				m, err := getMessage(ctx, tx, id)
-				if err != nil {
-					return err
-				}
-				out, replayed = m, true
-				return nil
-			case !errors.Is(err, pgx.ErrNoRows):
-				return err
-			}
-		}
-		if in.MaxRunning > 0 {
-			// One user's creates take turns on this lock, so two instances
-			// cannot both count n-1 and both insert.
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "gymbro_running:"+in.UserID); err != nil {
-				return err
-			}
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`, in.UserID).Scan(&n); err != nil {
-				return err
-			}
-			if n >= in.MaxRunning {
-				return gymbro.TooManyRunning()
-			}
-		}
-		convID := in.ConversationID
-		if convID == "" {
-			convID = in.NewConversationID
-			_, err := tx.Exec(ctx, `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-				convID, in.UserID, gymbro.ConversationTitle(in.Text), now)
-			if isUnique(err) {
-				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
-			}
-			if err != nil {
-				return err
-			}
-		} else {
-			tag, err := tx.Exec(ctx, `UPDATE conversations SET updated_at = greatest(updated_at, $1) WHERE id = $2 AND user_id = $3`,
-				now, convID, in.UserID)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				return gymbro.ConversationNotFound()
-			}
-		}
-		var key *string
-		if in.IdempotencyKey != "" {
-			key = &in.IdempotencyKey
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
-			trace_id, idempotency_key, request_hash, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
-			in.ID, convID, in.UserID, in.Provider, in.Text, string(gymbro.StatusQueued),
-			in.TraceID, key, in.RequestHash, now)
-		if isUnique(err) {
-			return gymbro.Errorf(gymbro.KindConflict, "message_exists", "The message already exists.")
-		}
-		if err != nil {
-			return err
-		}
-		out = &gymbro.Message{
-			ID: in.ID, ConversationID: convID, UserID: in.UserID, Provider: in.Provider,
-			Text: in.Text, Status: gymbro.StatusQueued, TraceID: in.TraceID,
-			CreatedAt: now, UpdatedAt: now,
-		}
-		return nil
+	err := db.tx(ctx, func(tx pgx.Tx) (err error) {
+		out, replayed, err = sqlstore.CreateMessage(ctx, createTx{tx}, in, ts(orNow(in.Now, db.now)))
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return out, replayed, nil
+}
+
+// createTx is PostgreSQL's half of the create-message transaction.
+type createTx struct{ tx pgx.Tx }
+
+// Admit takes one transaction-scoped advisory lock and reads, in the same
+// round trip, the idempotent prior, the running count and the day's tokens.
+// Creates of one user take turns on the user's lock when a cap or a budget
+// is in force, so two instances cannot both count n-1 and both insert;
+// otherwise creates with the same key take turns on the key's lock, so the
+// loser of a race sees the winner's row and replays it instead of failing
+// on the unique index (which stays as the backstop).
+func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Admission, error) {
+	var a sqlstore.Admission
+	b := &pgx.Batch{}
+	switch {
+	case in.MaxRunning > 0 || in.DailyTokens > 0:
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "gymbro_user:"+in.UserID)
+	case in.IdempotencyKey != "":
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "gymbro_idem:"+in.UserID+"\x1f"+in.IdempotencyKey)
+	}
+	if in.IdempotencyKey != "" {
+		b.Queue(`SELECT `+messageColumns+`, request_hash FROM messages WHERE user_id = $1 AND idempotency_key = $2`,
+			in.UserID, in.IdempotencyKey).QueryRow(func(row pgx.Row) error {
+			m, err := scanMessage(row, &a.PriorHash)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			a.Prior = m
+			return err
+		})
+	}
+	if in.MaxRunning > 0 {
+		b.Queue(`SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`,
+			in.UserID).QueryRow(func(row pgx.Row) error { return row.Scan(&a.Running) })
+	}
+	if in.DailyTokens > 0 {
+		b.Queue(`SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
+			in.UserID, gymbro.UsageDay(in.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&a.TokensUsed) })
+	}
+	if b.Len() == 0 {
+		return a, nil
+	}
+	return a, c.tx.SendBatch(ctx, b).Close()
+}
+
+// Insert writes the conversation and the message in one pipelined batch.
+func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
+	m := r.Message
+	missing := false
+	b := &pgx.Batch{}
+	if r.NewConversation {
+		b.Queue(`INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
+			m.ConversationID, m.UserID, r.Title, m.CreatedAt)
+	} else {
+		b.Queue(`UPDATE conversations SET updated_at = greatest(updated_at, $1) WHERE id = $2 AND user_id = $3`,
+			m.CreatedAt, m.ConversationID, m.UserID).Exec(func(tag pgconn.CommandTag) error {
+			missing = tag.RowsAffected() == 0
+			return nil
+		})
+	}
+	var key *string
+	if r.IdempotencyKey != "" {
+		key = &r.IdempotencyKey
+	}
+	b.Queue(`INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
+		trace_id, idempotency_key, request_hash, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
+		m.ID, m.ConversationID, m.UserID, m.Provider, m.Text, string(m.Status),
+		m.TraceID, key, r.RequestHash, m.CreatedAt)
+	err := c.tx.SendBatch(ctx, b).Close()
+	var pgErr *pgconn.PgError
+	switch {
+	case missing:
+		// The message's insert then failed on the foreign key, or found
+		// another user's conversation; either way the transaction rolls back.
+		return sqlstore.ConversationMissing, nil
+	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "conversations":
+		return sqlstore.ConversationExists, nil
+	case isUnique(err):
+		return sqlstore.MessageExists, nil
+	}
+	return sqlstore.Inserted, err
 }
 
 // Message returns the user's exchange; another user's reads as missing so
@@ -174,17 +180,10 @@ func (db *DB) MessageByID(ctx context.Context, id string) (*gymbro.Message, erro
 	return m, dbErr(err)
 }
 
-// stateErr explains why a guarded update touched no row: the message is
-// missing, or in a state the caller names with code.
-func stateErr(ctx context.Context, q querier, id, code, msg string) error {
-	var exists bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)`, id).Scan(&exists); err != nil {
-		return err
-	}
-	if !exists {
-		return gymbro.MessageNotFound()
-	}
-	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
+func exists(ctx context.Context, q querier, id string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)`, id).Scan(&ok)
+	return ok, err
 }
 
 // guardedUpdate runs one UPDATE whose WHERE encodes the allowed state; the
@@ -195,7 +194,9 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 		return dbErr(err)
 	}
 	if tag.RowsAffected() == 0 {
-		return dbErr(stateErr(ctx, db.pool, id, code, msg))
+		return dbErr(sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) {
+			return exists(ctx, db.pool, id)
+		}, id, code, msg))
 	}
 	return nil
 }
@@ -222,45 +223,79 @@ func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
 		reply, ts(db.now()), id)
 }
 
-// FinishMessage records the result and enqueues the chat record in one
-// transaction, so an exchange is never finished without being synced (nor
-// synced without being finished).
+// FinishMessage records the result, its outbox record and the user's
+// tokens in one transaction; see sqlstore.FinishMessage.
 func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
-	if !r.Status.Terminal() {
-		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
-	}
-	at := ts(orNow(r.At, db.now))
 	var out *gymbro.Message
-	err := db.tx(ctx, func(tx pgx.Tx) error {
-		m, err := scanMessage(tx.QueryRow(ctx, `UPDATE messages SET status = $1, reply = $2, error_code = $3,
-			error_message = $4, model = $5, finish_reason = $6, prompt_tokens = $7, completion_tokens = $8,
-			total_tokens = $9, last_seq = $10, completed_at = $11, updated_at = $11,
-			lease_owner = NULL, lease_until = NULL
-			WHERE id = $12 AND status IN ('queued', 'working')
-			RETURNING `+messageColumns,
-			string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
-			r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, id))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return stateErr(ctx, tx, id, "message_terminal", "The message is already finished.")
-		}
-		if err != nil {
-			return err
-		}
-		rec, err := json.Marshal(m.ChatRecord())
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES ($1, $2, $3, $3)`,
-			id, string(rec), at); err != nil {
-			return err
-		}
-		out = m
-		return nil
+	err := db.tx(ctx, func(tx pgx.Tx) (err error) {
+		out, err = sqlstore.FinishMessage(ctx, finishTx{tx}, id, r, ts(orNow(r.At, db.now)))
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// finishTx is PostgreSQL's half of the finish-message transaction.
+type finishTx struct{ tx pgx.Tx }
+
+func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
+	m, err := scanMessage(f.tx.QueryRow(ctx, `UPDATE messages SET status = $1, reply = $2, error_code = $3,
+		error_message = $4, model = $5, finish_reason = $6, prompt_tokens = $7, completion_tokens = $8,
+		total_tokens = $9, last_seq = $10, completed_at = $11, updated_at = $11,
+		lease_owner = NULL, lease_until = NULL
+		WHERE id = $12 AND status IN ('queued', 'working')
+		RETURNING `+messageColumns,
+		string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
+		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return m, err
+}
+
+func (f finishTx) Exists(ctx context.Context, id string) (bool, error) { return exists(ctx, f.tx, id) }
+
+// Record writes the outbox row and the day's tokens in one round trip.
+func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES ($1, $2, $3, $3)`,
+		m.ID, string(record), at)
+	if n := m.BudgetTokens(); n > 0 {
+		b.Queue(`INSERT INTO token_usage (user_id, day, tokens) VALUES ($1, $2, $3)
+			ON CONFLICT (user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`,
+			m.UserID, day, n)
+	}
+	return f.tx.SendBatch(ctx, b).Close()
+}
+
+// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
+func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error) {
+	var n int64
+	err := db.pool.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
+		userID, day).Scan(&n)
+	return n, dbErr(err)
+}
+
+// DiscardMessage deletes an exchange that never started, and its
+// conversation when it holds no other; see gymbro.Store.
+func (db *DB) DiscardMessage(ctx context.Context, id string) error {
+	return db.tx(ctx, func(tx pgx.Tx) error {
+		var convID string
+		err := tx.QueryRow(ctx, `DELETE FROM messages WHERE id = $1 AND status = 'queued' AND lease_owner IS NULL
+			RETURNING conversation_id`, id).Scan(&convID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) { return exists(ctx, tx, id) },
+				id, "message_not_queued", "The message is not queued.")
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM conversations c WHERE id = $1
+			AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id)`, convID)
+		return err
+	})
 }
 
 // ExpiredLeases returns running exchanges nobody holds a live lease on.
@@ -310,12 +345,9 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 	if err := rows.Err(); err != nil {
 		return nil, "", dbErr(err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = gymbro.Cursor{At: last.UpdatedAt.UnixMicro(), ID: last.ID}.Encode()
-	}
+	out, next := sqlstore.NextPage(out, limit, func(last *gymbro.Conversation) gymbro.Cursor {
+		return gymbro.Cursor{At: last.UpdatedAt.UnixMicro(), ID: last.ID}
+	})
 	return out, next, nil
 }
 
@@ -349,12 +381,9 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = gymbro.Cursor{At: last.CreatedAt.UnixMicro(), ID: last.ID}.Encode()
-	}
+	out, next := sqlstore.NextPage(out, limit, func(last *gymbro.Message) gymbro.Cursor {
+		return gymbro.Cursor{At: last.CreatedAt.UnixMicro(), ID: last.ID}
+	})
 	return out, next, nil
 }
 
@@ -389,10 +418,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
+	return sqlstore.Reverse(out), nil
 }
 
 // CountRunning counts the user's queued and working exchanges.

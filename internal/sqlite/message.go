@@ -3,11 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 )
 
 const messageColumns = `id, conversation_id, user_id, provider, text, reply, status,
@@ -16,7 +16,7 @@ const messageColumns = `id, conversation_id, user_id, provider, text, reply, sta
 
 // The statements every exchange runs on the write connection.
 const (
-	qIdempotent = `SELECT id, request_hash FROM messages WHERE user_id = ? AND idempotency_key = ?`
+	qPrior      = `SELECT ` + messageColumns + `, request_hash FROM messages WHERE user_id = ? AND idempotency_key = ?`
 	qInsertConv = `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
 	qBumpConv   = `UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ? AND user_id = ?`
 	qInsertMsg  = `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
@@ -27,16 +27,19 @@ const (
 		last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
 		WHERE id = ? AND status IN ('queued', 'working')
 		RETURNING ` + messageColumns
-	qEnqueue = `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`
-	qGetMsg  = `SELECT ` + messageColumns + ` FROM messages WHERE id = ?`
-	qStart   = `UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
+	qEnqueue   = `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`
+	qAddTokens = `INSERT INTO token_usage (user_id, day, tokens) VALUES (?, ?, ?)
+		ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + excluded.tokens`
+	qTokensUsed = `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = ? AND day = ?`
+	qGetMsg     = `SELECT ` + messageColumns + ` FROM messages WHERE id = ?`
+	qStart      = `UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
 		WHERE id = ? AND status = 'queued'`
 	qRenew     = `UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`
 	qSaveReply = `UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`
 )
 
-var hotWrites = []string{qIdempotent, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qGetMsg,
-	qStart, qRenew, qSaveReply, qCountRunning}
+var hotWrites = []string{qPrior, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qAddTokens, qTokensUsed,
+	qGetMsg, qStart, qRenew, qSaveReply, qCountRunning}
 
 // The reads of the request paths and of every generation, one constant per
 // shape (a cursor or a before bound is a different statement), prepared
@@ -62,23 +65,24 @@ const (
 		ORDER BY updated_at DESC, id DESC LIMIT ?`
 )
 
-var hotReads = []string{qGetMsg, qCountRunning, qHistory, qHistoryAt, qHistoryBefore,
+var hotReads = []string{qGetMsg, qCountRunning, qTokensUsed, qHistory, qHistoryAt, qHistoryBefore,
 	qConvOwned, qConvMessages, qConvMessagesAfter, qConversations, qConversationsAfter}
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanMessage(s scanner) (*gymbro.Message, error) {
+// scanMessage reads messageColumns, then any extra columns into extra.
+func scanMessage(s scanner, extra ...any) (*gymbro.Message, error) {
 	var (
 		m                gymbro.Message
 		status           string
 		created, updated int64
 		completed        sql.NullInt64
 	)
-	err := s.Scan(&m.ID, &m.ConversationID, &m.UserID, &m.Provider, &m.Text, &m.Reply, &status,
+	dest := append([]any{&m.ID, &m.ConversationID, &m.UserID, &m.Provider, &m.Text, &m.Reply, &status,
 		&m.ErrorCode, &m.ErrorMessage, &m.Model, &m.FinishReason, &m.Usage.PromptTokens,
 		&m.Usage.CompletionTokens, &m.Usage.TotalTokens, &m.TraceID, &m.LastSeq,
-		&created, &updated, &completed)
-	if err != nil {
+		&created, &updated, &completed}, extra...)
+	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	m.Status = gymbro.Status(status)
@@ -109,106 +113,102 @@ func (db *DB) getMessage(ctx context.Context, id string) (*gymbro.Message, error
 	return m, err
 }
 
-// CreateMessage stores a queued exchange; see gymbro.Store. The single write
-// connection serializes creates, so checking the idempotency key and
-// inserting cannot interleave with a concurrent duplicate; the unique index
-// stays as the backstop.
+// CreateMessage stores a queued exchange; see gymbro.Store and
+// sqlstore.CreateMessage, which decides. The single write connection
+// serializes creates, so the admission's reads and the insert cannot
+// interleave with a concurrent create; the unique indexes stay as the
+// backstop.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
-	now := orNow(in.Now, db.now)
 	var (
 		out      *gymbro.Message
 		replayed bool
 	)
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		if in.IdempotencyKey != "" {
-			var id, hash string
-			row, err := db.queryRow(ctx, tx, qIdempotent, in.UserID, in.IdempotencyKey)
-			if err != nil {
-				return err
-			}
-			err = row.Scan(&id, &hash)
-			switch {
-			case err == nil:
-				if hash != in.RequestHash {
-					return gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
-						"The Idempotency-Key was already used with a different request.")
-				}
-				row, err := db.queryRow(ctx, tx, qGetMsg, id)
-				if err != nil {
-					return err
-				}
-				m, err := scanMessage(row)
-				if err != nil {
-					return err
-				}
-				out, replayed = m, true
-				return nil
-			case !errors.Is(err, sql.ErrNoRows):
-				return err
-			}
-		}
-		if in.MaxRunning > 0 {
-			// SQLite has one writer, so this count and the insert below
-			// cannot interleave with another create.
-			var n int
-			row, err := db.queryRow(ctx, tx, qCountRunning, in.UserID)
-			if err != nil {
-				return err
-			}
-			if err := row.Scan(&n); err != nil {
-				return err
-			}
-			if n >= in.MaxRunning {
-				return gymbro.TooManyRunning()
-			}
-		}
-		convID := in.ConversationID
-		if convID == "" {
-			convID = in.NewConversationID
-			_, err := db.exec(ctx, tx, qInsertConv,
-				convID, in.UserID, gymbro.ConversationTitle(in.Text), micros(now), micros(now))
-			if isUnique(err) {
-				return gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
-			}
-			if err != nil {
-				return err
-			}
-		} else {
-			res, err := db.exec(ctx, tx, qBumpConv,
-				micros(now), convID, in.UserID)
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				return gymbro.ConversationNotFound()
-			}
-		}
-		var key any
-		if in.IdempotencyKey != "" {
-			key = in.IdempotencyKey
-		}
-		_, err := db.exec(ctx, tx, qInsertMsg,
-			in.ID, convID, in.UserID, in.Provider, in.Text, string(gymbro.StatusQueued),
-			in.TraceID, key, in.RequestHash, micros(now), micros(now))
-		if isUnique(err) {
-			return gymbro.Errorf(gymbro.KindConflict, "message_exists", "The message already exists.")
-		}
-		if err != nil {
-			return err
-		}
-		out = &gymbro.Message{
-			ID: in.ID, ConversationID: convID, UserID: in.UserID, Provider: in.Provider,
-			Text: in.Text, Status: gymbro.StatusQueued, TraceID: in.TraceID,
-			CreatedAt: fromMicros(micros(now)), UpdatedAt: fromMicros(micros(now)),
-		}
-		return nil
+	err := db.writeTx(ctx, func(tx *sql.Tx) (err error) {
+		out, replayed, err = sqlstore.CreateMessage(ctx, createTx{db, tx}, in, fromMicros(micros(orNow(in.Now, db.now))))
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
 	return out, replayed, nil
+}
+
+// createTx is SQLite's half of the create-message transaction.
+type createTx struct {
+	db *DB
+	tx *sql.Tx
+}
+
+func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Admission, error) {
+	var a sqlstore.Admission
+	if in.IdempotencyKey != "" {
+		m, err := c.scanOne(ctx, qPrior, []any{&a.PriorHash}, in.UserID, in.IdempotencyKey)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return a, err
+		}
+		a.Prior = m
+	}
+	if in.MaxRunning > 0 {
+		if err := c.scalar(ctx, &a.Running, qCountRunning, in.UserID); err != nil {
+			return a, err
+		}
+	}
+	if in.DailyTokens > 0 {
+		if err := c.scalar(ctx, &a.TokensUsed, qTokensUsed, in.UserID, gymbro.UsageDay(in.Now)); err != nil {
+			return a, err
+		}
+	}
+	return a, nil
+}
+
+func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
+	m := r.Message
+	at := micros(m.CreatedAt)
+	if r.NewConversation {
+		_, err := c.db.exec(ctx, c.tx, qInsertConv, m.ConversationID, m.UserID, r.Title, at, at)
+		if isUnique(err) {
+			return sqlstore.ConversationExists, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	} else {
+		res, err := c.db.exec(ctx, c.tx, qBumpConv, at, m.ConversationID, m.UserID)
+		if err != nil {
+			return 0, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return sqlstore.ConversationMissing, err
+		}
+	}
+	var key any
+	if r.IdempotencyKey != "" {
+		key = r.IdempotencyKey
+	}
+	_, err := c.db.exec(ctx, c.tx, qInsertMsg, m.ID, m.ConversationID, m.UserID, m.Provider, m.Text,
+		string(m.Status), m.TraceID, key, r.RequestHash, at, at)
+	if isUnique(err) {
+		return sqlstore.MessageExists, nil
+	}
+	return sqlstore.Inserted, err
+}
+
+// scanOne reads one message row of query, then the extra columns.
+func (c createTx) scanOne(ctx context.Context, query string, extra []any, args ...any) (*gymbro.Message, error) {
+	row, err := c.db.queryRow(ctx, c.tx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanMessage(row, extra...)
+}
+
+// scalar reads the one value of query into dest.
+func (c createTx) scalar(ctx context.Context, dest any, query string, args ...any) error {
+	row, err := c.db.queryRow(ctx, c.tx, query, args...)
+	if err != nil {
+		return err
+	}
+	return row.Scan(dest)
 }
 
 // Message returns the user's exchange; another user's reads as missing so
@@ -230,17 +230,10 @@ func (db *DB) MessageByID(ctx context.Context, id string) (*gymbro.Message, erro
 	return m, dbErr(err)
 }
 
-// stateErr explains why a guarded update touched no row: the message is
-// missing, or in a state the caller names with code.
-func stateErr(ctx context.Context, tx *sql.Tx, id, code, msg string) error {
+func exists(ctx context.Context, tx *sql.Tx, id string) (bool, error) {
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE id = ?`, id).Scan(&n); err != nil {
-		return err
-	}
-	if n == 0 {
-		return gymbro.MessageNotFound()
-	}
-	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE id = ?`, id).Scan(&n)
+	return n > 0, err
 }
 
 func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
@@ -254,7 +247,8 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 			return err
 		}
 		if n == 0 {
-			return stateErr(ctx, tx, id, code, msg)
+			return sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) { return exists(ctx, tx, id) },
+				id, code, msg)
 		}
 		return nil
 	})
@@ -278,43 +272,72 @@ func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
 		reply, micros(db.now()), id)
 }
 
-// FinishMessage records the result and enqueues the chat record in one
-// transaction, so an exchange is never finished without being synced (nor
-// synced without being finished).
+// FinishMessage records the result, its outbox record and the user's
+// tokens in one transaction; see sqlstore.FinishMessage.
 func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
-	if !r.Status.Terminal() {
-		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
-	}
-	at := micros(orNow(r.At, db.now))
 	var out *gymbro.Message
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		row, err := db.queryRow(ctx, tx, qFinish,
-			string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
-			r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, at, id)
-		if err != nil {
-			return err
-		}
-		m, err := scanMessage(row)
-		if errors.Is(err, sql.ErrNoRows) {
-			return stateErr(ctx, tx, id, "message_terminal", "The message is already finished.")
-		}
-		if err != nil {
-			return err
-		}
-		rec, err := json.Marshal(m.ChatRecord())
-		if err != nil {
-			return err
-		}
-		if _, err := db.exec(ctx, tx, qEnqueue, id, string(rec), at, at); err != nil {
-			return err
-		}
-		out = m
-		return nil
+	err := db.writeTx(ctx, func(tx *sql.Tx) (err error) {
+		out, err = sqlstore.FinishMessage(ctx, finishTx{createTx{db, tx}}, id, r, fromMicros(micros(orNow(r.At, db.now))))
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// finishTx is SQLite's half of the finish-message transaction.
+type finishTx struct{ createTx }
+
+func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
+	m, err := f.scanOne(ctx, qFinish, nil,
+		string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
+		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, micros(at), micros(at), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return m, err
+}
+
+func (f finishTx) Exists(ctx context.Context, id string) (bool, error) { return exists(ctx, f.tx, id) }
+
+func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error {
+	if _, err := f.db.exec(ctx, f.tx, qEnqueue, m.ID, string(record), micros(at), micros(at)); err != nil {
+		return err
+	}
+	if n := m.BudgetTokens(); n > 0 {
+		if _, err := f.db.exec(ctx, f.tx, qAddTokens, m.UserID, day, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
+func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error) {
+	var n int64
+	err := db.readRow(ctx, qTokensUsed, userID, day).Scan(&n)
+	return n, dbErr(err)
+}
+
+// DiscardMessage deletes an exchange that never started, and its
+// conversation when it holds no other; see gymbro.Store.
+func (db *DB) DiscardMessage(ctx context.Context, id string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		var convID string
+		err := tx.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND status = 'queued' AND lease_owner IS NULL
+			RETURNING conversation_id`, id).Scan(&convID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) { return exists(ctx, tx, id) },
+				id, "message_not_queued", "The message is not queued.")
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM conversations WHERE id = ?
+			AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)`, convID)
+		return err
+	})
 }
 
 // ExpiredLeases returns running exchanges nobody holds a live lease on.
@@ -365,12 +388,9 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 	if err := rows.Err(); err != nil {
 		return nil, "", dbErr(err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = gymbro.Cursor{At: micros(last.UpdatedAt), ID: last.ID}.Encode()
-	}
+	out, next := sqlstore.NextPage(out, limit, func(last *gymbro.Conversation) gymbro.Cursor {
+		return gymbro.Cursor{At: micros(last.UpdatedAt), ID: last.ID}
+	})
 	return out, next, nil
 }
 
@@ -401,12 +421,9 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = gymbro.Cursor{At: micros(last.CreatedAt), ID: last.ID}.Encode()
-	}
+	out, next := sqlstore.NextPage(out, limit, func(last *gymbro.Message) gymbro.Cursor {
+		return gymbro.Cursor{At: micros(last.CreatedAt), ID: last.ID}
+	})
 	return out, next, nil
 }
 
@@ -441,10 +458,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
+	return sqlstore.Reverse(out), nil
 }
 
 // CountRunning counts the user's queued and working exchanges.

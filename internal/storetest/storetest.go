@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,9 @@ func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
 		{"CountRunning", testCountRunning},
 		{"RunningCap", testRunningCap},
 		{"RunningCapRace", testRunningCapRace},
+		{"Budget", testBudget},
+		{"BudgetRace", testBudgetRace},
+		{"Discard", testDiscard},
 		{"Outbox", testOutbox},
 		{"OutboxBuryRedrive", testOutboxBuryRedrive},
 		{"OutboxConcurrentClaim", testOutboxConcurrentClaim},
@@ -1074,4 +1078,116 @@ func testPing(t *testing.T, s gymbro.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// spend finishes a new exchange of user at "at" that used tokens.
+func spend(t *testing.T, s gymbro.Store, user string, tokens int64, at time.Time) {
+	t.Helper()
+	m := create(t, s, newMessage(user, "", "spend", at))
+	_, err := s.FinishMessage(context.Background(), m.ID, gymbro.Result{
+		Status: gymbro.StatusCompleted, Reply: "ok", Usage: gymbro.Usage{TotalTokens: tokens}, At: at,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func budgeted(user, text string, limit int64, at time.Time) gymbro.NewMessage {
+	in := newMessage(user, "", text, at)
+	in.DailyTokens = limit
+	return in
+}
+
+// testBudget: the daily budget refuses a user at the limit until the next
+// UTC day, with Retry-After until then, and counts each user apart.
+func testBudget(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	day := time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)
+	noon := day.Add(12 * time.Hour)
+	spend(t, s, "u1", 60, day.Add(time.Hour))
+	create(t, s, budgeted("u1", "under", 100, noon)) // 60 < 100
+	spend(t, s, "u1", 40, day.Add(2*time.Hour))
+	if n, err := s.TokensUsed(ctx, "u1", "2026-03-09"); err != nil || n != 100 {
+		t.Fatalf("TokensUsed = %d, %v; want 100", n, err)
+	}
+	_, _, err := s.CreateMessage(ctx, budgeted("u1", "over", 100, noon))
+	wantErr(t, err, gymbro.KindRateLimited, gymbro.CodeBudgetExhausted)
+	var ge *gymbro.Error
+	if errors.As(err, &ge); ge.RetryAfter != 12*time.Hour {
+		t.Errorf("RetryAfter = %v, want 12h (to midnight UTC)", ge.RetryAfter)
+	}
+	create(t, s, budgeted("u2", "other user", 100, noon))
+	create(t, s, budgeted("u1", "next day", 100, day.Add(24*time.Hour)))
+	if n, err := s.TokensUsed(ctx, "u1", "2026-03-10"); err != nil || n != 0 {
+		t.Fatalf("TokensUsed(next day) = %d, %v; want 0", n, err)
+	}
+	// A reply without reported usage counts an estimate, not nothing.
+	m := create(t, s, newMessage("u3", "", "twelve chars", noon))
+	if _, err := s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "twelve chars", At: noon}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.TokensUsed(ctx, "u3", "2026-03-09"); n != 6 {
+		t.Errorf("estimated tokens = %d, want 6 (24 characters / 4)", n)
+	}
+}
+
+// testBudgetRace: concurrent creates of one user at the edge of the budget
+// are each admitted or refused whole, and the cap still holds.
+func testBudgetRace(t *testing.T, s gymbro.Store) {
+	at := time.Date(2026, 3, 9, 8, 0, 0, 0, time.UTC)
+	spend(t, s, "racer", 90, at)
+	const tries, limit = 20, 3
+	var wg sync.WaitGroup
+	var admitted atomic.Int32
+	for i := range tries {
+		wg.Go(func() {
+			in := budgeted("racer", fmt.Sprint("m", i), 100, at)
+			in.MaxRunning = limit
+			_, _, err := s.CreateMessage(context.Background(), in)
+			switch gymbro.ErrorCode(err) {
+			case "":
+				admitted.Add(1)
+			case gymbro.CodeTooManyRunning:
+			default:
+				t.Errorf("CreateMessage: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != limit {
+		t.Fatalf("admitted %d under the budget, want the cap %d", n, limit)
+	}
+}
+
+// testDiscard: a discarded exchange leaves nothing behind, so a retry with
+// its idempotency key runs anew; a started one cannot be discarded.
+func testDiscard(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	in := newMessage("u1", "", "first", base())
+	in.IdempotencyKey, in.RequestHash = "k1", "h1"
+	m := create(t, s, in)
+	if err := s.DiscardMessage(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.MessageByID(ctx, m.ID); gymbro.ErrorCode(err) != gymbro.CodeMessageNotFound {
+		t.Fatalf("discarded message still there: %v", err)
+	}
+	if convs, _, _ := s.Conversations(ctx, "u1", gymbro.Page{}); len(convs) != 0 {
+		t.Fatalf("the new conversation outlived its only message: %v", convs)
+	}
+	in.ID = newID()
+	retried := create(t, s, in) // not a replay
+	again := newMessage("u1", retried.ConversationID, "second", base())
+	second := create(t, s, again)
+	if err := s.DiscardMessage(ctx, second.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ConversationMessages(ctx, "u1", retried.ConversationID, gymbro.Page{}); err != nil {
+		t.Fatalf("a conversation with other messages was deleted: %v", err)
+	}
+	if err := s.StartMessage(ctx, retried.ID, "w", base().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.DiscardMessage(ctx, retried.ID), gymbro.KindConflict, "message_not_queued")
+	wantErr(t, s.DiscardMessage(ctx, newID()), gymbro.KindNotFound, gymbro.CodeMessageNotFound)
 }

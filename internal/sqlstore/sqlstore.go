@@ -1,0 +1,182 @@
+// Package sqlstore holds what the two SQL stores (sqlite and postgres)
+// decide alike: the create-message and finish-message transactions, the
+// errors a guarded update explains itself with, and cursor paging. Each
+// store supplies only what truly differs between the dialects: the SQL, its
+// placeholders, how it locks, how it batches round trips and how its driver
+// reports a unique violation.
+//
+// The transactions are written as decisions over a small interface that the
+// store implements on its own transaction type, so a fix to one is a fix to
+// both, and the store contract suite (storetest) checks each store the same.
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
+)
+
+// Admission is what deciding on a new exchange reads, inside its creating
+// transaction and under the locks the dialect needs so that two concurrent
+// creates cannot both read the state before either wrote.
+type Admission struct {
+	// Prior is the exchange the user stored under the same idempotency
+	// key, nil when there is none (or no key); PriorHash is the hash of its
+	// request.
+	Prior     *gymbro.Message
+	PriorHash string
+	// Running counts the user's queued and working exchanges; read only
+	// when NewMessage.MaxRunning > 0.
+	Running int
+	// TokensUsed is what the user's exchanges spent on the UTC day of
+	// NewMessage.Now; read only when NewMessage.DailyTokens > 0.
+	TokensUsed int64
+}
+
+// Row is a new exchange as CreateTx.Insert writes it.
+type Row struct {
+	Message         *gymbro.Message
+	NewConversation bool   // insert the conversation (else touch the user's existing one)
+	Title           string // of a new conversation
+	IdempotencyKey  string // empty: none (stored as NULL)
+	RequestHash     string
+}
+
+// Outcome is how CreateTx.Insert went.
+type Outcome int
+
+// Outcomes of an insert. Anything but Inserted rolls the transaction back.
+const (
+	Inserted            Outcome = iota
+	ConversationExists          // the new conversation's id is taken
+	ConversationMissing         // the user has no conversation with that id
+	MessageExists               // the message id is taken
+)
+
+// CreateTx is a dialect's half of the create-message transaction; the
+// store calls CreateMessage with it inside one transaction.
+type CreateTx interface {
+	// Admit reads the Admission for in.
+	Admit(ctx context.Context, in gymbro.NewMessage) (Admission, error)
+	// Insert writes the conversation (new or touched) and the exchange.
+	Insert(ctx context.Context, r Row) (Outcome, error)
+}
+
+// CreateMessage decides and writes a new exchange; see gymbro.Store. An
+// idempotent replay is answered before the running cap and the budget, so
+// a retry of an accepted request always gets its exchange back.
+func CreateMessage(ctx context.Context, tx CreateTx, in gymbro.NewMessage, now time.Time) (*gymbro.Message, bool, error) {
+	a, err := tx.Admit(ctx, in)
+	if err != nil {
+		return nil, false, err
+	}
+	if a.Prior != nil {
+		if a.PriorHash != in.RequestHash {
+			return nil, false, gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
+				"The Idempotency-Key was already used with a different request.")
+		}
+		return a.Prior, true, nil
+	}
+	if in.MaxRunning > 0 && a.Running >= in.MaxRunning {
+		return nil, false, gymbro.TooManyRunning()
+	}
+	if in.DailyTokens > 0 && a.TokensUsed >= in.DailyTokens {
+		return nil, false, gymbro.BudgetExhausted(now)
+	}
+	r := newRow(in, now)
+	switch outcome, err := tx.Insert(ctx, r); {
+	case err != nil:
+		return nil, false, err
+	case outcome == ConversationExists:
+		return nil, false, gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
+	case outcome == ConversationMissing:
+		return nil, false, gymbro.ConversationNotFound()
+	case outcome == MessageExists:
+		return nil, false, gymbro.Errorf(gymbro.KindConflict, "message_exists", "The message already exists.")
+	}
+	return r.Message, false, nil
+}
+
+func newRow(in gymbro.NewMessage, now time.Time) Row {
+	r := Row{IdempotencyKey: in.IdempotencyKey, RequestHash: in.RequestHash}
+	convID := in.ConversationID
+	if convID == "" {
+		convID = in.NewConversationID
+		r.NewConversation, r.Title = true, gymbro.ConversationTitle(in.Text)
+	}
+	r.Message = &gymbro.Message{
+		ID: in.ID, ConversationID: convID, UserID: in.UserID, Provider: in.Provider,
+		Text: in.Text, Status: gymbro.StatusQueued, TraceID: in.TraceID,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	return r
+}
+
+// FinishTx is a dialect's half of the finish-message transaction.
+type FinishTx interface {
+	// Finish applies r to the exchange if it is queued or working and
+	// returns it as stored; nil (and no error) when no row was in that state.
+	Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error)
+	// Exists reports whether the exchange exists at all.
+	Exists(ctx context.Context, id string) (bool, error)
+	// Record enqueues the exchange's chat record in the outbox and adds its
+	// tokens to the user's count for day (YYYY-MM-DD, UTC).
+	Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error
+}
+
+// FinishMessage records a terminal result with its outbox record and the
+// user's token count in one transaction, so an exchange is never finished
+// without being synced and counted (nor synced without being finished).
+func FinishMessage(ctx context.Context, tx FinishTx, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
+	if !r.Status.Terminal() {
+		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
+	}
+	m, err := tx.Finish(ctx, id, r, at)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, StateError(ctx, tx.Exists, id, "message_terminal", "The message is already finished.")
+	}
+	rec, err := json.Marshal(m.ChatRecord())
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Record(ctx, m, rec, at, gymbro.UsageDay(at)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// StateError explains why a guarded update touched no row: the exchange is
+// missing, or in a state the caller names with code.
+func StateError(ctx context.Context, exists func(context.Context, string) (bool, error), id, code, msg string) error {
+	ok, err := exists(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return gymbro.MessageNotFound()
+	}
+	return gymbro.Errorf(gymbro.KindConflict, code, "%s", msg)
+}
+
+// NextPage trims a page read with limit+1 rows to limit and returns the
+// cursor of the next page, or "" when this page is the last.
+func NextPage[T any](items []T, limit int, cursor func(last T) gymbro.Cursor) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, cursor(items[limit-1]).Encode()
+}
+
+// Reverse puts a newest-first slice oldest first, in place.
+func Reverse[T any](s []T) []T {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
+	}
+	return s
+}
