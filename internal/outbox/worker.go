@@ -13,10 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"time"
 
+	"github.com/gymbro/gymbro-api/internal/backoff"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
@@ -297,30 +297,16 @@ func transient(err error) bool {
 	return false
 }
 
-// ceiling is MinBackoff·2^(n-1) capped at MaxBackoff.
-func (w *Worker) ceiling(n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	f := float64(w.o.MinBackoff) * math.Pow(2, float64(n-1))
-	if f >= float64(w.o.MaxBackoff) {
-		return w.o.MaxBackoff
-	}
-	return time.Duration(f)
-}
-
 // backoff is the delay before a record's next attempt after its n-th
-// failed one: "full jitter" (uniform in [0, ceiling)), which spreads the
-// retries of many records that failed together, so a recovering Supabase
-// is not hit by the whole backlog at one instant.
+// failed one: full jitter below MinBackoff·2^(n-1) (capped at MaxBackoff),
+// which spreads the retries of many records that failed together, so a
+// recovering Supabase is not hit by the whole backlog at one instant.
 func (w *Worker) backoff(attempts int) time.Duration {
-	return time.Duration(w.o.Rand() * float64(w.ceiling(attempts)))
+	return backoff.Policy{Base: w.o.MinBackoff, Max: w.o.MaxBackoff, Jitter: backoff.Full, Rand: w.o.Rand}.Delay(attempts)
 }
 
-// loopBackoff is the worker's own pause after n failures in a row: half
-// the ceiling plus jitter, so it is never near zero and an outage cannot
-// become a hot loop.
+// loopBackoff is the worker's own pause after n failures in a row: equal
+// jitter, so it is never near zero and an outage cannot become a hot loop.
 func (w *Worker) loopBackoff(n int) time.Duration {
-	c := w.ceiling(n)
-	return c/2 + time.Duration(w.o.Rand()*float64(c/2))
+	return backoff.Policy{Base: w.o.MinBackoff, Max: w.o.MaxBackoff, Jitter: backoff.Equal, Rand: w.o.Rand}.Delay(n)
 }

@@ -9,10 +9,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
 )
 
@@ -186,31 +183,10 @@ func dbErr(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
 	}
-	var (
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-		pgErr   *pgconn.PgError
-	)
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &connErr), errors.As(err, &netErr), connectionLost(err):
-		return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
-	case errors.As(err, &pgErr):
-		// Class 08 is connection trouble, 53 resources, 57P0x a shutdown:
-		// worth retrying, unlike a bad query.
-		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "53") || strings.HasPrefix(pgErr.Code, "57P") {
-			return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
-		}
+	if outage.Is(err) {
+		return outage.Wrap(err, "The store")
 	}
 	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-}
-
-// connectionLost reports whether err is a connection that died under the
-// statement (the server restarted, a failover, a proxy cut it): an outage,
-// answered 503, never a bug answered 500.
-func connectionLost(err error) bool {
-	return pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(err.Error(), "conn closed")
 }
 
 // isUnique reports whether err is a unique_violation.

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,10 @@ func TestUnavailable(t *testing.T) {
 	if gymbro.ErrorKind(err) != gymbro.KindUnavailable {
 		t.Fatalf("err = %v, want KindUnavailable", err)
 	}
-	if got := gymbro.ErrorMessage(err); got != "The store is unavailable." {
+	if ge, ok := errors.AsType[*gymbro.Error](err); !ok || ge.RetryAfter <= 0 || ge.Message != "The store is unavailable; try again." {
+		t.Errorf("outage error %+v, want a message and a Retry-After", ge)
+	}
+	if got := gymbro.ErrorMessage(err); got == "" {
 		t.Errorf("client message = %q", got)
 	}
 	if strings.Contains(err.Error(), "s3cret") {

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // CodeLimiterUnavailable is the error code when Redis cannot be asked.
@@ -105,7 +106,7 @@ func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration, e
 			return false, 0, err
 		}
 		return false, 0, &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeLimiterUnavailable,
-			Message: "The rate limiter is unavailable; try again shortly.", RetryAfter: time.Second,
+			Message: "The rate limiter is unavailable; try again shortly.", RetryAfter: outage.RetryAfter,
 			Err: fmt.Errorf("redislimit: allow: %w", err)}
 	}
 	if len(res) != 2 {

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // DefaultStreamLease is how long a stream slot lasts unless renewed: the
@@ -86,7 +87,7 @@ func (c *StreamCap) Acquire(ctx context.Context, uid string) (func(), error) {
 	ok, err := acquireStream.Run(ctx, c.client, []string{key}, c.limit, c.lease.Microseconds(), member).Int()
 	if err != nil {
 		return nil, &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeLimiterUnavailable,
-			Message: "The stream limiter is unavailable; try again shortly.", RetryAfter: time.Second,
+			Message: "The stream limiter is unavailable; try again shortly.", RetryAfter: outage.RetryAfter,
 			Err: fmt.Errorf("redislimit: acquire stream: %w", err)}
 	}
 	if ok != 1 {

@@ -35,7 +35,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gymbro/gymbro-api/internal/eventlog"
+	"github.com/gymbro/gymbro-api/internal/backoff"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // CodeLogClosed is the code of the KindConflict error Append returns once a
@@ -349,15 +351,12 @@ func (l *EventLog) subscribe() {
 	}
 }
 
+var resubscribeBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
+
 // resubscribe waits a backoff, then replaces the PubSub. It returns nil
 // when the log was closed meanwhile.
 func (l *EventLog) resubscribe(failures int) *redis.PubSub {
-	backoff := min(50*time.Millisecond<<min(failures-1, 7), 5*time.Second)
-	t := time.NewTimer(backoff)
-	select {
-	case <-t.C:
-	case <-l.ctx.Done():
-		t.Stop()
+	if backoff.Sleep(l.ctx, resubscribeBackoff.Delay(failures)) != nil {
 		return nil
 	}
 	return l.connect()
@@ -392,8 +391,15 @@ func seqOf(id string) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
+// unavailable classifies a failed Redis call: an error reply that is not an
+// outage (see outage.Is) is a bug; everything else, a connection that
+// failed or a server that cannot serve now, is an outage (503).
 func unavailable(err error) error {
-	return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The event log is unavailable.")
+	var reply redis.Error
+	if errors.As(err, &reply) && !outage.Is(err) {
+		return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event log failed.")
+	}
+	return outage.Wrap(err, "The event log")
 }
 
 func corrupt(err error) error {
