@@ -33,7 +33,7 @@ func startServer(t *testing.T, chunkDelay time.Duration, users int) (url, tokens
 	t.Helper()
 	ctx := context.Background()
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
 	if err != nil {
 		t.Fatal(err)
 	}

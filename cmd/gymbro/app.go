@@ -225,7 +225,7 @@ func (m *Main) openVerifier(supabaseURL string, mx *metrics.Metrics) error {
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
 		RefreshCooldown: cfg.JWKSCooldown,
-		CacheSize:       zeroIsNone(cfg.TokenCacheSize),
+		CacheSize:       cfg.TokenCacheSize,
 		Logger:          m.Logger,
 	})
 	if err != nil {
@@ -266,9 +266,9 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 	}
 	m.Chat = chat.New(chat.Options{
 		Store: m.Store, Log: m.Log, Model: model,
-		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: zeroIsNone(cfg.AIHistoryTurns), HistoryChars: zeroIsNone(cfg.AIHistoryChars),
-		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, Limiter: limiter,
-		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Logger: m.Logger, Observer: mx,
+		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
+		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, DailyTokens: cfg.AIDailyTokens, Limiter: limiter,
+		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, EventLogGrace: cfg.EventLogGrace, Logger: m.Logger, Observer: mx,
 		OnFinish: m.Outbox.Notify,
 	})
 	// With the in-process log nothing of a running generation survives a
@@ -658,13 +658,3 @@ func (m *Main) allowedHosts() []string {
 type localSink struct{}
 
 func (localSink) Upsert(context.Context, []gymbro.ChatRecord) error { return nil }
-
-// zeroIsNone maps a setting's 0 ("none": GYMBRO_TOKEN_CACHE_SIZE=0,
-// GYMBRO_AI_HISTORY_TURNS=0) to the constructors' convention, where 0 means
-// their default and a negative value none.
-func zeroIsNone(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
-}

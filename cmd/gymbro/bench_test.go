@@ -78,7 +78,7 @@ func BenchmarkPostMessage(b *testing.B) {
 func benchPost(b *testing.B, store gymbro.Store) {
 	ctx := context.Background()
 	iss := authtest.NewIssuer(b)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -256,6 +256,7 @@ func newFixture(t testing.TB, change ...func(*Config)) *fixture {
 			SupabaseIssuer(f.supa.URL, hmacSecret),
 			FirebaseIssuer(firebaseProject, f.fb.URL+"/jwks"),
 		},
+		CacheSize:       DefaultCacheSize,
 		RefreshCooldown: testCooldown,
 		FetchTimeout:    2 * time.Second,
 		Now:             f.clock.Now,

@@ -64,7 +64,7 @@ type Config struct {
 	// MaxJWKSBytes bounds a JWKS response body.
 	MaxJWKSBytes int64
 	// CacheSize bounds the cache of verified tokens (about this many
-	// entries); negative disables the cache.
+	// entries; DefaultCacheSize is a good size); zero disables the cache.
 	CacheSize int
 	// HTTPClient fetches key sets; http.DefaultClient when nil.
 	HTTPClient *http.Client
@@ -143,8 +143,8 @@ func New(cfg Config) (*Verifier, error) {
 		log:     cfg.Logger,
 		cancel:  cancel,
 	}
-	if size := cmp.Or(cfg.CacheSize, DefaultCacheSize); size > 0 {
-		v.cache = newTokenCache(size)
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
 	}
 	for _, iss := range cfg.Issuers {
 		iss.Audiences = slices.Clone(iss.Audiences)

@@ -10,8 +10,9 @@ import (
 )
 
 // start runs the generation of m in the background, detached from the HTTP
-// request that created it: a client that disconnects does not stop it.
-func (s *Service) start(m *gymbro.Message, p *gymbro.Principal) {
+// request that created it: a client that disconnects does not stop it. A
+// message that opened its conversation has no history to read.
+func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) {
 	ctx, cancel := context.WithCancelCause(s.base)
 	g := &generation{cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
@@ -27,98 +28,129 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal) {
 			s.mu.Unlock()
 			cancel(nil)
 		}()
-		s.generate(ctx, m, p.UID)
+		s.generate(ctx, m, p.UID, opened)
 	}()
 }
 
-// generate streams the model's reply into the log. Its terminal step always
-// persists before it publishes, so a reply a client saw completed is stored.
-func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
+// generate streams the model's reply into the log, in steps: take the
+// exchange (queued → working), announce it, stream the model under a
+// renewed lease, write out any events held through an event-log outage,
+// then persist the result and publish the terminal event. The terminal step
+// always persists before it publishes, so a reply a client saw completed is
+// stored.
+func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool) {
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
-	// bg, not ctx: a shutdown racing the start must still end the exchange
-	// as interrupted below rather than leave it queued.
-	if err := s.store.StartMessage(bg, m.ID, s.opts.InstanceID, started.Add(s.opts.LeaseTTL)); err != nil {
+	if !s.take(bg, m, started) {
+		return
+	}
+	out := s.newAppender(1) // the queued event is seq 1
+	if err := out.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking}); err != nil {
+		s.fail(bg, m, out.Seq(), err)
+		return
+	}
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
+	run := s.stream(ctx, m, uid, opened, out, started)
+	stopLease()
+	if err := out.Flush(s.base); err != nil {
+		out.Drop()
+		if run.err == nil {
+			run.err = err
+		}
+	}
+	r, mine := s.result(ctx, m, run)
+	if mine {
+		if _, err := s.finish(bg, m, out.Seq(), r); err != nil {
+			s.logger.Error("finish generation", "message_id", m.ID, "err", err)
+		}
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.GenerationFinished(r.Status, run.firstChunk)
+	}
+}
+
+// take moves m from queued to working under this instance's lease. It is
+// false when another instance or a cancel got there first.
+func (s *Service) take(ctx context.Context, m *gymbro.Message, now time.Time) bool {
+	// ctx outlives the request: a shutdown racing the start must still end
+	// the exchange as interrupted rather than leave it queued.
+	if err := s.store.StartMessage(ctx, m.ID, s.opts.InstanceID, now.Add(s.opts.LeaseTTL)); err != nil {
 		s.logger.Warn("start generation", "message_id", m.ID, "err", err)
-		return // another instance or a cancel got there first
+		return false
 	}
 	if s.opts.Observer != nil {
 		s.opts.Observer.GenerationStarted()
 	}
-	seq := int64(1) // queued
-	ev, err := s.log.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking})
+	return true
+}
+
+// streamed is how the model's stream went.
+type streamed struct {
+	reply      strings.Builder
+	res        gymbro.ModelResult
+	err        error
+	firstChunk time.Duration
+}
+
+// stream asks the model and appends each chunk as a content_delta event,
+// checkpointing the reply so far every CheckpointEvery.
+func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, opened bool, out *appender, started time.Time) *streamed {
+	run := &streamed{}
+	req, err := s.request(ctx, m, uid, opened)
 	if err != nil {
-		s.fail(bg, m, seq, err)
-		return
+		run.err = err
+		return run
 	}
-	seq = ev.Seq
-
-	// Renew the lease while the model streams; losing it (another instance
-	// declared us dead, or a cancel landed elsewhere) stops the generation.
-	leaseCtx, stopLease := context.WithCancel(ctx)
-	defer stopLease()
-	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
-
-	var reply strings.Builder
-	var firstChunk time.Duration
-	var res gymbro.ModelResult
-	lastSave := s.opts.Now()
-	req, err := s.request(ctx, m, uid)
-	if err == nil {
-		res, err = s.model.Stream(ctx, req, func(delta string) error {
-			if delta == "" {
-				return nil
-			}
-			if firstChunk == 0 {
-				firstChunk = s.opts.Now().Sub(started)
-			}
-			reply.WriteString(delta)
-			ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta})
-			if err != nil {
-				return err
-			}
-			seq = ev.Seq
-			if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
-				lastSave = now
-				if err := s.store.SaveReply(ctx, m.ID, reply.String()); err != nil && ctx.Err() == nil {
-					s.logger.Warn("checkpoint reply", "message_id", m.ID, "err", err)
-				}
-			}
+	lastSave := started
+	run.res, run.err = s.model.Stream(ctx, req, func(delta string) error {
+		if delta == "" {
 			return nil
-		})
-	}
-	stopLease()
-	r := gymbro.Result{Reply: reply.String(), Model: res.Model, FinishReason: res.FinishReason, Usage: res.Usage}
+		}
+		if run.firstChunk == 0 {
+			run.firstChunk = s.opts.Now().Sub(started)
+		}
+		run.reply.WriteString(delta)
+		if err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta}); err != nil {
+			return err
+		}
+		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
+			lastSave = now
+			if err := s.store.SaveReply(ctx, m.ID, run.reply.String()); err != nil && ctx.Err() == nil {
+				s.logger.Warn("checkpoint reply", "message_id", m.ID, "err", err)
+			}
+		}
+		return nil
+	})
+	return run
+}
+
+// result is the terminal result of a generation that ended with run, under
+// ctx's cause. mine is false when someone else already ended the exchange
+// (a cancel on another instance closed its log).
+func (s *Service) result(ctx context.Context, m *gymbro.Message, run *streamed) (r gymbro.Result, mine bool) {
+	r = gymbro.Result{Reply: run.reply.String(), Model: run.res.Model, FinishReason: run.res.FinishReason, Usage: run.res.Usage}
 	if r.Model == "" {
 		r.Model = s.model.Name()
 	}
 	switch cause := context.Cause(ctx); {
-	case err == nil:
+	case run.err == nil:
 		r.Status = gymbro.StatusCompleted
 	case errors.Is(cause, errCanceledByUser):
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusCanceled, gymbro.CodeCanceled, "Canceled by the user."
 	case errors.Is(cause, errShutdown) || errors.Is(cause, errLeaseLost):
 		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusInterrupted, gymbro.CodeInterrupted, "The server stopped while generating; send the message again."
-	case gymbro.ErrorCode(err) == gymbro.CodeLogClosed:
-		// Someone else ended this exchange (a cancel on another instance).
-		if s.opts.Observer != nil {
-			s.opts.Observer.GenerationFinished(gymbro.StatusCanceled, firstChunk)
-		}
-		return
+	case gymbro.ErrorCode(run.err) == gymbro.CodeLogClosed:
+		return gymbro.Result{Status: gymbro.StatusCanceled}, false
 	default:
-		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusFailed, gymbro.ErrorCode(err), gymbro.ErrorMessage(err)
-		if _, ok := errors.AsType[*gymbro.Error](err); !ok {
-			s.logger.Error("generation failed", "message_id", m.ID, "err", err)
+		r.Status, r.ErrorCode, r.ErrorMessage = gymbro.StatusFailed, gymbro.ErrorCode(run.err), gymbro.ErrorMessage(run.err)
+		if _, ok := errors.AsType[*gymbro.Error](run.err); !ok {
+			s.logger.Error("generation failed", "message_id", m.ID, "err", run.err)
 			r.ErrorCode, r.ErrorMessage = gymbro.CodeAIUnavailable, "The AI coach failed unexpectedly; try again."
 		}
 	}
-	if _, err := s.finish(bg, m, seq, r); err != nil {
-		s.logger.Error("finish generation", "message_id", m.ID, "err", err)
-	}
-	if s.opts.Observer != nil {
-		s.opts.Observer.GenerationFinished(r.Status, firstChunk)
-	}
+	return r, true
 }
 
 var errLeaseLost = errors.New("the generation's lease was lost")
@@ -219,9 +251,9 @@ func (s *Service) lastSeq(ctx context.Context, id string) (int64, error) {
 
 // request builds the model's input: the persona, the conversation's earlier
 // finished exchanges within the configured budget, and the new text.
-func (s *Service) request(ctx context.Context, m *gymbro.Message, uid string) (gymbro.ModelRequest, error) {
+func (s *Service) request(ctx context.Context, m *gymbro.Message, uid string, opened bool) (gymbro.ModelRequest, error) {
 	req := gymbro.ModelRequest{System: s.opts.SystemPrompt, User: uid}
-	if s.opts.HistoryTurns > 0 {
+	if s.opts.HistoryTurns > 0 && !opened {
 		hist, err := s.store.History(ctx, m.ConversationID, m.ID, s.opts.HistoryTurns)
 		if err != nil {
 			return req, err

@@ -45,17 +45,23 @@ type Options struct {
 	Log             gymbro.EventLog
 	Model           gymbro.Model
 	SystemPrompt    string
-	HistoryTurns    int // earlier exchanges the model sees; 0: 20; < 0: none
-	HistoryChars    int // budget for their text; 0: 24000; < 0: none
+	HistoryTurns    int // earlier exchanges the model sees; 0: none (config.Load defaults it to 20)
+	HistoryChars    int // budget for their text; 0: none (config.Load defaults it to 24000)
 	MaxMessageChars int // default 8000
 	MaxRunning      int // running generations per user; default 3
 	Limiter         Limiter
+	DailyTokens     int64 // tokens one user's exchanges may use per UTC day; 0: unlimited
 	InstanceID      string
 	LeaseTTL        time.Duration // default 15s
 	CheckpointEvery time.Duration // how often a partial reply is saved; default 2s
-	Logger          *slog.Logger
-	Now             func() time.Time
-	Observer        Observer
+	// EventLogGrace is how long a running generation holds its events
+	// through an event-log outage before it gives up; default 30s.
+	EventLogGrace time.Duration
+	// MaxHeldBytes bounds the events one generation holds; default 1 MiB.
+	MaxHeldBytes int
+	Logger       *slog.Logger
+	Now          func() time.Time
+	Observer     Observer
 	// OnFinish is called after an exchange is persisted with its outbox
 	// record (the sync worker's wake-up); it must not block.
 	OnFinish func()
@@ -65,6 +71,12 @@ type Options struct {
 type Observer interface {
 	GenerationStarted()
 	GenerationFinished(status gymbro.Status, firstChunk time.Duration)
+	// EventsHeld adds delta to the events held in memory through an
+	// event-log outage; AppendRetried counts each retry of held events.
+	EventsHeld(delta int)
+	AppendRetried()
+	// BudgetRefused counts a post refused by the daily token budget.
+	BudgetRefused()
 }
 
 // Service runs the chat use-case.
@@ -95,15 +107,8 @@ var (
 
 // New returns a Service.
 func New(opts Options) *Service {
-	// Zero means the default; a negative value turns history off.
-	if opts.HistoryTurns == 0 {
-		opts.HistoryTurns = 20
-	}
-	if opts.HistoryChars == 0 {
-		opts.HistoryChars = 24000
-	}
-	if opts.HistoryTurns < 0 || opts.HistoryChars < 0 {
-		opts.HistoryTurns, opts.HistoryChars = 0, 0
+	if opts.HistoryTurns <= 0 || opts.HistoryChars <= 0 {
+		opts.HistoryTurns, opts.HistoryChars = 0, 0 // no history
 	}
 	if opts.MaxMessageChars == 0 {
 		opts.MaxMessageChars = 8000
@@ -116,6 +121,12 @@ func New(opts Options) *Service {
 	}
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 2 * time.Second
+	}
+	if opts.EventLogGrace == 0 {
+		opts.EventLogGrace = 30 * time.Second
+	}
+	if opts.MaxHeldBytes == 0 {
+		opts.MaxHeldBytes = 1 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -186,8 +197,12 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		IdempotencyKey:    in.IdempotencyKey,
 		RequestHash:       requestHash(text, in.ConversationID),
 		MaxRunning:        s.opts.MaxRunning, // checked atomically by the store, after a replay
+		DailyTokens:       s.opts.DailyTokens,
 		Now:               now,
 	})
+	if gymbro.ErrorCode(err) == gymbro.CodeBudgetExhausted && s.opts.Observer != nil {
+		s.opts.Observer.BudgetRefused()
+	}
 	if err != nil || replayed {
 		return m, replayed, err
 	}
@@ -195,13 +210,26 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	// hangs up now, or it would be left queued.
 	ctx = context.WithoutCancel(ctx)
 	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
-		// The exchange is stored but nobody could follow it: end it now so
-		// it neither hangs nor counts against the user's running cap.
-		s.finish(ctx, m, 0, gymbro.Result{Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeUnavailable, ErrorMessage: "The event log is unavailable; try again."})
-		return nil, false, gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The event log is unavailable; try again.")
+		s.refuse(ctx, m)
+		return nil, false, gymbro.Unavailable(err, "The event log")
 	}
-	s.start(m, p)
+	s.start(m, p, in.ConversationID == "")
 	return m, false, nil
+}
+
+// refuse undoes a stored exchange whose queued event could not be
+// appended, so the 503 leaves nothing behind and a retry with the same
+// Idempotency-Key runs anew. If the store cannot delete it either, the
+// exchange is ended as failed so it neither hangs nor counts against the
+// user's running cap.
+func (s *Service) refuse(ctx context.Context, m *gymbro.Message) {
+	err := s.store.DiscardMessage(ctx, m.ID)
+	if err == nil {
+		return
+	}
+	s.logger.Warn("discard refused message", "message_id", m.ID, "err", err)
+	_, _ = s.finish(ctx, m, 0, gymbro.Result{Status: gymbro.StatusFailed, ErrorCode: gymbro.CodeUnavailable,
+		ErrorMessage: "The event log is unavailable; try again."})
 }
 
 // Message returns the caller's exchange.
@@ -281,7 +309,7 @@ func TerminalEvent(m *gymbro.Message) gymbro.Event {
 	default:
 		ev.Type = gymbro.EventError
 		ev.Code, ev.Message = m.ErrorCode, m.ErrorMessage
-		retry := retryableCode(m.ErrorCode)
+		retry := gymbro.RetryableCode(m.ErrorCode)
 		ev.Retryable = &retry
 	}
 	return ev
@@ -323,14 +351,6 @@ func printableASCII(s string) bool {
 		if s[i] < 0x20 || s[i] > 0x7e {
 			return false
 		}
-	}
-	return true
-}
-
-func retryableCode(code string) bool {
-	switch code {
-	case gymbro.CodeAIBadRequest, CodeTextTooLong:
-		return false
 	}
 	return true
 }

@@ -109,6 +109,7 @@ type Config struct {
 	AIIdleTimeout       time.Duration
 	AITotalTimeout      time.Duration
 	AIMaxConcurrent     int
+	AIDailyTokens       int64 // tokens per user per UTC day; 0: unlimited
 
 	MaxMessageChars int
 	MaxRunning      int // running generations per user
@@ -118,6 +119,7 @@ type Config struct {
 	SSEHeartbeat    time.Duration
 	SSERetry        time.Duration
 	LeaseTTL        time.Duration
+	EventLogGrace   time.Duration // how long a generation holds its events through an event-log outage
 
 	SyncBatchSize int
 
@@ -220,6 +222,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		AIIdleTimeout:       r.duration("GYMBRO_AI_IDLE_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute),
 		AITotalTimeout:      r.duration("GYMBRO_AI_TOTAL_TIMEOUT", 2*time.Minute, time.Second, time.Hour),
 		AIMaxConcurrent:     r.integer("GYMBRO_AI_MAX_CONCURRENT", 64, 1, 100000),
+		AIDailyTokens:       int64(r.integer("GYMBRO_AI_DAILY_TOKENS", 0, 0, 1<<50)),
 
 		MaxMessageChars: r.integer("GYMBRO_MAX_MESSAGE_CHARS", 8000, 1, 1_000_000),
 		MaxRunning:      r.integer("GYMBRO_MAX_RUNNING_PER_USER", 3, 1, 1000),
@@ -229,6 +232,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		SSEHeartbeat:    r.duration("GYMBRO_SSE_HEARTBEAT", 15*time.Second, 100*time.Millisecond, 10*time.Minute),
 		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),
 		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
+		EventLogGrace:   r.duration("GYMBRO_EVENTLOG_OUTAGE_GRACE", 30*time.Second, time.Second, 10*time.Minute),
 
 		SyncBatchSize: r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
 

@@ -70,6 +70,19 @@ func OutboxItemNotFound() *Error {
 	return Errorf(KindNotFound, CodeOutboxItemNotFound, "The outbox item does not exist.")
 }
 
+// OutageRetryAfter is what the answer to an outage asks a client to wait:
+// long enough for a pooled connection to be replaced or a replica
+// promoted, short enough that a user barely notices.
+const OutageRetryAfter = 2 * time.Second
+
+// Unavailable is the error of an outage of what (for example "The store"
+// or "The event log"): 503 with Retry-After, keeping err as the hidden
+// cause.
+func Unavailable(err error, what string) *Error {
+	return &Error{Kind: KindUnavailable, Code: CodeUnavailable, Message: what + " is unavailable; try again.",
+		RetryAfter: OutageRetryAfter, Err: err}
+}
+
 // TooManyRunning is the error of a post refused by the running cap.
 func TooManyRunning() *Error {
 	return &Error{Kind: KindRateLimited, Code: CodeTooManyRunning, RetryAfter: 2 * time.Second,
@@ -139,11 +152,14 @@ func ErrorMessage(err error) string {
 	return "An internal error occurred."
 }
 
-// IsRetryable reports whether trying the same thing again later may succeed.
-func IsRetryable(err error) bool {
-	switch ErrorKind(err) {
-	case KindRateLimited, KindUnavailable, KindTimeout, KindUpstream, KindInternal:
-		return true
+// RetryableCode reports whether a generation that ended with the error
+// code may succeed when the user sends the message again: the one
+// definition behind an error event's "retryable". Only a request the model
+// refused as malformed, or a text over the limit, will fail the same way.
+func RetryableCode(code string) bool {
+	switch code {
+	case CodeAIBadRequest, "text_too_long":
+		return false
 	}
-	return false
+	return true
 }

@@ -47,7 +47,7 @@ func TestConversationTitle(t *testing.T) {
 func TestErrorHelpers(t *testing.T) {
 	cause := errors.New("dial tcp: secret-dsn refused")
 	err := fmt.Errorf("store: %w", Wrap(cause, KindUnavailable, "unavailable", "The store is unavailable."))
-	if ErrorKind(err) != KindUnavailable || ErrorCode(err) != "unavailable" || !errors.Is(err, cause) || !IsRetryable(err) {
+	if ErrorKind(err) != KindUnavailable || ErrorCode(err) != "unavailable" || !errors.Is(err, cause) {
 		t.Fatalf("wrapped: %v", err)
 	}
 	if ErrorMessage(err) != "The store is unavailable." {
@@ -57,8 +57,8 @@ func TestErrorHelpers(t *testing.T) {
 	if ErrorCode(plain) != CodeInternal || strings.Contains(ErrorMessage(plain), "internals") || ErrorCode(nil) != "" {
 		t.Errorf("a plain error leaks or is misclassified: %q %q", ErrorCode(plain), ErrorMessage(plain))
 	}
-	if IsRetryable(Errorf(KindInvalid, "x", "bad")) {
-		t.Error("an invalid request is not retryable")
+	if RetryableCode(CodeAIBadRequest) || !RetryableCode(CodeAIUnavailable) || !RetryableCode(CodeUnavailable) {
+		t.Error("only a request the model refused (or too long a text) is not retryable")
 	}
 }
 

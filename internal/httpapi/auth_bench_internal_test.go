@@ -36,7 +36,7 @@ type authBench struct {
 func newAuthBench(b *testing.B) *authBench {
 	b.Helper()
 	iss := authtest.NewIssuer(b)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}

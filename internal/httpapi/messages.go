@@ -167,3 +167,14 @@ func (s *Server) handleConversationMessages(w http.ResponseWriter, r *http.Reque
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// handleUsage serves GET /api/v1/me/usage: the caller's tokens today
+// against the daily budget.
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	u, err := s.chat.Usage(r.Context(), principal(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}

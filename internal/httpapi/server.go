@@ -191,6 +191,7 @@ func (s *Server) routes() []Route {
 		api("GET", "/api/v1/healthz", http.HandlerFunc(s.handleHealthz)),
 		api("GET", "/api/v1/readyz", http.HandlerFunc(s.handleReadyz)),
 		api("GET", "/api/v1/me", s.RequireUser(s.handleMe)),
+		api("GET", "/api/v1/me/usage", s.RequireUser(s.handleUsage)),
 		api("POST", "/api/v1/messages", s.RequireSession(s.handlePostMessage)),
 		api("GET", "/api/v1/messages/{id}", s.RequireUser(s.handleGetMessage)),
 		api("GET", "/api/v1/messages/{id}/events", s.RequireUser(s.handleEvents)),

@@ -45,7 +45,7 @@ func newStreamServer(t *testing.T, http2 bool) *streamServer {
 		t.Fatal(err)
 	}
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestTokenExpiringMidStream(t *testing.T) {
 	}
 	clk := testenv.NewClock(time.Now())
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, Now: clk.Now})
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

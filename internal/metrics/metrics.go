@@ -58,6 +58,7 @@ type Metrics struct {
 	genFinished     *prometheus.CounterVec
 	firstChunk      prometheus.Histogram
 	sessionChecks   *prometheus.CounterVec
+	resilience
 }
 
 // SessionResults are the results gymbro_session_checks_total counts.
@@ -116,6 +117,8 @@ func New(opts Options) *Metrics {
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 15, 30, 60},
 		}),
 	}
+	m.resilience = newResilience()
+	m.reg.MustRegister(m.resilience.collectors()...)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
