@@ -3,11 +3,7 @@ package web
 import (
 	"io/fs"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDistIsRootedAtTheBuild(t *testing.T) {
 	fsys, built := Dist()

@@ -6,12 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestLatenciesSummary(t *testing.T) {
 	var l Latencies

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gymbro/gymbro-api/internal/backoff"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
@@ -155,6 +156,9 @@ func (s *Service) result(ctx context.Context, m *gymbro.Message, run *streamed) 
 
 var errLeaseLost = errors.New("the generation's lease was lost")
 
+// finishBackoff paces the retries of a result the store refused.
+var finishBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: backoff.None}
+
 func (s *Service) cancelLocal(id string, cause error) {
 	s.mu.Lock()
 	g := s.running[id]
@@ -165,20 +169,30 @@ func (s *Service) cancelLocal(id string, cause error) {
 }
 
 func (s *Service) keepLease(ctx context.Context, id string, lost func(error)) {
-	t := time.NewTicker(s.opts.LeaseTTL / 3)
+	every(ctx, s.opts.LeaseTTL/3, func() bool {
+		err := s.store.RenewLease(ctx, id, s.opts.InstanceID, s.opts.Now().Add(s.opts.LeaseTTL))
+		if gymbro.ErrorKind(err) == gymbro.KindConflict {
+			lost(errLeaseLost)
+			return false
+		}
+		if err != nil && ctx.Err() == nil {
+			s.logger.Warn("renew lease", "message_id", id, "err", err)
+		}
+		return true
+	})
+}
+
+// every calls fn every interval until ctx ends or fn returns false.
+func every(ctx context.Context, interval time.Duration, fn func() bool) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := s.store.RenewLease(ctx, id, s.opts.InstanceID, s.opts.Now().Add(s.opts.LeaseTTL))
-			if gymbro.ErrorKind(err) == gymbro.KindConflict {
-				lost(errLeaseLost)
+			if !fn() {
 				return
-			}
-			if err != nil && ctx.Err() == nil {
-				s.logger.Warn("renew lease", "message_id", id, "err", err)
 			}
 		}
 	}
@@ -199,21 +213,14 @@ func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gy
 	const attempts = 8 // about 25 s of backoff in all
 	var done *gymbro.Message
 	var err error
-	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		done, err = s.store.FinishMessage(ctx, m.ID, r)
 		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || attempt >= attempts || ctx.Err() != nil {
 			break
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		case <-s.base.Done():
+		if backoff.Sleep(s.base, finishBackoff.Delay(attempt)) != nil {
 			attempt = attempts - 1 // shutting down: one last try
 		}
-		t.Stop()
-		wait *= 2
 	}
 	if err != nil {
 		if gymbro.ErrorKind(err) != gymbro.KindConflict {
@@ -323,20 +330,14 @@ func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 // that dies mid-generation leaves no stream waiting for longer than about
 // LeaseTTL + interval.
 func (s *Service) RunRecovery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := s.Recover(ctx, false); err != nil && ctx.Err() == nil {
-				s.logger.Warn("recover interrupted generations", "err", err)
-			} else if n > 0 {
-				s.logger.Info("recovered interrupted generations", "count", n)
-			}
+	every(ctx, interval, func() bool {
+		if n, err := s.Recover(ctx, false); err != nil && ctx.Err() == nil {
+			s.logger.Warn("recover interrupted generations", "err", err)
+		} else if n > 0 {
+			s.logger.Info("recovered interrupted generations", "count", n)
 		}
-	}
+		return true
+	})
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -18,10 +18,7 @@ import (
 func TestGenerationRidesThroughLogOutage(t *testing.T) {
 	pause := make(chan struct{})
 	e := newEnv(t, &script{chunks: []string{"one ", "two ", "three"}, pause: map[int]chan struct{}{0: pause}})
-	m := e.post(t, "hi")
-	e.events(t, m.ID, func(ev gymbro.Event) bool { return ev.Type == gymbro.EventContentDelta })
-	e.log.down.Store(true)
-	close(pause)
+	m := e.cutAfterFirstDelta(t, pause)
 	e.awaitRefusals(t, 3) // "two ", then at least two retries
 	if n := e.obs.held.Load(); n != 2 {
 		t.Errorf("events held = %d, want 2", n)
@@ -50,10 +47,7 @@ func TestGenerationGivesUpPastTheGrace(t *testing.T) {
 	pause := make(chan struct{})
 	e := newEnv(t, &script{chunks: []string{"one ", "two"}, pause: map[int]chan struct{}{0: pause}},
 		func(o *chat.Options) { o.Now, o.EventLogGrace = clk.Now, 5*time.Second })
-	m := e.post(t, "hi")
-	e.events(t, m.ID, func(ev gymbro.Event) bool { return ev.Type == gymbro.EventContentDelta })
-	e.log.down.Store(true)
-	close(pause)
+	m := e.cutAfterFirstDelta(t, pause)
 	e.awaitRefusals(t, 2)
 	clk.Advance(6 * time.Second)
 	e.awaitFinished(t) // it persists its end although the log is still down
@@ -81,10 +75,7 @@ func TestHeldEventsAreBounded(t *testing.T) {
 	big := string(make([]byte, 400))
 	e := newEnv(t, &script{chunks: []string{"a", big, big, big}, pause: map[int]chan struct{}{0: pause}},
 		func(o *chat.Options) { o.Now, o.MaxHeldBytes, o.EventLogGrace = clk.Now, 1000, 5*time.Second })
-	m := e.post(t, "hi")
-	e.events(t, m.ID, func(ev gymbro.Event) bool { return ev.Type == gymbro.EventContentDelta })
-	e.log.down.Store(true)
-	close(pause)
+	m := e.cutAfterFirstDelta(t, pause)
 	e.awaitRefusals(t, 2)
 	clk.Advance(6 * time.Second)
 	e.awaitFinished(t)
@@ -119,4 +110,15 @@ func TestRefusedPostCanBeRetried(t *testing.T) {
 	if end := last(e.events(t, m.ID)); end.Type != gymbro.EventCompleted {
 		t.Fatalf("retry ended %+v", end)
 	}
+}
+
+// cutAfterFirstDelta posts, waits for the reply's first chunk, cuts the
+// event log and lets the model (paused there) go on.
+func (e *env) cutAfterFirstDelta(t *testing.T, pause chan struct{}) *gymbro.Message {
+	t.Helper()
+	m := e.post(t, "hi")
+	e.events(t, m.ID, func(ev gymbro.Event) bool { return ev.Type == gymbro.EventContentDelta })
+	e.log.down.Store(true)
+	close(pause)
+	return m
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/demo"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
@@ -16,8 +14,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRecoverSparesFreshQueuedMessages: in a fleet, another instance's
 // reaper must not interrupt a message stored a moment ago whose generation

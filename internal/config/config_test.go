@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"go.uber.org/goleak"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +11,6 @@ import (
 func env(kv map[string]string) func(string) string {
 	return func(k string) string { return kv[k] }
 }
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDefaults(t *testing.T) {
 	c, err := Load(env(nil))

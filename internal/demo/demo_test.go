@@ -8,13 +8,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/demo"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The interface is what the composition root relies on.
 var _ gymbro.Model = (*demo.Model)(nil)

@@ -4,11 +4,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestListeners(t *testing.T) {
 	var l Listeners

@@ -3,12 +3,9 @@ package gymbro
 import (
 	"errors"
 	"fmt"
-	"go.uber.org/goleak"
 	"strings"
 	"testing"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestCursorRoundTrip(t *testing.T) {
 	c := Cursor{At: 1795362940123456, ID: "01a2040b-1455-779a-bb23-2b8774c4b983"}

@@ -9,12 +9,8 @@ import (
 	"testing/fstest"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestPanicBecomesAProblem(t *testing.T) {
 	s := New(nil, nil, Options{Logger: quietLogger()})

@@ -8,14 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/eventlogtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/inmem"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newLog(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventLog {
 	l := inmem.NewEventLog(inmem.Options{TTL: ttl, Now: now})

@@ -11,13 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/mailapi"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testKey = "ms-test-key-0123456789abcdef"
 

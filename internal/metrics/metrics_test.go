@@ -14,15 +14,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	"github.com/gymbro/gymbro-api/internal/metrics"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var (
 	_ httpapi.Metrics = (*metrics.Metrics)(nil)

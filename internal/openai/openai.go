@@ -26,7 +26,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,6 +35,7 @@ import (
 	sdk "github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/gymbro/gymbro-api/internal/backoff"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
@@ -53,11 +53,12 @@ const (
 // Retry pacing. maxRetryAfter is the longest server-requested pause we
 // honour; a longer one fails at once with ai_rate_limited and its
 // RetryAfter, which is more useful to the client than a silent minute.
-const (
-	baseBackoff   = 500 * time.Millisecond
-	maxBackoff    = 8 * time.Second
-	maxRetryAfter = 30 * time.Second
-)
+const maxRetryAfter = 30 * time.Second
+
+// retryBackoff paces retries the server gave no Retry-After for: equal
+// jitter, so synchronized clients spread out after a shared outage while
+// each still waits a sensible minimum.
+var retryBackoff = backoff.Policy{Base: 500 * time.Millisecond, Max: 8 * time.Second}
 
 // Config configures a Model. Zero fields take the defaults above.
 type Config struct {
@@ -177,7 +178,7 @@ func New(cfg Config) (*Model, error) {
 		cfg.HTTPClient = &http.Client{}
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = backoff.Sleep
 	}
 
 	// The service is built from explicit options only: openai.NewClient
@@ -432,31 +433,10 @@ func (m *Model) retryDelay(ctx context.Context, err error, attempt int) (time.Du
 		return 0, false
 	}
 	if delay == 0 {
-		delay = backoff(attempt)
+		delay = retryBackoff.Delay(attempt + 1) // attempt counts from 0
 	}
 	if deadline, ok := ctx.Deadline(); ok && m.now().Add(delay).After(deadline) {
 		return 0, false
 	}
 	return delay, true
-}
-
-// backoff is exponential with "equal jitter": half the step fixed, half
-// random, so synchronized clients spread out after a shared outage while
-// each still waits a sensible minimum.
-func backoff(attempt int) time.Duration {
-	d := baseBackoff << min(attempt, 10)
-	d = min(d, maxBackoff)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends, whichever comes first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -35,7 +35,7 @@ func TestRetryAfter(t *testing.T) {
 func TestBackoffGrowsWithinBounds(t *testing.T) {
 	for attempt, step := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
 		for range 50 {
-			if d := backoff(attempt); d < step/2 || d > step {
+			if d := retryBackoff.Delay(attempt + 1); d < step/2 || d > step {
 				t.Fatalf("backoff(%d) = %v, want in [%v, %v]", attempt, d, step/2, step)
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/postgres"
@@ -16,8 +15,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/supabasetest"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const key = "sb_secret_outboxTestKey0123456789"
 

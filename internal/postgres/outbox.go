@@ -2,11 +2,10 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
-	"sort"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 )
 
 // ClaimOutbox leases due pending items to owner. FOR UPDATE SKIP LOCKED
@@ -31,40 +30,25 @@ func (db *DB) ClaimOutbox(ctx context.Context, owner string, now, leaseUntil tim
 		return nil, dbErr(err)
 	}
 	defer rows.Close()
-	type row struct {
-		item gymbro.OutboxItem
-		due  time.Time
-	}
-	var rs []row
+	var cs []sqlstore.Claimed
 	for rows.Next() {
 		var (
-			r   row
+			c   sqlstore.Claimed
 			rec []byte
 		)
-		if err := rows.Scan(&r.item.ID, &rec, &r.item.Attempts, &r.item.CreatedAt, &r.item.LastError, &r.due); err != nil {
+		if err := rows.Scan(&c.Item.ID, &rec, &c.Item.Attempts, &c.Item.CreatedAt, &c.Item.LastError, &c.Due); err != nil {
 			return nil, dbErr(err)
 		}
-		if err := json.Unmarshal(rec, &r.item.Record); err != nil {
+		if err := c.DecodeRecord(rec); err != nil {
 			return nil, dbErr(err)
 		}
-		r.item.CreatedAt = r.item.CreatedAt.UTC()
-		rs = append(rs, r)
+		c.Item.CreatedAt = c.Item.CreatedAt.UTC()
+		cs = append(cs, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, dbErr(err)
 	}
-	// RETURNING gives no order; hand items out in the order they fell due.
-	sort.Slice(rs, func(i, j int) bool {
-		if c := rs[i].due.Compare(rs[j].due); c != 0 {
-			return c < 0
-		}
-		return rs[i].item.ID < rs[j].item.ID
-	})
-	out := make([]gymbro.OutboxItem, len(rs))
-	for i, r := range rs {
-		out[i] = r.item
-	}
-	return out, nil
+	return sqlstore.InDueOrder(cs), nil
 }
 
 // AckOutbox deletes delivered items; unknown ids are ignored.

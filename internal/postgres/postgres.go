@@ -18,6 +18,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/outage"
 	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -170,24 +171,8 @@ func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return dbErr(err)
 }
 
-// dbErr turns a driver failure into an *gymbro.Error that keeps it as the
-// hidden cause; an *gymbro.Error passes through untouched.
-func dbErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ge *gymbro.Error
-	if errors.As(err, &ge) {
-		return err
-	}
-	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
-		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
-	}
-	if outage.Is(err) {
-		return outage.Wrap(err, "The store")
-	}
-	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
-}
+// dbErr classifies a driver failure; see sqlstore.Err.
+func dbErr(err error) error { return sqlstore.Err(err, pgconn.Timeout, outage.Is) }
 
 // isUnique reports whether err is a unique_violation.
 func isUnique(err error) bool {

@@ -9,15 +9,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/postgres"
 	"github.com/gymbro/gymbro-api/internal/storetest"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func open(t testing.TB, url, schema string, opts ...postgres.Option) *postgres.DB {
 	t.Helper()
@@ -108,36 +105,10 @@ func TestUnavailable(t *testing.T) {
 }
 
 func BenchmarkCreateMessage(b *testing.B) {
-	ctx := context.Background()
 	url := testenv.PostgresURL(b)
 	db := open(b, url, testenv.PostgresSchema(b, url, "gymbro_test_"), postgres.WithMaxConns(16))
 	defer db.Close()
-	newMsg := func() gymbro.NewMessage {
-		return gymbro.NewMessage{
-			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
-			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
-			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
-		}
-	}
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
-	})
+	storetest.BenchmarkCreateMessage(b, db, 8)
 }
 
 // TestFinishIsAtomic makes the outbox insert fail (a row with the message's

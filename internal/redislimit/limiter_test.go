@@ -10,15 +10,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var _ chat.Limiter = (*redislimit.Limiter)(nil)
 

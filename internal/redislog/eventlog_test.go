@@ -9,15 +9,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/eventlogtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/redislog"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newClient connects to the test Redis; name, when set, is the connections'
 // CLIENT SETNAME so a test can find and kill them.

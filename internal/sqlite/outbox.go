@@ -3,12 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 )
 
 // ClaimOutbox leases due pending items to owner. The single write
@@ -31,39 +30,26 @@ func (db *DB) ClaimOutbox(ctx context.Context, owner string, now, leaseUntil tim
 			return err
 		}
 		defer rows.Close()
-		type row struct {
-			item gymbro.OutboxItem
-			due  int64
-		}
-		var rs []row
+		var cs []sqlstore.Claimed
 		for rows.Next() {
 			var (
-				r       row
-				rec     string
-				created int64
+				c            sqlstore.Claimed
+				rec          string
+				created, due int64
 			)
-			if err := rows.Scan(&r.item.ID, &rec, &r.item.Attempts, &created, &r.item.LastError, &r.due); err != nil {
+			if err := rows.Scan(&c.Item.ID, &rec, &c.Item.Attempts, &created, &c.Item.LastError, &due); err != nil {
 				return err
 			}
-			if err := json.Unmarshal([]byte(rec), &r.item.Record); err != nil {
+			if err := c.DecodeRecord([]byte(rec)); err != nil {
 				return err
 			}
-			r.item.CreatedAt = fromMicros(created)
-			rs = append(rs, r)
+			c.Item.CreatedAt, c.Due = fromMicros(created), fromMicros(due)
+			cs = append(cs, c)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		// RETURNING gives no order; hand items out in the order they fell due.
-		sort.Slice(rs, func(i, j int) bool {
-			if rs[i].due != rs[j].due {
-				return rs[i].due < rs[j].due
-			}
-			return rs[i].item.ID < rs[j].item.ID
-		})
-		for _, r := range rs {
-			out = append(out, r.item)
-		}
+		out = sqlstore.InDueOrder(cs)
 		return nil
 	})
 	return out, err

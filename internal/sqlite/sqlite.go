@@ -21,6 +21,7 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
+	"github.com/gymbro/gymbro-api/internal/sqlstore"
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 )
@@ -290,30 +291,21 @@ func (db *DB) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...an
 	return st.QueryRowContext(ctx, args...), nil
 }
 
-// dbErr turns a driver failure into an *gymbro.Error that keeps it as the
-// hidden cause; an *gymbro.Error passes through untouched.
+// dbErr classifies a driver failure; see sqlstore.Err.
 func dbErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ge *gymbro.Error
-	if errors.As(err, &ge) {
-		return err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
-	}
-	var se *sqlite3.Error
-	if errors.As(err, &se) {
+	return sqlstore.Err(err, func(error) bool { return false }, unavailable)
+}
+
+// unavailable: the file is locked by another process past the busy
+// timeout, cannot be opened, or the disk is full or failing.
+func unavailable(err error) bool {
+	if se, ok := errors.AsType[*sqlite3.Error](err); ok {
 		switch se.Code() & 0xff {
 		case sqlite3lib.SQLITE_BUSY, sqlite3lib.SQLITE_LOCKED, sqlite3lib.SQLITE_CANTOPEN, sqlite3lib.SQLITE_FULL, sqlite3lib.SQLITE_IOERR:
-			return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
+			return true
 		}
 	}
-	if errors.Is(err, sql.ErrConnDone) {
-		return gymbro.Wrap(err, gymbro.KindUnavailable, gymbro.CodeUnavailable, "The store is unavailable.")
-	}
-	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+	return errors.Is(err, sql.ErrConnDone)
 }
 
 // isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.

@@ -8,14 +8,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/storetest"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func open(t testing.TB, path string) *sqlite.DB {
 	t.Helper()
@@ -102,34 +99,9 @@ func TestOpenRefusesBadPath(t *testing.T) {
 }
 
 func BenchmarkCreateMessage(b *testing.B) {
-	ctx := context.Background()
 	db := open(b, filepath.Join(b.TempDir(), "bench.db"))
 	defer db.Close()
-	newMsg := func() gymbro.NewMessage {
-		return gymbro.NewMessage{
-			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
-			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
-			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
-		}
-	}
-	b.Run("serial", func(b *testing.B) {
-		for b.Loop() {
-			if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, _, err := db.CreateMessage(ctx, newMsg()); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
-	})
+	storetest.BenchmarkCreateMessage(b, db, 1)
 }
 
 // TestFinishIsAtomic makes the outbox insert fail (a row with the message's

@@ -4,12 +4,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"go.uber.org/goleak"
-
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestLoadOrdersByVersion(t *testing.T) {
 	fsys := fstest.MapFS{

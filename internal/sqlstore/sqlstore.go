@@ -11,8 +11,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
@@ -179,4 +182,45 @@ func Reverse[T any](s []T) []T {
 		s[i], s[j] = s[j], s[i]
 	}
 	return s
+}
+
+// Err turns a driver failure into an *gymbro.Error that keeps it as the
+// hidden cause: a timeout (the context's deadline, or what the dialect's
+// timeout recognises) is 504 store_timeout, an outage is 503 with
+// Retry-After, anything else 500. An *gymbro.Error passes through untouched.
+func Err(err error, timeout, outage func(error) bool) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*gymbro.Error](err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || timeout(err):
+		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
+	case outage(err):
+		return gymbro.Unavailable(err, "The store")
+	}
+	return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Storage failed.")
+}
+
+// Claimed is an outbox item as a claim's RETURNING gives it: in no order.
+type Claimed struct {
+	Item gymbro.OutboxItem
+	Due  time.Time
+}
+
+// DecodeRecord reads a stored chat record into c.
+func (c *Claimed) DecodeRecord(rec []byte) error { return json.Unmarshal(rec, &c.Item.Record) }
+
+// InDueOrder hands claimed items out in the order they fell due.
+func InDueOrder(cs []Claimed) []gymbro.OutboxItem {
+	slices.SortFunc(cs, func(a, b Claimed) int {
+		return cmp.Or(a.Due.Compare(b.Due), cmp.Compare(a.Item.ID, b.Item.ID))
+	})
+	out := make([]gymbro.OutboxItem, len(cs))
+	for i, c := range cs {
+		out[i] = c.Item
+	}
+	return out
 }

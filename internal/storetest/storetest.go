@@ -1191,3 +1191,36 @@ func testDiscard(t *testing.T, s gymbro.Store) {
 	wantErr(t, s.DiscardMessage(ctx, retried.ID), gymbro.KindConflict, "message_not_queued")
 	wantErr(t, s.DiscardMessage(ctx, newID()), gymbro.KindNotFound, gymbro.CodeMessageNotFound)
 }
+
+// BenchmarkCreateMessage measures CreateMessage with an idempotency key, one
+// at a time and from parallel goroutines (parallelism × GOMAXPROCS), and
+// reports creates/s.
+func BenchmarkCreateMessage(b *testing.B, s gymbro.Store, parallelism int) {
+	ctx := context.Background()
+	newMsg := func() gymbro.NewMessage {
+		return gymbro.NewMessage{
+			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
+			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
+			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := s.CreateMessage(ctx, newMsg()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(parallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := s.CreateMessage(ctx, newMsg()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
+	})
+}

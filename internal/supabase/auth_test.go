@@ -14,7 +14,6 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
-	"go.uber.org/goleak"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
@@ -22,8 +21,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newClock() *testenv.Clock { return testenv.NewClock(time.Now().UTC()) }
 

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gymbro/gymbro-api/internal/auth"
@@ -23,8 +22,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/testenv"
 	"github.com/gymbro/gymbro-api/internal/testusers"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // logBuffer collects log output written from many goroutines.
 type logBuffer struct {

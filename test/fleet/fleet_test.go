@@ -29,13 +29,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // redisDB is the Redis database the fleet uses. The event log's key prefix
 // is not configurable from the environment, so the test owns a whole

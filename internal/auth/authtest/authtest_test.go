@@ -1,7 +1,6 @@
 package authtest_test
 
 import (
-	"go.uber.org/goleak"
 	"testing"
 	"time"
 
@@ -9,8 +8,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestIssuerTokensPassTheSupabaseVerifier(t *testing.T) {
 	iss := authtest.NewIssuer(t)

@@ -15,15 +15,12 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/goleak"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // server serves whichever emulator is current under /auth/v1, so a test can
 // restart the emulator behind one stable URL (and issuer).
