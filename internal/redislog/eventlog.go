@@ -34,8 +34,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gymbro/gymbro-api/internal/eventlog"
 	"github.com/gymbro/gymbro-api/internal/backoff"
+	"github.com/gymbro/gymbro-api/internal/eventlog"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/outage"
 )
