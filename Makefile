@@ -8,7 +8,7 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e bench lint tidy clean
+.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench lint tidy clean
 
 ## run: build the console if it is missing, then start the service
 run: console modules
@@ -51,6 +51,11 @@ test-prom:
 	@command -v promtool >/dev/null || { echo "test-prom: promtool is missing (apt-get install prometheus)"; exit 1; }
 	promtool check rules deploy/prometheus/alerts.yml
 	cd deploy/prometheus && promtool test rules alerts_test.yml
+
+# test-faults cuts PostgreSQL and Redis for 8 s each, twice, under traffic
+# (make test runs the same test with 2 s cuts).
+test-faults:
+	GYMBRO_FAULT_CUT=8s $(GO) test -race -count=1 -run '^TestDependencyCutsLoseNothing$$' -v ./cmd/gymbro
 
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth

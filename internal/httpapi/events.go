@@ -103,23 +103,28 @@ func setStreamHeaders(h http.Header, reset bool, evs []gymbro.Event) {
 }
 
 // drain writes what the log holds after *last; done reports that the
-// terminal event went out.
+// terminal event went out, read that the log could be read to its end.
 func (s *Server) drain(ctx context.Context, sw *sseWriter, log gymbro.EventLog, id string, last *int64) (done bool) {
+	done, _ = s.drainRead(ctx, sw, log, id, last)
+	return done
+}
+
+func (s *Server) drainRead(ctx context.Context, sw *sseWriter, log gymbro.EventLog, id string, last *int64) (done, read bool) {
 	for {
 		evs, err := log.Read(ctx, id, *last, readBatch)
 		if err != nil {
 			s.logger.WarnContext(ctx, "read event log", "message_id", id, "err", err)
-			return false // the next wake or heartbeat retries
+			return false, false // the next wake or heartbeat retries
 		}
 		for _, ev := range evs {
 			sw.event(ev)
 			*last = ev.Seq
 			if ev.Type.Terminal() {
-				return true
+				return true, true
 			}
 		}
 		if len(evs) < readBatch {
-			return false
+			return false, true
 		}
 	}
 }
@@ -166,9 +171,15 @@ func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.Event
 // the log anyway; and the store is the source of truth when a terminal
 // append itself was lost. It reports that the stream is finished.
 func (s *Server) catchUp(ctx context.Context, sw *sseWriter, log gymbro.EventLog, p *gymbro.Principal, id string, last *int64) bool {
-	if s.drain(ctx, sw, log, id, last) {
+	done, read := s.drainRead(ctx, sw, log, id, last)
+	if done {
 		sw.flush()
 		return true
+	}
+	// Only a log read to its end proves the terminal append was lost: one
+	// that could not be read may hold events the client has not seen.
+	if !read {
+		return false
 	}
 	if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > *last {
 		sw.event(chat.TerminalEvent(m))

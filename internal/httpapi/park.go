@@ -172,11 +172,12 @@ func (k *parker) serve(pk *parked) {
 		pk.again, pk.beat = false, false
 		k.mu.Unlock()
 
-		done, wrote := k.drain(ctx, sw, pk.id, &last)
+		done, wrote, read := k.drain(ctx, sw, pk.id, &last)
 		if !done && !closing && beat {
-			if stalled && !wrote {
+			if stalled && !wrote && read {
 				// As in the goroutine loop: the store is the source of truth
-				// when a terminal append was lost.
+				// when a terminal append was lost (and only a log read to
+				// its end shows that it was).
 				if m, err := k.s.chat.Message(ctx, pk.p, pk.id); err == nil && m.Status.Terminal() && m.LastSeq > last {
 					sw.event(chat.TerminalEvent(m))
 					done = true
@@ -215,23 +216,24 @@ func (k *parker) serve(pk *parked) {
 	}
 }
 
-// drain writes the log's events after *last; done reports the terminal one.
-func (k *parker) drain(ctx context.Context, sw *sseWriter, id string, last *int64) (done, wrote bool) {
+// drain writes the log's events after *last; done reports the terminal
+// one, read that the log could be read to its end.
+func (k *parker) drain(ctx context.Context, sw *sseWriter, id string, last *int64) (done, wrote, read bool) {
 	for {
 		evs, err := k.log.Read(ctx, id, *last, readBatch)
 		if err != nil {
 			k.s.logger.Warn("read event log", "message_id", id, "err", err)
-			return false, wrote // the next notification or heartbeat retries
+			return false, wrote, false // the next notification or heartbeat retries
 		}
 		for _, ev := range evs {
 			sw.event(ev)
 			*last, wrote = ev.Seq, true
 			if ev.Type.Terminal() {
-				return true, true
+				return true, true, true
 			}
 		}
 		if len(evs) < readBatch || sw.err != nil {
-			return false, wrote
+			return false, wrote, true
 		}
 	}
 }
