@@ -164,7 +164,7 @@ func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome,
 // Message returns the user's exchange; another user's reads as missing so
 // ids cannot be probed (OWASP API1:2023, broken object level authorization).
 func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, error) {
-	m, err := getMessage(ctx, db.pool, id)
+	m, err := getMessage(ctx, db.q, id)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -176,7 +176,7 @@ func (db *DB) Message(ctx context.Context, userID, id string) (*gymbro.Message, 
 
 // MessageByID returns an exchange whoever owns it.
 func (db *DB) MessageByID(ctx context.Context, id string) (*gymbro.Message, error) {
-	m, err := getMessage(ctx, db.pool, id)
+	m, err := getMessage(ctx, db.q, id)
 	return m, dbErr(err)
 }
 
@@ -189,13 +189,13 @@ func exists(ctx context.Context, q querier, id string) (bool, error) {
 // guardedUpdate runs one UPDATE whose WHERE encodes the allowed state; the
 // row lock it takes makes check and change one step.
 func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
-	tag, err := db.pool.Exec(ctx, query, args...)
+	tag, err := db.q.Exec(ctx, query, args...)
 	if err != nil {
 		return dbErr(err)
 	}
 	if tag.RowsAffected() == 0 {
 		return dbErr(sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) {
-			return exists(ctx, db.pool, id)
+			return exists(ctx, db.q, id)
 		}, id, code, msg))
 	}
 	return nil
@@ -273,7 +273,7 @@ func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, 
 // TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
 func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error) {
 	var n int64
-	err := db.pool.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
+	err := db.q.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
 		userID, day).Scan(&n)
 	return n, dbErr(err)
 }
@@ -303,7 +303,7 @@ func (db *DB) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*g
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := db.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages
+	rows, err := db.q.Query(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE status IN ('queued', 'working')
 		AND ((lease_until IS NOT NULL AND lease_until < $1) OR (lease_until IS NULL AND created_at < $1))
 		ORDER BY created_at, id LIMIT $2`, ts(now), limit)
@@ -328,7 +328,7 @@ func (db *DB) Conversations(ctx context.Context, userID string, p gymbro.Page) (
 		args = append(args, time.UnixMicro(c.At), c.ID)
 	}
 	q += ` ORDER BY updated_at DESC, id DESC LIMIT $2`
-	rows, err := db.pool.Query(ctx, q, args...)
+	rows, err := db.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
@@ -359,7 +359,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 	}
 	limit := p.Size()
 	var exists bool
-	if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2)`,
+	if err := db.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2)`,
 		conversationID, userID).Scan(&exists); err != nil {
 		return nil, "", dbErr(err)
 	}
@@ -373,7 +373,7 @@ func (db *DB) ConversationMessages(ctx context.Context, userID, conversationID s
 		args = append(args, time.UnixMicro(c.At), c.ID)
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT $2`
-	rows, err := db.pool.Query(ctx, q, args...)
+	rows, err := db.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", dbErr(err)
 	}
@@ -398,7 +398,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 	args := []any{conversationID, limit}
 	if before != "" {
 		var at time.Time
-		err := db.pool.QueryRow(ctx, `SELECT created_at FROM messages WHERE id = $1 AND conversation_id = $2`,
+		err := db.q.QueryRow(ctx, `SELECT created_at FROM messages WHERE id = $1 AND conversation_id = $2`,
 			before, conversationID).Scan(&at)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, gymbro.MessageNotFound()
@@ -410,7 +410,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 		args = append(args, at, before)
 	}
 	q += ` ORDER BY created_at DESC, id DESC LIMIT $2`
-	rows, err := db.pool.Query(ctx, q, args...)
+	rows, err := db.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -424,7 +424,7 @@ func (db *DB) History(ctx context.Context, conversationID, before string, limit 
 // CountRunning counts the user's queued and working exchanges.
 func (db *DB) CountRunning(ctx context.Context, userID string) (int, error) {
 	var n int
-	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`,
+	err := db.q.QueryRow(ctx, `SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`,
 		userID).Scan(&n)
 	return n, dbErr(err)
 }

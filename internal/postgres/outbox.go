@@ -16,7 +16,7 @@ func (db *DB) ClaimOutbox(ctx context.Context, owner string, now, leaseUntil tim
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := db.pool.Query(ctx, `WITH due AS (
+	rows, err := db.q.Query(ctx, `WITH due AS (
 			SELECT id FROM outbox
 			WHERE state = 'pending' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
 			ORDER BY next_attempt_at, id
@@ -56,12 +56,12 @@ func (db *DB) AckOutbox(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := db.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
+	_, err := db.q.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids)
 	return dbErr(err)
 }
 
 func (db *DB) outboxUpdate(ctx context.Context, query string, args ...any) error {
-	tag, err := db.pool.Exec(ctx, query, args...)
+	tag, err := db.q.Exec(ctx, query, args...)
 	if err != nil {
 		return dbErr(err)
 	}
@@ -86,7 +86,7 @@ func (db *DB) BuryOutbox(ctx context.Context, id, reason string) error {
 // RedriveOutbox makes every dead item pending and due now. Attempts restart
 // from zero so the worker's backoff and its give-up limit start afresh.
 func (db *DB) RedriveOutbox(ctx context.Context) (int, error) {
-	tag, err := db.pool.Exec(ctx, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1,
+	tag, err := db.q.Exec(ctx, `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1,
 		lease_owner = NULL, lease_until = NULL WHERE state = 'dead'`, ts(db.now()))
 	if err != nil {
 		return 0, dbErr(err)
@@ -100,7 +100,7 @@ func (db *DB) OutboxStats(ctx context.Context) (gymbro.OutboxStats, error) {
 		s      gymbro.OutboxStats
 		oldest *time.Time
 	)
-	err := db.pool.QueryRow(ctx, `SELECT
+	err := db.q.QueryRow(ctx, `SELECT
 		count(*) FILTER (WHERE state = 'pending'),
 		count(*) FILTER (WHERE state = 'dead'),
 		min(created_at) FILTER (WHERE state = 'pending')

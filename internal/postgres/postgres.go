@@ -29,6 +29,7 @@ var _ gymbro.Store = (*DB)(nil)
 // DB is a gymbro.Store on PostgreSQL.
 type DB struct {
 	pool   *pgxpool.Pool
+	q      retrying // single statements on pool
 	schema string
 	now    func() time.Time
 }
@@ -76,7 +77,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	db := &DB{pool: pool, schema: o.schema, now: o.now}
+	db := &DB{pool: pool, q: retrying{pool}, schema: o.schema, now: o.now}
 	if o.schema != "" {
 		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{o.schema}.Sanitize()); err != nil {
 			pool.Close()
@@ -190,4 +191,56 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// retrying runs single statements on the pool, each once more on a fresh
+// connection when it failed before reaching the server (a pooled
+// connection that died since its last use: pgconn.SafeToRetry), as tx
+// does for transactions. pgxpool itself pings only connections idle for
+// over a second.
+type retrying struct{ pool *pgxpool.Pool }
+
+func (r retrying) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := r.pool.Exec(ctx, sql, args...)
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		tag, err = r.pool.Exec(ctx, sql, args...)
+	}
+	return tag, err
+}
+
+func (r retrying) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	rows, err := r.pool.Query(ctx, sql, args...)
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		rows, err = r.pool.Query(ctx, sql, args...)
+	}
+	return rows, err
+}
+
+// QueryRow is Query for one row, with pgx's QueryRow semantics.
+func (r retrying) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	rows, err := r.Query(ctx, sql, args...)
+	return firstRow{rows, err}
+}
+
+type firstRow struct {
+	rows pgx.Rows
+	err  error
+}
+
+func (f firstRow) Scan(dest ...any) error {
+	if f.err != nil {
+		return f.err
+	}
+	defer f.rows.Close()
+	if !f.rows.Next() {
+		if err := f.rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	if err := f.rows.Scan(dest...); err != nil {
+		return err
+	}
+	f.rows.Close()
+	return f.rows.Err()
 }

@@ -195,3 +195,40 @@ func TestDeadConnectionsAreAnOutage(t *testing.T) {
 		warm()
 	}
 }
+
+// TestDeadPooledConnectionCostsNothing: every pooled connection dies (a
+// proxy resets them, as a failover does) and the database is back at once;
+// the next statements, single or in a transaction, run on fresh
+// connections instead of failing.
+func TestDeadPooledConnectionCostsNothing(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	if !strings.Contains(url, "@127.0.0.1:5432/") {
+		t.Skip("proxies the default local PostgreSQL only")
+	}
+	proxy := testenv.NewProxy(t, "127.0.0.1:5432")
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
+	db := open(t, strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1), schema, postgres.WithMaxConns(1))
+	defer db.Close()
+	ctx := context.Background()
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Now: time.Now()}
+	if _, _, err := db.CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{
+		{"read", func() error { _, err := db.Message(ctx, "u1", in.ID); return err }},
+		{"update", func() error { return db.SaveReply(ctx, in.ID, "partial") }},
+		{"transaction", func() error {
+			_, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "y", Now: time.Now()})
+			return err
+		}},
+	} {
+		proxy.Cut()
+		proxy.Restore()
+		if err := step.run(); err != nil {
+			t.Errorf("%s on a dead pooled connection: %v", step.name, err)
+		}
+	}
+}
