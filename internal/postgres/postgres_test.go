@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,6 +230,72 @@ func TestDeadPooledConnectionCostsNothing(t *testing.T) {
 		proxy.Restore()
 		if err := step.run(); err != nil {
 			t.Errorf("%s on a dead pooled connection: %v", step.name, err)
+		}
+	}
+}
+
+// TestBudgetAcrossInstances: two instances on one database take 20
+// concurrent posts of one user near the end of the daily budget. Each is
+// admitted or refused whole; the user ends over the budget by at most the
+// exchanges that were already running, and is then refused everywhere.
+func TestBudgetAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
+	a, b := open(t, url, schema), open(t, url, schema)
+	defer a.Close()
+	defer b.Close()
+	const limit, each, running = 100, 50, 3
+	at := time.Now().UTC()
+	post := func(db *postgres.DB) (*gymbro.Message, error) {
+		m, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(),
+			UserID: "spender", Text: "x", MaxRunning: running, DailyTokens: limit, Now: at})
+		return m, err
+	}
+	finish := func(m *gymbro.Message, tokens int64) {
+		if _, err := a.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "r", Usage: gymbro.Usage{TotalTokens: tokens}, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := post(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish(first, limit-10) // 10 tokens left
+	var (
+		mu       sync.Mutex
+		admitted []*gymbro.Message
+		wg       sync.WaitGroup
+	)
+	for i := range 20 {
+		db := []*postgres.DB{a, b}[i%2]
+		wg.Go(func() {
+			m, err := post(db)
+			switch gymbro.ErrorCode(err) {
+			case "":
+				mu.Lock()
+				admitted = append(admitted, m)
+				mu.Unlock()
+			case gymbro.CodeTooManyRunning:
+			default:
+				t.Errorf("post: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(admitted) != running {
+		t.Fatalf("admitted %d, want the running cap %d", len(admitted), running)
+	}
+	for _, m := range admitted {
+		finish(m, each)
+	}
+	used, err := b.TokensUsed(ctx, "spender", gymbro.UsageDay(at))
+	if err != nil || used > limit+running*each {
+		t.Fatalf("used %d (%v): over the budget by more than the %d running exchanges", used, err, running)
+	}
+	for _, db := range []*postgres.DB{a, b} {
+		if _, err := post(db); gymbro.ErrorCode(err) != gymbro.CodeBudgetExhausted {
+			t.Errorf("post over the budget = %v, want budget_exhausted", err)
 		}
 	}
 }
