@@ -60,16 +60,16 @@ func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, err
 }
 
 // CreateMessage stores a queued exchange; see gymbro.Store and
-// sqlstore.CreateMessage, which decides. It costs four round trips: BEGIN,
-// one pipelined batch that locks and reads the admission, one that writes
-// the conversation and the message, and COMMIT.
+// sqlstore.CreateMessage, which decides. It costs two round trips: one
+// pipelined batch begins the transaction, locks and reads the admission;
+// the other writes the conversation and the message and commits.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
 	var (
 		out      *gymbro.Message
 		replayed bool
 	)
-	err := db.tx(ctx, func(tx pgx.Tx) (err error) {
-		out, replayed, err = sqlstore.CreateMessage(ctx, createTx{tx}, in, ts(orNow(in.Now, db.now)))
+	err := db.pipelined(ctx, func(p *pipe) (err error) {
+		out, replayed, err = sqlstore.CreateMessage(ctx, createTx{p}, in, ts(orNow(in.Now, db.now)))
 		return err
 	})
 	if err != nil {
@@ -79,7 +79,7 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 }
 
 // createTx is PostgreSQL's half of the create-message transaction.
-type createTx struct{ tx pgx.Tx }
+type createTx struct{ p *pipe }
 
 // Admit takes one transaction-scoped advisory lock and reads, in the same
 // round trip, the idempotent prior, the running count and the day's tokens.
@@ -116,47 +116,46 @@ func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Adm
 		b.Queue(`SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
 			in.UserID, gymbro.UsageDay(in.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&a.TokensUsed) })
 	}
-	if b.Len() == 0 {
-		return a, nil
-	}
-	return a, c.tx.SendBatch(ctx, b).Close()
+	return a, c.p.send(ctx, b, false)
 }
 
-// Insert writes the conversation and the message in one pipelined batch.
+// Insert writes the conversation and the message and commits, in one
+// pipelined batch. The message is inserted only into a conversation of the
+// same user, so another user's conversation id inserts nothing (and is
+// then reported missing) although the batch commits.
 func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
 	m := r.Message
-	missing := false
 	b := &pgx.Batch{}
 	if r.NewConversation {
 		b.Queue(`INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
 			m.ConversationID, m.UserID, r.Title, m.CreatedAt)
 	} else {
 		b.Queue(`UPDATE conversations SET updated_at = greatest(updated_at, $1) WHERE id = $2 AND user_id = $3`,
-			m.CreatedAt, m.ConversationID, m.UserID).Exec(func(tag pgconn.CommandTag) error {
-			missing = tag.RowsAffected() == 0
-			return nil
-		})
+			m.CreatedAt, m.ConversationID, m.UserID)
 	}
 	var key *string
 	if r.IdempotencyKey != "" {
 		key = &r.IdempotencyKey
 	}
+	inserted := false
 	b.Queue(`INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
 		trace_id, idempotency_key, request_hash, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)`,
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10
+		WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3)`,
 		m.ID, m.ConversationID, m.UserID, m.Provider, m.Text, string(m.Status),
-		m.TraceID, key, r.RequestHash, m.CreatedAt)
-	err := c.tx.SendBatch(ctx, b).Close()
+		m.TraceID, key, r.RequestHash, m.CreatedAt).Exec(func(tag pgconn.CommandTag) error {
+		inserted = tag.RowsAffected() == 1
+		return nil
+	})
+	err := c.p.send(ctx, b, true)
 	var pgErr *pgconn.PgError
 	switch {
-	case missing:
-		// The message's insert then failed on the foreign key, or found
-		// another user's conversation; either way the transaction rolls back.
-		return sqlstore.ConversationMissing, nil
 	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "conversations":
 		return sqlstore.ConversationExists, nil
 	case isUnique(err):
 		return sqlstore.MessageExists, nil
+	case err == nil && !inserted:
+		return sqlstore.ConversationMissing, nil
 	}
 	return sqlstore.Inserted, err
 }
@@ -224,11 +223,13 @@ func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
 }
 
 // FinishMessage records the result, its outbox record and the user's
-// tokens in one transaction; see sqlstore.FinishMessage.
+// tokens in one transaction of two round trips (BEGIN and the update in
+// one batch, the outbox row, the tokens and COMMIT in the other); see
+// sqlstore.FinishMessage.
 func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
 	var out *gymbro.Message
-	err := db.tx(ctx, func(tx pgx.Tx) (err error) {
-		out, err = sqlstore.FinishMessage(ctx, finishTx{tx}, id, r, ts(orNow(r.At, db.now)))
+	err := db.pipelined(ctx, func(p *pipe) (err error) {
+		out, err = sqlstore.FinishMessage(ctx, finishTx{p}, id, r, ts(orNow(r.At, db.now)))
 		return err
 	})
 	if err != nil {
@@ -238,26 +239,38 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 }
 
 // finishTx is PostgreSQL's half of the finish-message transaction.
-type finishTx struct{ tx pgx.Tx }
+type finishTx struct{ p *pipe }
 
-func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
-	m, err := scanMessage(f.tx.QueryRow(ctx, `UPDATE messages SET status = $1, reply = $2, error_code = $3,
+func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (m *gymbro.Message, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE messages SET status = $1, reply = $2, error_code = $3,
 		error_message = $4, model = $5, finish_reason = $6, prompt_tokens = $7, completion_tokens = $8,
 		total_tokens = $9, last_seq = $10, completed_at = $11, updated_at = $11,
 		lease_owner = NULL, lease_until = NULL
 		WHERE id = $12 AND status IN ('queued', 'working')
 		RETURNING `+messageColumns,
 		string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
-		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, id).QueryRow(func(row pgx.Row) error {
+		m, err = scanMessage(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			m, err = nil, nil
+		}
+		return err
+	})
+	if serr := f.p.send(ctx, b, false); serr != nil {
+		return nil, serr
 	}
 	return m, err
 }
 
-func (f finishTx) Exists(ctx context.Context, id string) (bool, error) { return exists(ctx, f.tx, id) }
+func (f finishTx) Exists(ctx context.Context, id string) (ok bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+	return ok, f.p.send(ctx, b, false)
+}
 
-// Record writes the outbox row and the day's tokens in one round trip.
+// Record writes the outbox row and the day's tokens and commits, in one
+// round trip.
 func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error {
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES ($1, $2, $3, $3)`,
@@ -267,7 +280,7 @@ func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, 
 			ON CONFLICT (user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`,
 			m.UserID, day, n)
 	}
-	return f.tx.SendBatch(ctx, b).Close()
+	return f.p.send(ctx, b, true)
 }
 
 // TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
