@@ -34,6 +34,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/openai"
 	"github.com/gymbro/gymbro-api/internal/outbox"
 	"github.com/gymbro/gymbro-api/internal/postgres"
+	"github.com/gymbro/gymbro-api/internal/ratelimit"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/redislog"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
@@ -257,12 +258,12 @@ func (m *Main) startOutbox(bg context.Context, serviceKey string) {
 // unfinished.
 func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metrics.Metrics) error {
 	cfg := m.Config
-	var limiter chat.Limiter
+	var limiter ratelimit.Limiter
 	if cfg.RateLimit > 0 && m.redis != nil {
 		// One budget for the whole fleet, on the Redis server's clock.
 		limiter = redislimit.New(m.redis, cfg.RedisPrefix+"ratelimit:", cfg.RateLimit, time.Minute, nil)
 	} else if cfg.RateLimit > 0 {
-		limiter = chat.NewMemoryLimiter(cfg.RateLimit, time.Minute, nil)
+		limiter = ratelimit.NewMemory(cfg.RateLimit, time.Minute, nil)
 	}
 	m.Chat = chat.New(chat.Options{
 		Store: m.Store, Log: m.Log, Model: model,

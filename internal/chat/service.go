@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/ratelimit"
 )
 
 // Error codes of the chat use-case.
@@ -32,25 +33,18 @@ const (
 	CodePersistFailed         = "persist_failed"
 )
 
-// Limiter decides whether a user may post another message now.
-type Limiter interface {
-	// Allow takes one unit for key; when none is left it returns false and
-	// how long until one is.
-	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
-}
-
 // Options configures a Service. Store, Log and Model are required.
 type Options struct {
 	Store           gymbro.Store
 	Log             gymbro.EventLog
 	Model           gymbro.Model
 	SystemPrompt    string
-	HistoryTurns    int // earlier exchanges the model sees; 0: none (config.Load defaults it to 20)
-	HistoryChars    int // budget for their text; 0: none (config.Load defaults it to 24000)
-	MaxMessageChars int // default 8000
-	MaxRunning      int // running generations per user; default 3
-	Limiter         Limiter
-	DailyTokens     int64 // tokens one user's exchanges may use per UTC day; 0: unlimited
+	HistoryTurns    int               // earlier exchanges the model sees; 0: none (config.Load defaults it to 20)
+	HistoryChars    int               // budget for their text; 0: none (config.Load defaults it to 24000)
+	MaxMessageChars int               // default 8000
+	MaxRunning      int               // running generations per user; default 3
+	Limiter         ratelimit.Limiter // messages per user; nil: none
+	DailyTokens     int64             // tokens one user's exchanges may use per UTC day; 0: unlimited
 	InstanceID      string
 	LeaseTTL        time.Duration // default 15s
 	CheckpointEvery time.Duration // how often a partial reply is saved; default 2s

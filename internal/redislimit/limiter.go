@@ -1,7 +1,7 @@
 // Package redislimit is the fleet-wide rate limiter: one sliding-window
 // budget per key kept in Redis, so every instance behind the load balancer
-// spends from the same allowance. It implements chat.Limiter; the
-// in-process chat.MemoryLimiter remains the single-instance default.
+// spends from the same allowance. It implements ratelimit.Limiter; the
+// in-process ratelimit.Memory remains the single-instance default.
 package redislimit
 
 import (
@@ -89,7 +89,7 @@ func New(client redis.UniversalClient, prefix string, n int, window time.Duratio
 	return &Limiter{client: client, prefix: prefix, n: n, window: window, now: now, id: hex.EncodeToString(b)}
 }
 
-// Allow implements chat.Limiter: it takes one unit for key, or reports how
+// Allow implements ratelimit.Limiter: it takes one unit for key, or reports how
 // long until one frees. A Redis failure is a *gymbro.Error of kind
 // unavailable with code rate_limiter_unavailable: failing closed keeps a
 // broken Redis from turning into unmetered model spend.

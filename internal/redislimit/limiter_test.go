@@ -11,13 +11,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/ratelimit"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-var _ chat.Limiter = (*redislimit.Limiter)(nil)
+var _ ratelimit.Limiter = (*redislimit.Limiter)(nil)
 
 func newClient(t testing.TB) *redis.Client {
 	t.Helper()

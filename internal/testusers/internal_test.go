@@ -5,43 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gymbro/gymbro-api/internal/supabase"
 )
-
-func TestLimiterSlidingWindow(t *testing.T) {
-	l := newLimiter(3, time.Minute)
-	t0 := time.Unix(1_700_000_000, 0)
-	for i, at := range []time.Duration{0, 20 * time.Second, 40 * time.Second} {
-		if ok, _ := l.allow("a", t0.Add(at)); !ok {
-			t.Fatalf("call %d refused", i)
-		}
-	}
-	// A fixed window starting at t0+60s would allow 3 more at once; the
-	// sliding window frees one slot at a time.
-	if ok, wait := l.allow("a", t0.Add(59*time.Second)); ok || wait != time.Second {
-		t.Errorf("at 59s: ok=%v wait=%v, want refused for 1s", ok, wait)
-	}
-	if ok, _ := l.allow("a", t0.Add(60*time.Second)); !ok {
-		t.Error("at 60s the first call has left the window")
-	}
-	if ok, wait := l.allow("a", t0.Add(61*time.Second)); ok || wait != 19*time.Second {
-		t.Errorf("at 61s: ok=%v wait=%v, want refused for 19s", ok, wait)
-	}
-}
-
-func TestLimiterForgetsIdleCallers(t *testing.T) {
-	l := newLimiter(1, time.Minute)
-	t0 := time.Unix(1_700_000_000, 0)
-	for i := range sweepAbove + 10 {
-		l.allow(fmt.Sprint("caller-", i), t0)
-	}
-	l.allow("late", t0.Add(2*time.Minute))
-	if n := len(l.hits); n != 1 {
-		t.Errorf("hits holds %d callers after they went idle, want 1", n)
-	}
-}
 
 func TestNames(t *testing.T) {
 	s := &Service{prefixes: []string{"gymbro-test", "qa"}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/mailapi"
+	"github.com/gymbro/gymbro-api/internal/ratelimit"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 )
 
@@ -122,7 +123,7 @@ type Service struct {
 	now         func() time.Time
 	rand        io.Reader
 	log         *slog.Logger
-	limiter     *limiter
+	limiter     *ratelimit.Memory
 	// alloc serialises allocation, creation and sign-in. A channel rather
 	// than a mutex so a caller who gives up stops waiting.
 	alloc chan struct{}
@@ -193,7 +194,7 @@ func New(opts Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.limiter = newLimiter(cmpOr(opts.PerMinute, DefaultPerMinute), time.Minute)
+	s.limiter = ratelimit.NewMemory(cmpOr(opts.PerMinute, DefaultPerMinute), time.Minute, s.now)
 	if s.enabled {
 		if s.verifier == nil {
 			return nil, errors.New("testusers: a Verifier is required when test users are enabled")
@@ -292,7 +293,7 @@ func (s *Service) admit(caller *gymbro.Principal, req gymbro.TestUserRequest) (n
 	if err != nil {
 		return name{}, err
 	}
-	if ok, wait := s.limiter.allow(caller.UID, s.now()); !ok {
+	if ok, wait, _ := s.limiter.Allow(context.Background(), caller.UID); !ok { // the in-memory limiter never fails
 		return name{}, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: wait,
 			Message: fmt.Sprintf("Too many test users; try again in %d s.", int((wait+time.Second-1)/time.Second))}
 	}
