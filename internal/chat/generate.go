@@ -65,6 +65,8 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 	var res gymbro.ModelResult
 	lastSave := s.opts.Now()
 	req, err := s.request(ctx, m, uid)
+	var answering string // the model's name, for the first delta only
+	req.Answering = func(name string) { answering = name }
 	if err == nil {
 		res, err = s.model.Stream(ctx, req, func(delta string) error {
 			if delta == "" {
@@ -74,10 +76,11 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string) {
 				firstChunk = s.opts.Now().Sub(started)
 			}
 			reply.WriteString(delta)
-			ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta})
+			ev, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta, Model: answering})
 			if err != nil {
 				return err
 			}
+			answering = ""
 			seq = ev.Seq
 			if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
 				lastSave = now
