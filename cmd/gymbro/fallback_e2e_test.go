@@ -354,3 +354,29 @@ fallback: [primary, missing]
 		t.Errorf("stderr echoes the key written in the file:\n%s", errs)
 	}
 }
+
+// The start-up log names the models and where their keys come from; no
+// key, and no fallback line, carries one.
+func TestRoutedLogsNameModelsNotKeys(t *testing.T) {
+	primary := newProvider(t, "primary", "sk-primary-secret-key", "From ", "the ", "primary.")
+	backup := newProvider(t, "backup", "", "From ", "the ", "backup.")
+	var logs syncBuffer
+	a := startAppLogging(t, map[string]string{
+		"GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_LOG_LEVEL": "info",
+		"GYMBRO_AI_CONFIG": aiConfig(t, primary, backup, "{failures: 3}"), "PRIMARY_KEY": primary.key,
+	}, &logs)
+	tok := a.user("routed-logs@example.com")
+	p := a.post(tok, "i [primary:500]", "")
+	a.events(tok, p.MessageID, "", 0)
+	a.stop()
+
+	out := logs.String()
+	if strings.Contains(out, primary.key) {
+		t.Fatalf("the key reached the logs:\n%s", out)
+	}
+	for _, want := range []string{"models=\"primary → backup\"", "name=primary", "key_from=PRIMARY_KEY", "falling back", "from=primary to=backup code=ai_unavailable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+}
