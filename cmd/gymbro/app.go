@@ -31,6 +31,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/inmem"
 	"github.com/gymbro/gymbro-api/internal/mailapi"
 	"github.com/gymbro/gymbro-api/internal/metrics"
+	"github.com/gymbro/gymbro-api/internal/modelrouter"
 	"github.com/gymbro/gymbro-api/internal/openai"
 	"github.com/gymbro/gymbro-api/internal/outbox"
 	"github.com/gymbro/gymbro-api/internal/postgres"
@@ -105,7 +106,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.openLog(); err != nil {
 		return err
 	}
-	model, err := m.openModel()
+	mx := metrics.New(metrics.Options{OutboxStats: m.Store.OutboxStats, Version: version, InstanceID: cfg.InstanceID, Logger: m.Logger})
+	model, err := m.openModel(mx)
 	if err != nil {
 		return err
 	}
@@ -113,7 +115,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mx := metrics.New(metrics.Options{OutboxStats: m.Store.OutboxStats, Version: version, InstanceID: cfg.InstanceID, Logger: m.Logger})
 	if err := m.openVerifier(id.supabaseURL, mx); err != nil {
 		return err
 	}
@@ -513,8 +514,13 @@ func (m *Main) openLog() error {
 	return nil
 }
 
-func (m *Main) openModel() (gymbro.Model, error) {
+// openModel builds the model: the routed models of GYMBRO_AI_CONFIG, one
+// OpenAI-compatible endpoint, or the demo coach.
+func (m *Main) openModel(mx *metrics.Metrics) (gymbro.Model, error) {
 	cfg := m.Config
+	if cfg.AIRouting != nil {
+		return m.openRouter(cfg.AIRouting, mx)
+	}
 	if cfg.AIProvider != "openai" {
 		return demo.New(demo.Options{}), nil
 	}
@@ -527,6 +533,45 @@ func (m *Main) openModel() (gymbro.Model, error) {
 		return nil, fmt.Errorf("OpenAI model: %w", err)
 	}
 	return model, nil
+}
+
+// openRouter builds one OpenAI-compatible model per entry of the file, in
+// fallback order, behind a modelrouter.Router. With several models each
+// retries nothing by default: the next model is the retry.
+func (m *Main) openRouter(rc *config.AIRouting, mx *metrics.Metrics) (gymbro.Model, error) {
+	cfg := m.Config
+	routes := make([]modelrouter.Route, 0, len(rc.Models))
+	for _, am := range rc.Models {
+		retries := am.MaxRetries
+		switch {
+		case retries == 0:
+			retries = -1 // openai.Config: negative is none, zero the default
+		case retries < 0 && len(rc.Models) > 1:
+			retries = -1
+		case retries < 0:
+			retries = 0 // one model: openai's default retries
+		}
+		model, err := openai.New(openai.Config{
+			APIKey: am.APIKey.Reveal(), BaseURL: am.BaseURL, Model: am.Model,
+			FirstChunkTimeout: cfg.AIFirstChunkTimeout, IdleTimeout: cfg.AIIdleTimeout, TotalTimeout: cfg.AITotalTimeout,
+			MaxRetries: retries, MaxConcurrent: cfg.AIMaxConcurrent,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("model %q of GYMBRO_AI_CONFIG: %w", am.Name, err)
+		}
+		routes = append(routes, modelrouter.Route{Name: am.Name, Model: model})
+		m.Logger.Info("AI model", "name", am.Name, "model", model, "key_from", am.APIKeyEnv)
+	}
+	r, err := modelrouter.New(routes, modelrouter.Options{
+		Failures: rc.BreakerFailures, Cooldown: rc.BreakerCooldown, Observer: mx, Logger: m.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mx.DeclareModels(r.Names()...)
+	m.Logger.Info("AI models in fallback order", "models", strings.Join(r.Names(), " → "),
+		"breaker_failures", rc.BreakerFailures, "breaker_cooldown", rc.BreakerCooldown)
+	return r, nil
 }
 
 func (m *Main) storeName() string {

@@ -105,6 +105,8 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		return run
 	}
 	lastSave := started
+	var answering string // the model's name, for the first delta only
+	req.Answering = func(name string) { answering = name }
 	run.res, run.err = s.model.Stream(ctx, req, func(delta string) error {
 		if delta == "" {
 			return nil
@@ -113,9 +115,10 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 			run.firstChunk = s.opts.Now().Sub(started)
 		}
 		run.reply.WriteString(delta)
-		if err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta}); err != nil {
+		if err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta, Model: answering}); err != nil {
 			return err
 		}
+		answering = ""
 		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
 			lastSave = now
 			if err := s.store.SaveReply(ctx, m.ID, run.reply.String()); err != nil && ctx.Err() == nil {

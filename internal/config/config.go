@@ -110,6 +110,11 @@ type Config struct {
 	AITotalTimeout      time.Duration
 	AIMaxConcurrent     int
 	AIDailyTokens       int64 // tokens per user per UTC day; 0: unlimited
+	// AIConfigFile is GYMBRO_AI_CONFIG, a YAML file of several models in
+	// fallback order; AIRouting is what it holds. Both are empty without
+	// it, and then AIProvider and the variables above choose one model.
+	AIConfigFile string
+	AIRouting    *AIRouting
 
 	MaxMessageChars int
 	MaxRunning      int // running generations per user
@@ -253,6 +258,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.AIModel == "" && c.AIProvider == "openai" {
 		c.AIModel = "gpt-4o-mini"
 	}
+	c.loadAIRouting(&r)
 	c.AISystemPrompt = r.str("GYMBRO_AI_SYSTEM_PROMPT", "")
 	if file := r.str("GYMBRO_AI_SYSTEM_PROMPT_FILE", ""); file != "" {
 		b, err := os.ReadFile(file)
@@ -292,6 +298,35 @@ Give practical, safe, specific advice on training, technique, recovery and nutri
 Keep answers short and structured; ask a clarifying question when the goal or experience level matters.
 You are not a doctor: for pain, injury or medical conditions, advise seeing a professional.`
 
+// loadAIRouting reads and parses GYMBRO_AI_CONFIG when it is set; the
+// file then replaces GYMBRO_AI_PROVIDER, GYMBRO_AI_MODEL and
+// OPENAI_BASE_URL.
+func (c *Config) loadAIRouting(r *reader) {
+	c.AIConfigFile = r.str("GYMBRO_AI_CONFIG", "")
+	if c.AIConfigFile == "" {
+		return
+	}
+	data, err := os.ReadFile(c.AIConfigFile)
+	if err != nil {
+		r.fail("GYMBRO_AI_CONFIG", "cannot be read: %v", err)
+		return
+	}
+	rt, warnings, err := ParseAIConfig(c.AIConfigFile, data, r.getenv)
+	var problems Problems
+	if errors.As(err, &problems) {
+		r.problems = append(r.problems, problems...)
+		return
+	}
+	c.AIRouting = rt
+	c.Warnings = append(c.Warnings, warnings...)
+	for _, name := range []string{"GYMBRO_AI_PROVIDER", "GYMBRO_AI_MODEL", "OPENAI_BASE_URL"} {
+		if r.str(name, "") != "" {
+			c.Warnings = append(c.Warnings, name+" is ignored: GYMBRO_AI_CONFIG lists the models")
+		}
+	}
+	c.AIProvider = "openai"
+}
+
 func (c *Config) validate(r *reader) {
 	if c.Env != EnvDevelopment && c.Env != EnvProduction {
 		r.fail("GYMBRO_ENV", "must be %q or %q, not %q", EnvDevelopment, EnvProduction, c.Env)
@@ -319,7 +354,7 @@ func (c *Config) validate(r *reader) {
 	if c.OpenAIBaseURL != "" {
 		r.url("OPENAI_BASE_URL", c.OpenAIBaseURL, false)
 	}
-	if c.AIProvider == "openai" && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
+	if c.AIProvider == "openai" && c.AIRouting == nil && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
 		r.fail("OPENAI_API_KEY", "is required when GYMBRO_AI_PROVIDER=openai (or set OPENAI_BASE_URL for a keyless local server)")
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(string(c.DatabaseURL), "postgres://") && !strings.HasPrefix(string(c.DatabaseURL), "postgresql://") {

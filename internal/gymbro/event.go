@@ -44,7 +44,7 @@ type Event struct {
 	Status         Status    `json:"status,omitempty"`          // queued, working, terminal
 	Delta          string    `json:"delta,omitempty"`           // content_delta
 	Content        string    `json:"content,omitempty"`         // completed (full reply); error/canceled (partial)
-	Model          string    `json:"model,omitempty"`           // completed
+	Model          string    `json:"model,omitempty"`           // completed; the first content_delta, when several models may answer
 	FinishReason   string    `json:"finish_reason,omitempty"`   // completed
 	Usage          *Usage    `json:"usage,omitempty"`           // completed
 	Code           string    `json:"code,omitempty"`            // error

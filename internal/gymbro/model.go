@@ -20,6 +20,11 @@ type ModelRequest struct {
 	System string // the coach persona
 	Turns  []Turn // earlier turns, oldest first, ending with the user's new text
 	User   string // an opaque, stable id of the end user, for the provider's abuse monitoring
+
+	// Answering, when set, is called once with the name of the model that
+	// answers, before its first delta reaches emit. A model that routes to
+	// several others calls it; a single model may not.
+	Answering func(model string)
 }
 
 // ModelResult describes a finished reply.

@@ -1,7 +1,9 @@
 // Package metrics exposes the service's Prometheus metrics at /metrics:
 // HTTP requests by route and status, auth failures by code, JWKS fetches,
 // open SSE streams, generations and their outcomes, the model's time to
-// first chunk, the sync outbox's backlog, and the Go runtime and process.
+// first chunk, each configured model's requests, failures, fallbacks,
+// breaker and tokens, the sync outbox's backlog, and the Go runtime and
+// process.
 //
 // Everything lives on the Metrics' own registry, never the global default
 // one, so two servers in one test process do not collide and no package
@@ -59,6 +61,7 @@ type Metrics struct {
 	firstChunk      prometheus.Histogram
 	sessionChecks   *prometheus.CounterVec
 	resilience
+	model *modelMetrics
 }
 
 // SessionResults are the results gymbro_session_checks_total counts.
@@ -138,6 +141,7 @@ func New(opts Options) *Metrics {
 	for _, r := range SessionResults {
 		m.sessionChecks.WithLabelValues(r)
 	}
+	m.model = newModelMetrics(m.reg)
 	if opts.OutboxStats != nil {
 		m.reg.MustRegister(newOutboxCollector(opts))
 	}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { gapFlag, summarize } from './useMessageStream'
+import { answeringModel, gapFlag, summarize } from './useMessageStream'
 
 describe('gapFlag', () => {
   it('accepts 1, 2, 3…', () => {
@@ -22,5 +22,22 @@ describe('summarize', () => {
       payload: { finish_reason: 'stop', model: 'm', content: 'abc', usage: { prompt_tokens: 1, completion_tokens: 2 } },
     })
     expect(done).toBe('finish_reason=stop · model=m · tokens 1+2 · 3 chars')
+  })
+})
+
+describe('answeringModel', () => {
+  const ev = (event: string, payload: Record<string, unknown>) => ({ kind: 'event' as const, id: '1', event, data: '', payload })
+  it('takes the model the first delta names, then the completed one', () => {
+    let m = answeringModel('', ev('working', { status: 'working' }))
+    expect(m).toBe('')
+    m = answeringModel(m, ev('content_delta', { delta: 'Hi', model: 'backup' }))
+    expect(m).toBe('backup')
+    m = answeringModel(m, ev('content_delta', { delta: ' there' }))
+    expect(m).toBe('backup')
+    expect(answeringModel(m, ev('completed', { model: 'backup', content: 'Hi there' }))).toBe('backup')
+    expect(answeringModel('', ev('completed', { model: 'gymbro-demo-coach' }))).toBe('gymbro-demo-coach')
+  })
+  it('shows the model on the delta that names it', () => {
+    expect(summarize(ev('content_delta', { delta: 'Hi', model: 'backup' }))).toBe('"Hi" · answered by backup')
   })
 })

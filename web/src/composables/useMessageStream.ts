@@ -36,7 +36,7 @@ export function summarize(ev: StreamEvent): string {
   if (!p) return ev.data.slice(0, 120)
   switch (ev.event) {
     case 'content_delta':
-      return JSON.stringify(p.delta ?? '')
+      return JSON.stringify(p.delta ?? '') + (typeof p.model === 'string' && p.model ? ` · answered by ${p.model}` : '')
     case 'completed': {
       const u = p.usage as Record<string, unknown> | undefined
       const tokens = u ? ` · tokens ${String(u.prompt_tokens ?? '?')}+${String(u.completion_tokens ?? '?')}` : ''
@@ -49,6 +49,17 @@ export function summarize(ev: StreamEvent): string {
     default:
       return p.status ? `status=${String(p.status)}` : ''
   }
+}
+
+/**
+ * answeringModel returns which model answers after ev: the first delta
+ * names it when the server routes among several models (a fallback may
+ * have happened), and completed always does.
+ */
+export function answeringModel(current: string, ev: StreamEvent): string {
+  const m = ev.payload?.model
+  if (typeof m !== 'string' || !m) return current
+  return ev.event === 'content_delta' || ev.event === 'completed' ? m : current
 }
 
 /** gapFlag says what is wrong with an event id after prev, or ''. */
@@ -70,6 +81,7 @@ export function useMessageStream() {
   const rows = shallowRef<Row[]>([])
   const reply = ref('')
   const final = shallowRef<Record<string, unknown> | null>(null)
+  const model = ref('')
   const terminal = shallowRef<StreamEvent | null>(null)
   const heartbeats = ref(0)
   const lines = shallowRef<LogLine[]>([])
@@ -94,6 +106,7 @@ export function useMessageStream() {
     rows.value = [...rows.value, { id: ev.id, event: ev.event, ms: elapsed(), summary: summarize(ev), flag }]
     if (ev.event === 'content_delta' && typeof ev.payload?.delta === 'string') reply.value += ev.payload.delta
     if (ev.event === 'completed') final.value = ev.payload
+    model.value = answeringModel(model.value, ev)
     if (['completed', 'error', 'canceled'].includes(ev.event)) terminal.value = ev
   }
 
@@ -102,7 +115,7 @@ export function useMessageStream() {
     follower.value = null
     rows.value = []
     lines.value = []
-    reply.value = ''
+    reply.value = model.value = ''
     final.value = terminal.value = accepted.value = null
     sendError.value = streamError.value = null
     heartbeats.value = 0
@@ -164,7 +177,7 @@ export function useMessageStream() {
   }
 
   return {
-    text, conversationId, sending, sendError, accepted, rows, reply, final, terminal, heartbeats, lines, state,
+    text, conversationId, sending, sendError, accepted, rows, reply, final, model, terminal, heartbeats, lines, state,
     streamError, streaming, deltas, send, simulate, stop,
   }
 }
