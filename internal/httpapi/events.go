@@ -230,13 +230,22 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 	if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
 		l.status = http.StatusOK // for the access log: the ResponseWriter never saw it
 	}
+	// Counted before its first byte goes out: a client that has read the
+	// replay must find its stream counted (a shutdown reports it).
+	s.streamOpened()
 	if sw.flush() != nil {
 		conn.Close()
+		s.streamClosed()
 		release()
 		return true
 	}
-	s.streamOpened()
-	if !s.park.park(conn, id, p, last, release) { // shutting down
+	if !s.park.park(conn, id, p, last, release) {
+		// Shutting down: deliver what the log holds (the interrupted
+		// generation's last events), as close does for parked streams.
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		s.drain(ctx, sw, s.chat.Log(), id, &last)
+		sw.flush()
+		cancel()
 		conn.Close()
 		s.streamClosed()
 		release()

@@ -186,6 +186,9 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       assert.equal(events[0], 'queued')
       assert.equal(events.at(-1), 'completed')
       assert.equal(events.filter((e) => e === 'completed').length, 1)
+      assert.match((await page.getByTestId('answered-by').textContent())?.trim() ?? '', /\S/, 'the page names the model that answered')
+      await page.getByTestId('usage').waitFor({ timeout: STREAM })
+      assert.match((await page.getByTestId('usage').textContent()) ?? '', /tokens today/, "the page shows the user's tokens today")
 
       const traces = (await texts('request-trace')).filter((x) => x !== '—')
       assert.ok(traces.length > 0, 'the request log shows X-Trace-Id values')

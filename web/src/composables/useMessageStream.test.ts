@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { answeringModel, gapFlag, summarize } from './useMessageStream'
+import { answeringModel, gapFlag, summarize, usageText } from './useMessageStream'
 
 describe('gapFlag', () => {
   it('accepts 1, 2, 3…', () => {
@@ -39,5 +39,14 @@ describe('answeringModel', () => {
   })
   it('shows the model on the delta that names it', () => {
     expect(summarize(ev('content_delta', { delta: 'Hi', model: 'backup' }))).toBe('"Hi" · answered by backup')
+  })
+})
+
+describe('usageText', () => {
+  it('shows the count against the budget, and when it is used up', () => {
+    expect(usageText(null)).toBe('')
+    expect(usageText({ day: '2026-12-04', tokens_used: 1834, tokens_limit: null, resets_at: '' })).toBe('1,834 tokens today (no daily budget)')
+    expect(usageText({ day: '2026-12-04', tokens_used: 1834, tokens_limit: 50000, resets_at: '' })).toBe('1,834 of 50,000 tokens today')
+    expect(usageText({ day: '2026-12-04', tokens_used: 52000, tokens_limit: 50000, resets_at: '' })).toContain('budget_exhausted')
   })
 })

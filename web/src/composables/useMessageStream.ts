@@ -4,6 +4,7 @@
 import { computed, onUnmounted, ref, shallowRef } from 'vue'
 import { useConsole } from '../context'
 import { tamperSignature } from '../lib/jwt'
+import { ApiError } from '../lib/problem'
 import { authorized } from '../lib/session'
 import { Follower, type StreamEvent, type StreamState } from '../lib/stream'
 
@@ -62,6 +63,24 @@ export function answeringModel(current: string, ev: StreamEvent): string {
   return ev.event === 'content_delta' || ev.event === 'completed' ? m : current
 }
 
+/** Usage is the body of GET /api/v1/me/usage. */
+export interface Usage {
+  day: string
+  tokens_used: number
+  tokens_limit: number | null
+  resets_at: string
+}
+
+/** usageText renders the caller's tokens today against the daily budget. */
+export function usageText(u: Usage | null): string {
+  if (!u) return ''
+  const used = u.tokens_used.toLocaleString('en-US')
+  if (u.tokens_limit === null) return `${used} tokens today (no daily budget)`
+  const left = Math.max(0, u.tokens_limit - u.tokens_used)
+  const note = left === 0 ? ' · budget used: posts answer 429 budget_exhausted until midnight UTC' : ''
+  return `${used} of ${u.tokens_limit.toLocaleString('en-US')} tokens today${note}`
+}
+
 /** gapFlag says what is wrong with an event id after prev, or ''. */
 export function gapFlag(prev: string | undefined, id: string): string {
   const got = Number(id)
@@ -82,6 +101,7 @@ export function useMessageStream() {
   const reply = ref('')
   const final = shallowRef<Record<string, unknown> | null>(null)
   const model = ref('')
+  const usage = shallowRef<Usage | null>(null)
   const terminal = shallowRef<StreamEvent | null>(null)
   const heartbeats = ref(0)
   const lines = shallowRef<LogLine[]>([])
@@ -107,7 +127,22 @@ export function useMessageStream() {
     if (ev.event === 'content_delta' && typeof ev.payload?.delta === 'string') reply.value += ev.payload.delta
     if (ev.event === 'completed') final.value = ev.payload
     model.value = answeringModel(model.value, ev)
-    if (['completed', 'error', 'canceled'].includes(ev.event)) terminal.value = ev
+    if (['completed', 'error', 'canceled'].includes(ev.event)) {
+      terminal.value = ev
+      void loadUsage()
+    }
+  }
+
+  // loadUsage reads the caller's tokens today; the page works without it.
+  async function loadUsage() {
+    try {
+      const r = await authorized(ctx.active, (token) =>
+        ctx.http.json<Usage>('GET', '/api/v1/me/usage', { headers: { Authorization: `Bearer ${token}` } }),
+      )
+      usage.value = r.data
+    } catch (e) {
+      log(`usage: ${e instanceof Error ? e.message : String(e)}`, 'warn')
+    }
   }
 
   function reset() {
@@ -146,7 +181,10 @@ export function useMessageStream() {
     sending.value = false
     const result = await f.run()
     if (follower.value !== f) return
-    if (result.error) streamError.value = result.error
+    if (result.error) {
+      streamError.value = result.error
+      if (result.error instanceof ApiError && result.error.code === 'budget_exhausted') void loadUsage()
+    }
     else if (result.terminal) log(`stream ended after terminal event ${result.terminal.event} (id ${result.terminal.id})`)
   }
 
@@ -157,6 +195,7 @@ export function useMessageStream() {
       await follow(await post())
     } catch (e) {
       sendError.value = e
+      if (e instanceof ApiError && e.code === 'budget_exhausted') void loadUsage()
     } finally {
       sending.value = false
     }
@@ -177,7 +216,7 @@ export function useMessageStream() {
   }
 
   return {
-    text, conversationId, sending, sendError, accepted, rows, reply, final, model, terminal, heartbeats, lines, state,
-    streamError, streaming, deltas, send, simulate, stop,
+    text, conversationId, sending, sendError, accepted, rows, reply, final, model, usage, terminal, heartbeats, lines, state,
+    streamError, streaming, deltas, send, simulate, stop, loadUsage,
   }
 }
