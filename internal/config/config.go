@@ -177,7 +177,9 @@ func LoadDotEnv(path string) error {
 }
 
 // Load builds a Config from getenv (os.Getenv in production, a map in
-// tests). It returns Problems listing every invalid setting.
+// tests). It returns Problems listing every invalid setting. It is long on
+// purpose: one table of every variable with its default and bounds, read
+// top to bottom, is the clearest form (and the only place defaults live).
 func Load(getenv func(string) string) (*Config, error) {
 	r := reader{getenv: getenv}
 	c := &Config{
@@ -331,6 +333,25 @@ func (c *Config) validate(r *reader) {
 	if c.Env != EnvDevelopment && c.Env != EnvProduction {
 		r.fail("GYMBRO_ENV", "must be %q or %q, not %q", EnvDevelopment, EnvProduction, c.Env)
 	}
+	c.validateAddresses(r)
+	c.validateStorage(r)
+	if c.AIProvider == "openai" && c.AIRouting == nil && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
+		r.fail("OPENAI_API_KEY", "is required when GYMBRO_AI_PROVIDER=openai (or set OPENAI_BASE_URL for a keyless local server)")
+	}
+	if c.Production() {
+		c.validateProduction(r)
+	}
+	for _, o := range c.CORSOrigins {
+		if o != "*" {
+			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
+				r.fail("GYMBRO_CORS_ORIGINS", "has %q, which is not an origin like https://app.example.com", o)
+			}
+		}
+	}
+}
+
+// validateAddresses checks the listen addresses, TLS and the URLs.
+func (c *Config) validateAddresses(r *reader) {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		r.fail("GYMBRO_HTTP_ADDR", "must be host:port (e.g. 127.0.0.1:8080): %v", err)
 	}
@@ -354,9 +375,10 @@ func (c *Config) validate(r *reader) {
 	if c.OpenAIBaseURL != "" {
 		r.url("OPENAI_BASE_URL", c.OpenAIBaseURL, false)
 	}
-	if c.AIProvider == "openai" && c.AIRouting == nil && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
-		r.fail("OPENAI_API_KEY", "is required when GYMBRO_AI_PROVIDER=openai (or set OPENAI_BASE_URL for a keyless local server)")
-	}
+}
+
+// validateStorage checks the PostgreSQL and Redis settings.
+func (c *Config) validateStorage(r *reader) {
 	if c.DatabaseURL != "" && !strings.HasPrefix(string(c.DatabaseURL), "postgres://") && !strings.HasPrefix(string(c.DatabaseURL), "postgresql://") {
 		r.fail("GYMBRO_DATABASE_URL", "must be a postgres:// URL")
 	}
@@ -369,28 +391,23 @@ func (c *Config) validate(r *reader) {
 	if c.RedisURL != "" && !strings.HasPrefix(string(c.RedisURL), "redis://") && !strings.HasPrefix(string(c.RedisURL), "rediss://") {
 		r.fail("GYMBRO_REDIS_URL", "must be a redis:// or rediss:// URL")
 	}
-	if c.Production() {
-		if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc()) == 0 {
-			r.fail("SUPABASE_URL", "is required in production (or FIREBASE_PROJECT_ID): no token issuer is configured, and the local Auth emulator never runs in production")
-		}
-		for _, o := range c.CORSOrigins {
-			if o == "*" {
-				r.fail("GYMBRO_CORS_ORIGINS", "must list origins in production; \"*\" with credentialed requests lets any site call the API as the user")
-			}
-		}
-		if c.SupabaseURL != "" && c.SupabaseServiceRoleKey == "" {
-			r.fail("SUPABASE_SERVICE_ROLE_KEY", "is required in production with SUPABASE_URL: chat records sync to Supabase with it")
-		}
-		if c.DataDir == "" && c.DatabaseURL == "" {
-			r.fail("GYMBRO_DATA_DIR", "or GYMBRO_DATABASE_URL is required in production")
-		}
+}
+
+// validateProduction holds production's extra rules.
+func (c *Config) validateProduction(r *reader) {
+	if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc()) == 0 {
+		r.fail("SUPABASE_URL", "is required in production (or FIREBASE_PROJECT_ID): no token issuer is configured, and the local Auth emulator never runs in production")
 	}
 	for _, o := range c.CORSOrigins {
-		if o != "*" {
-			if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
-				r.fail("GYMBRO_CORS_ORIGINS", "has %q, which is not an origin like https://app.example.com", o)
-			}
+		if o == "*" {
+			r.fail("GYMBRO_CORS_ORIGINS", "must list origins in production; \"*\" with credentialed requests lets any site call the API as the user")
 		}
+	}
+	if c.SupabaseURL != "" && c.SupabaseServiceRoleKey == "" {
+		r.fail("SUPABASE_SERVICE_ROLE_KEY", "is required in production with SUPABASE_URL: chat records sync to Supabase with it")
+	}
+	if c.DataDir == "" && c.DatabaseURL == "" {
+		r.fail("GYMBRO_DATA_DIR", "or GYMBRO_DATABASE_URL is required in production")
 	}
 }
 

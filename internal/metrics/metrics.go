@@ -68,7 +68,8 @@ type Metrics struct {
 var SessionResults = []string{"confirmed", "revoked", "stale_accepted", "unavailable"}
 
 // New returns Metrics on a fresh registry that also carries the Go runtime
-// (go_*) and process (process_*) collectors.
+// (go_*) and process (process_*) collectors. It is long on purpose: one
+// table of every metric, its name and its help.
 func New(opts Options) *Metrics {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
