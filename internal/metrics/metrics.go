@@ -82,39 +82,25 @@ func New(opts Options) *Metrics {
 	}
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "http_requests_total",
-			Help: "HTTP requests served, by route pattern and status code.",
-		}, []string{"route", "status"}),
+		requests: counterVec("http_requests_total",
+			"HTTP requests served, by route pattern and status code.", "route", "status"),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "http_request_duration_seconds",
 			Help:    "Time to serve an HTTP request, by route pattern and status code (SSE streams count their whole life).",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "status"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "auth_failures_total",
-			Help: "Requests refused by token verification, by error code.",
-		}, []string{"code"}),
-		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "jwks_fetches_total",
-			Help: "JWKS requests to token issuers, by host and result (ok, http_<status>, error).",
-		}, []string{"host", "result"}),
-		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "sse_streams_open",
-			Help: "SSE event streams open on this instance.",
-		}),
-		genRunning: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "generations_running",
-			Help: "Replies being generated on this instance.",
-		}),
-		genFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "generations_total",
-			Help: "Generations finished on this instance, by terminal status (completed, error, canceled, interrupted).",
-		}, []string{"status"}),
-		sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "session_checks_total",
-			Help: "Decisions on Supabase sessions (answered or cached), by result; stale_accepted counts sessions accepted on an earlier confirmation while Supabase Auth was unreachable.",
-		}, []string{"result"}),
+		authFailures: counterVec("auth_failures_total",
+			"Requests refused by token verification, by error code.", "code"),
+		jwksFetches: counterVec("jwks_fetches_total",
+			"JWKS requests to token issuers, by host and result (ok, http_<status>, error).", "host", "result"),
+		streamsOpen: gauge("sse_streams_open",
+			"SSE event streams open on this instance."),
+		genRunning: gauge("generations_running",
+			"Replies being generated on this instance."),
+		genFinished: counterVec("generations_total",
+			"Generations finished on this instance, by terminal status (completed, error, canceled, interrupted).", "status"),
+		sessionChecks: counterVec("session_checks_total",
+			"Decisions on Supabase sessions (answered or cached), by result; stale_accepted counts sessions accepted on an earlier confirmation while Supabase Auth was unreachable.", "result"),
 		firstChunk: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "model_first_chunk_seconds",
 			Help:    "Time from the start of a generation to the model's first chunk.",
@@ -247,10 +233,8 @@ func newOutboxCollector(opts Options) *outboxCollector {
 		pending: prometheus.NewDesc(Namespace+"_outbox_pending", "Chat records waiting to be delivered to Supabase.", nil, nil),
 		dead:    prometheus.NewDesc(Namespace+"_outbox_dead", "Chat records that failed permanently and need attention.", nil, nil),
 		oldest:  prometheus.NewDesc(Namespace+"_outbox_oldest_pending_age_seconds", "Age of the oldest pending chat record; 0 when none is pending.", nil, nil),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "outbox_stats_errors_total",
-			Help: "Scrapes whose outbox query failed (the outbox series are then left out).",
-		}),
+		failures: counter("outbox_stats_errors_total",
+			"Scrapes whose outbox query failed (the outbox series are then left out)."),
 	}
 }
 

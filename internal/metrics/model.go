@@ -23,26 +23,16 @@ type modelMetrics struct {
 
 func newModelMetrics(reg *prometheus.Registry) *modelMetrics {
 	mm := &modelMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "model_requests_total",
-			Help: "Requests to each configured model, by outcome (ok, error, canceled).",
-		}, []string{"model", "outcome"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "model_failures_total",
-			Help: "Failed model requests, by model and error code (ai_unavailable, ai_rate_limited, ai_timeout, ai_bad_request).",
-		}, []string{"model", "code"}),
-		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "model_fallbacks_total",
-			Help: "Generations passed to the next model after one failed before answering, by the failed model and the next.",
-		}, []string{"from", "to"}),
-		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "model_breaker_state",
-			Help: "Each model's circuit breaker on this instance: 0 closed, 1 half-open, 2 open (skipped).",
-		}, []string{"model"}),
-		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "model_tokens_total",
-			Help: "Tokens of answered requests as each model reported them, by kind (prompt, completion).",
-		}, []string{"model", "kind"}),
+		requests: counterVec("model_requests_total",
+			"Requests to each configured model, by outcome (ok, error, canceled).", "model", "outcome"),
+		failures: counterVec("model_failures_total",
+			"Failed model requests, by model and error code (ai_unavailable, ai_rate_limited, ai_timeout, ai_bad_request).", "model", "code"),
+		fallbacks: counterVec("model_fallbacks_total",
+			"Generations passed to the next model after one failed before answering, by the failed model and the next.", "from", "to"),
+		breaker: gaugeVec("model_breaker_state",
+			"Each model's circuit breaker on this instance: 0 closed, 1 half-open, 2 open (skipped).", "model"),
+		tokens: counterVec("model_tokens_total",
+			"Tokens of answered requests as each model reported them, by kind (prompt, completion).", "model", "kind"),
 	}
 	reg.MustRegister(mm.requests, mm.failures, mm.fallbacks, mm.breaker, mm.tokens)
 	return mm

@@ -13,18 +13,12 @@ type resilience struct {
 
 func newResilience() resilience {
 	return resilience{
-		eventsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: Namespace, Name: "events_held",
-			Help: "Events running generations hold in memory while the event log is unavailable.",
-		}),
-		appendsRetried: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "event_appends_retried_total",
-			Help: "Retries of held events against an unavailable event log.",
-		}),
-		budgetRefusals: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "budget_refusals_total",
-			Help: "Messages refused because the user's daily token budget was used (budget_exhausted).",
-		}),
+		eventsHeld: gauge("events_held",
+			"Events running generations hold in memory while the event log is unavailable."),
+		appendsRetried: counter("event_appends_retried_total",
+			"Retries of held events against an unavailable event log."),
+		budgetRefusals: counter("budget_refusals_total",
+			"Messages refused because the user's daily token budget was used (budget_exhausted)."),
 	}
 }
 
