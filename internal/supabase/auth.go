@@ -79,16 +79,21 @@ func NewAuthClient(cfg AuthConfig) *AuthClient {
 		anon:    cfg.AnonKey,
 		service: cfg.ServiceRoleKey,
 		version: cfg.APIVersion,
-		http:    cfg.HTTPClient,
-		timeout: cfg.Timeout,
 	}
-	if c.http == nil {
-		c.http = &http.Client{}
-	}
-	if c.timeout <= 0 {
-		c.timeout = 10 * time.Second
-	}
+	c.http, c.timeout = httpDefaults(cfg.HTTPClient, cfg.Timeout)
 	return c
+}
+
+// httpDefaults returns client, or a new one when nil, and timeout, or 10 s
+// when not positive: the defaults of both Supabase clients.
+func httpDefaults(client *http.Client, timeout time.Duration) (*http.Client, time.Duration) {
+	if client == nil {
+		client = &http.Client{}
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return client, timeout
 }
 
 // LogValue keeps the keys out of logs.
