@@ -292,6 +292,29 @@ const (
 func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, admin bool, bearer string, in, out any, hdr *http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	req, err := c.newRequest(ctx, method, path, q, admin, bearer, in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return parseAPIError(resp, b)
+	}
+	if hdr != nil {
+		*hdr = resp.Header
+	}
+	return readAnswer(ctx, resp, out)
+}
+
+// newRequest builds a request to path with the JSON of in (when not nil)
+// and the headers Supabase Auth expects; admin requests carry the service
+// role key as both key and bearer.
+func (c *AuthClient) newRequest(ctx context.Context, method, path string, q url.Values, admin bool, bearer string, in any) (*http.Request, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -300,13 +323,13 @@ func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, 
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("supabase: encode request: %w", err)
+			return nil, fmt.Errorf("supabase: encode request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Bad Supabase URL.")
+		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Bad Supabase URL.")
 	}
 	key := c.anon
 	if admin {
@@ -324,18 +347,12 @@ func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, 
 	if c.version != "" {
 		req.Header.Set("X-Supabase-Api-Version", c.version)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return transportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return parseAPIError(resp, b)
-	}
-	if hdr != nil {
-		*hdr = resp.Header
-	}
+	return req, nil
+}
+
+// readAnswer decodes a successful answer into out, or drains it when out
+// is nil.
+func readAnswer(ctx context.Context, resp *http.Response, out any) error {
 	if out == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
