@@ -260,20 +260,7 @@ func BenchmarkAppend(b *testing.B) {
 // streamed chunk with one subscriber.
 func BenchmarkAppendRead(b *testing.B) {
 	c := newClient(b, "")
-	l := newLogOn(b, c, redislog.Options{Prefix: uniquePrefix(b, c)})
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		id := fmt.Sprintf("m-%d", i/1000)
-		ev, err := l.Append(ctx, gymbro.Event{MessageID: id, Type: gymbro.EventContentDelta, Delta: "Squat "})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if evs, err := l.Read(ctx, id, ev.Seq-1, 256); err != nil || len(evs) != 1 {
-			b.Fatalf("Read = %d events, %v", len(evs), err)
-		}
-		i++
-	}
+	eventlogtest.BenchmarkAppendRead(b, newLogOn(b, c, redislog.Options{Prefix: uniquePrefix(b, c)}))
 }
 
 // BenchmarkAppendParallel measures throughput with many generations
