@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // CodeMailAPIFailed is the code of every failure to get an inbox: a refused
@@ -180,12 +180,7 @@ func errorDetail(b []byte) string {
 // Everything else is one 502: the mail API is a third party the console
 // user chose, and a retry is theirs to decide.
 func transportError(ctx context.Context, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("mailapi: %w", context.Cause(ctx))
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return gymbro.Wrap(err, gymbro.KindUpstream, CodeMailAPIFailed, "The mail API did not answer in time.")
-	}
-	return gymbro.Wrap(err, gymbro.KindUpstream, CodeMailAPIFailed, "The mail API is unreachable.")
+	return outage.NoAnswer(ctx, err, "mailapi",
+		gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeMailAPIFailed, Message: "The mail API did not answer in time."},
+		gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeMailAPIFailed, Message: "The mail API is unreachable."})
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // AuthConfig configures an AuthClient.
@@ -374,12 +373,7 @@ func readAnswer(ctx context.Context, resp *http.Response, out any) error {
 // cancellation is passed through unchanged so it is not mistaken for an
 // outage; our timeout is KindTimeout; anything else KindUnavailable.
 func transportError(ctx context.Context, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("supabase: %w", context.Cause(ctx))
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return gymbro.Wrap(err, gymbro.KindTimeout, CodeSupabaseTimeout, "Supabase Auth did not answer in time.")
-	}
-	return gymbro.Wrap(err, gymbro.KindUnavailable, CodeSupabaseUnavailable, "Supabase Auth is unreachable.")
+	return outage.NoAnswer(ctx, err, "supabase",
+		gymbro.Error{Kind: gymbro.KindTimeout, Code: CodeSupabaseTimeout, Message: "Supabase Auth did not answer in time."},
+		gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeSupabaseUnavailable, Message: "Supabase Auth is unreachable."})
 }
