@@ -19,43 +19,41 @@ import (
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
-func TestVerifySupabasePrincipal(t *testing.T) {
+// TestVerifyPrincipal: each provider's token yields its principal, with the
+// token's claims kept for the handlers.
+func TestVerifyPrincipal(t *testing.T) {
 	f := newFixture(t)
-	claims := f.supabaseClaims("5f1c1f9e-user")
-	p := mustVerify(t, f.v, f.sbES.sign(t, claims, nil))
-	want := &gymbro.Principal{
-		UID:       "5f1c1f9e-user",
-		Email:     "5f1c1f9e-user@example.com",
-		Provider:  gymbro.ProviderSupabase,
-		Issuer:    f.supaIss,
-		SessionID: "7b0d5ad4-0c52-4a8e-9d55-5c8f2b4a0e11",
-		Role:      "authenticated",
-		ExpiresAt: time.Unix(claims["exp"].(int64), 0),
-	}
-	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
-		t.Errorf("principal (-want +got):\n%s", diff)
-	}
-	if p.Claims["aal"] != "aal1" || p.Claims["app_metadata"].(map[string]any)["provider"] != "email" {
-		t.Errorf("Claims lack the token's claims: %v", p.Claims)
-	}
-}
-
-func TestVerifyFirebasePrincipal(t *testing.T) {
-	f := newFixture(t)
-	claims := f.firebaseClaims("fbUser123")
-	p := mustVerify(t, f.v, f.fbRS.sign(t, claims, nil))
-	want := &gymbro.Principal{
-		UID:       "fbUser123",
-		Email:     "fbUser123@example.com",
-		Provider:  gymbro.ProviderFirebase,
-		Issuer:    firebaseIss,
-		ExpiresAt: time.Unix(claims["exp"].(int64), 0),
-	}
-	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
-		t.Errorf("principal (-want +got):\n%s", diff)
-	}
-	if p.Claims["firebase"].(map[string]any)["sign_in_provider"] != "password" {
-		t.Errorf("Claims lack the token's claims: %v", p.Claims)
+	sb := f.supabaseClaims("5f1c1f9e-user")
+	fb := f.firebaseClaims("fbUser123")
+	for _, c := range []struct {
+		name   string
+		token  string
+		want   *gymbro.Principal
+		claims func(p *gymbro.Principal) bool // the token's own claims are there
+	}{
+		{"supabase", f.sbES.sign(t, sb, nil), &gymbro.Principal{
+			UID: "5f1c1f9e-user", Email: "5f1c1f9e-user@example.com", Provider: gymbro.ProviderSupabase,
+			Issuer: f.supaIss, SessionID: "7b0d5ad4-0c52-4a8e-9d55-5c8f2b4a0e11", Role: "authenticated",
+			ExpiresAt: time.Unix(sb["exp"].(int64), 0),
+		}, func(p *gymbro.Principal) bool {
+			return p.Claims["aal"] == "aal1" && p.Claims["app_metadata"].(map[string]any)["provider"] == "email"
+		}},
+		{"firebase", f.fbRS.sign(t, fb, nil), &gymbro.Principal{
+			UID: "fbUser123", Email: "fbUser123@example.com", Provider: gymbro.ProviderFirebase,
+			Issuer: firebaseIss, ExpiresAt: time.Unix(fb["exp"].(int64), 0),
+		}, func(p *gymbro.Principal) bool {
+			return p.Claims["firebase"].(map[string]any)["sign_in_provider"] == "password"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := mustVerify(t, f.v, c.token)
+			if diff := cmp.Diff(c.want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
+				t.Errorf("principal (-want +got):\n%s", diff)
+			}
+			if !c.claims(p) {
+				t.Errorf("Claims lack the token's claims: %v", p.Claims)
+			}
+		})
 	}
 }
 
