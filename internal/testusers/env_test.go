@@ -120,6 +120,21 @@ func create(t *testing.T, s *testusers.Service, prefix string) *gymbro.TestUser 
 	return u
 }
 
+// newDefault is a fresh env and a service on it with default options.
+func newDefault(t *testing.T) (*env, *testusers.Service) {
+	t.Helper()
+	e := newEnv(t, nil)
+	return e, e.newService(t, nil)
+}
+
+// wantNext creates a user with prefix and fails t unless it is named want.
+func wantNext(t *testing.T, s *testusers.Service, prefix, want string) {
+	t.Helper()
+	if got := create(t, s, prefix); got.Username != want {
+		t.Errorf("Create(%q) = %s, want %s", prefix, got.Username, want)
+	}
+}
+
 // wantErr checks err is a *gymbro.Error of kind and code and returns it.
 func wantErr(t *testing.T, err error, kind gymbro.Kind, code string) *gymbro.Error {
 	t.Helper()
