@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // TestVerifyPrincipal: each provider's token yields its principal, with the
@@ -89,7 +90,7 @@ func TestVerifyAccepts(t *testing.T) {
 			mustVerify(t, f.v, tt.token)
 		})
 	}
-	if n := len(f.logs.lines()); n != 0 {
+	if n := len(logLines(f.logs)); n != 0 {
 		t.Errorf("accepted tokens logged %d lines:\n%s", n, f.logs)
 	}
 }
@@ -196,13 +197,13 @@ func TestVerifyRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(f.logs.lines())
+			before := len(logLines(f.logs))
 			p, err := f.v.Verify(t.Context(), tt.token)
 			if p != nil {
 				t.Errorf("got a principal %v", p)
 			}
 			wantError(t, err, gymbro.KindUnauthenticated, tt.code, tt.token)
-			lines := f.logs.lines()[before:]
+			lines := logLines(f.logs)[before:]
 			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "code="+tt.code) {
 				t.Errorf("want one Warn line with code=%s, got %q", tt.code, lines)
 			}
@@ -356,7 +357,7 @@ func TestIssuerDefaults(t *testing.T) {
 
 func TestIssuerSecretNeverPrinted(t *testing.T) {
 	iss := SupabaseIssuer("https://abc.supabase.co", hmacSecret)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "issuer", iss, "cfg", Config{Issuers: []Issuer{iss}})
 	for _, s := range []string{fmt.Sprint(iss), fmt.Sprintf("%v %+v %#v %s", iss, iss, iss, iss), fmt.Sprintf("%+v", Config{Issuers: []Issuer{iss}}), logs.String()} {
 		if strings.Contains(s, string(hmacSecret)) || strings.Contains(s, fmt.Sprint(hmacSecret[:8])) {
