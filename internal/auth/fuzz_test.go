@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // FuzzVerify feeds Verify arbitrary strings: it must never panic, must
@@ -15,7 +16,7 @@ import (
 //
 //	go test -run '^$' -fuzz FuzzVerify -fuzztime 10s ./internal/auth
 func FuzzVerify(f *testing.F) {
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	fx := newFixture(f, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 	sb := fx.supabaseClaims("user-1")
 	good := []string{
@@ -52,9 +53,7 @@ func FuzzVerify(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, token string) {
-		logs.mu.Lock()
-		logs.buf.Reset()
-		logs.mu.Unlock()
+		logs.Reset()
 		p, err := fx.v.Verify(context.Background(), token)
 		if err == nil {
 			if p == nil || p.UID == "" {

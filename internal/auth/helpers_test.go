@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -186,25 +185,8 @@ func (s *jwksServer) set(f func(s *jwksServer)) {
 
 func (s *jwksServer) fetches() int { return int(s.requests.Load()) }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) lines() []string {
+// logLines splits the log output in b into lines.
+func logLines(b *testenv.LogBuffer) []string {
 	s := strings.TrimSpace(b.String())
 	if s == "" {
 		return nil
@@ -225,7 +207,7 @@ var hmacSecret = []byte("super-secret-jwt-token-with-at-least-32-characters-long
 // on a settable clock, logging into a buffer.
 type fixture struct {
 	clock    *testenv.Clock
-	logs     *syncBuffer
+	logs     *testenv.LogBuffer
 	v        *Verifier
 	supa     *jwksServer
 	fb       *jwksServer
@@ -241,7 +223,7 @@ func newFixture(t testing.TB, change ...func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{
 		clock:    newClock(),
-		logs:     &syncBuffer{},
+		logs:     &testenv.LogBuffer{},
 		sbES:     newECKey(t, "sb-es"),
 		sbRS:     newRSAKey(t, "sb-rs", 0),
 		fbRS:     newRSAKey(t, "fb-rs", 1),

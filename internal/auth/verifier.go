@@ -99,21 +99,8 @@ type issuerState struct {
 // New returns a Verifier for cfg, or an error naming what is wrong with it.
 // It fetches nothing: key sets are fetched on first use or by Check.
 func New(cfg Config) (*Verifier, error) {
-	if len(cfg.Issuers) == 0 {
-		return nil, errors.New("auth: no issuer configured")
-	}
-	if cfg.Leeway < 0 || cfg.JWKSTTL < 0 || cfg.RefreshCooldown < 0 || cfg.FetchTimeout < 0 || cfg.MaxJWKSBytes < 0 {
-		return nil, errors.New("auth: negative duration or size in Config")
-	}
-	seen := make(map[string]bool, len(cfg.Issuers))
-	for _, iss := range cfg.Issuers {
-		if err := iss.validate(); err != nil {
-			return nil, err
-		}
-		if seen[iss.Issuer] {
-			return nil, fmt.Errorf("auth: issuer %q configured twice", iss.Issuer)
-		}
-		seen[iss.Issuer] = true
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
@@ -147,20 +134,50 @@ func New(cfg Config) (*Verifier, error) {
 		v.cache = newTokenCache(cfg.CacheSize)
 	}
 	for _, iss := range cfg.Issuers {
-		iss.Audiences = slices.Clone(iss.Audiences)
-		iss.Algorithms = slices.Clone(iss.Algorithms)
-		iss.HMACSecret = slices.Clone(iss.HMACSecret)
-		st := &issuerState{cfg: iss, methods: make(map[string]jwt.SigningMethod, len(iss.Algorithms))}
-		for _, alg := range iss.Algorithms {
-			st.methods[alg] = jwt.GetSigningMethod(alg)
-		}
-		if iss.JWKSURL != "" {
-			st.keys = &issuerKeys{url: iss.JWKSURL, client: client}
-		}
+		st := newIssuerState(iss, client)
 		v.issuers[iss.Issuer] = st
 		v.order = append(v.order, st)
 	}
 	return v, nil
+}
+
+// check reports what is wrong with cfg: no issuer, a negative setting, an
+// invalid issuer or one configured twice.
+func (cfg *Config) check() error {
+	if len(cfg.Issuers) == 0 {
+		return errors.New("auth: no issuer configured")
+	}
+	if cfg.Leeway < 0 || cfg.JWKSTTL < 0 || cfg.RefreshCooldown < 0 || cfg.FetchTimeout < 0 || cfg.MaxJWKSBytes < 0 {
+		return errors.New("auth: negative duration or size in Config")
+	}
+	seen := make(map[string]bool, len(cfg.Issuers))
+	for _, iss := range cfg.Issuers {
+		if err := iss.validate(); err != nil {
+			return err
+		}
+		if seen[iss.Issuer] {
+			return fmt.Errorf("auth: issuer %q configured twice", iss.Issuer)
+		}
+		seen[iss.Issuer] = true
+	}
+	return nil
+}
+
+// newIssuerState returns the state of issuer iss, on a copy of its slices
+// so the caller's later changes do not reach the verifier; its keys, if
+// any, come from client.
+func newIssuerState(iss Issuer, client *jwksClient) *issuerState {
+	iss.Audiences = slices.Clone(iss.Audiences)
+	iss.Algorithms = slices.Clone(iss.Algorithms)
+	iss.HMACSecret = slices.Clone(iss.HMACSecret)
+	st := &issuerState{cfg: iss, methods: make(map[string]jwt.SigningMethod, len(iss.Algorithms))}
+	for _, alg := range iss.Algorithms {
+		st.methods[alg] = jwt.GetSigningMethod(alg)
+	}
+	if iss.JWKSURL != "" {
+		st.keys = &issuerKeys{url: iss.JWKSURL, client: client}
+	}
+	return st
 }
 
 // Close ends any key fetch in flight. The Verifier keeps working on the keys
@@ -375,35 +392,9 @@ func (v *Verifier) checkClaims(st *issuerState, claims map[string]any, now time.
 	if err := checkAudience(claims["aud"], st.cfg.Audiences); err != nil {
 		return nil, err
 	}
-	exp, err := numericDate(claims, "exp", true)
+	exp, err := v.checkTimes(st, claims, now)
 	if err != nil {
 		return nil, err
-	}
-	if !now.Before(exp.Add(v.leeway)) {
-		return nil, fail(errExpired)
-	}
-	nbf, err := numericDate(claims, "nbf", false)
-	if err != nil {
-		return nil, err
-	}
-	if !nbf.IsZero() && now.Add(v.leeway).Before(nbf) {
-		return nil, fail(errNotYetValid)
-	}
-	iat, err := numericDate(claims, "iat", false)
-	if err != nil {
-		return nil, err
-	}
-	if !iat.IsZero() && now.Add(v.leeway).Before(iat) {
-		return nil, fail(errIssuedFuture)
-	}
-	if st.cfg.RequireAuthTime {
-		authTime, err := numericDate(claims, "auth_time", true)
-		if err != nil {
-			return nil, err
-		}
-		if now.Add(v.leeway).Before(authTime) {
-			return nil, fail(errAuthTimeFuture)
-		}
 	}
 	sub, err := stringClaim(claims, "sub")
 	if err != nil {
@@ -431,6 +422,44 @@ func (v *Verifier) checkClaims(st *issuerState, claims map[string]any, now time.
 		}
 	}
 	return p, nil
+}
+
+// checkTimes checks the time claims against now, allowing the leeway: exp
+// (required) not passed; nbf, iat and, when the issuer requires it,
+// auth_time not in the future. It returns exp.
+func (v *Verifier) checkTimes(st *issuerState, claims map[string]any, now time.Time) (time.Time, *gymbro.Error) {
+	exp, err := numericDate(claims, "exp", true)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !now.Before(exp.Add(v.leeway)) {
+		return time.Time{}, fail(errExpired)
+	}
+	if err := v.notFuture(claims, "nbf", false, now, errNotYetValid); err != nil {
+		return time.Time{}, err
+	}
+	if err := v.notFuture(claims, "iat", false, now, errIssuedFuture); err != nil {
+		return time.Time{}, err
+	}
+	if st.cfg.RequireAuthTime {
+		if err := v.notFuture(claims, "auth_time", true, now, errAuthTimeFuture); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return exp, nil
+}
+
+// notFuture fails with future when the time claim name is later than now
+// plus the leeway; an absent claim passes unless required.
+func (v *Verifier) notFuture(claims map[string]any, name string, required bool, now time.Time, future gymbro.Error) *gymbro.Error {
+	t, err := numericDate(claims, name, required)
+	if err != nil {
+		return err
+	}
+	if !t.IsZero() && now.Add(v.leeway).Before(t) {
+		return fail(future)
+	}
+	return nil
 }
 
 // checkAudience checks that aud, a string or an array of strings, names one

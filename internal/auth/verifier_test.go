@@ -17,45 +17,44 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-func TestVerifySupabasePrincipal(t *testing.T) {
+// TestVerifyPrincipal: each provider's token yields its principal, with the
+// token's claims kept for the handlers.
+func TestVerifyPrincipal(t *testing.T) {
 	f := newFixture(t)
-	claims := f.supabaseClaims("5f1c1f9e-user")
-	p := mustVerify(t, f.v, f.sbES.sign(t, claims, nil))
-	want := &gymbro.Principal{
-		UID:       "5f1c1f9e-user",
-		Email:     "5f1c1f9e-user@example.com",
-		Provider:  gymbro.ProviderSupabase,
-		Issuer:    f.supaIss,
-		SessionID: "7b0d5ad4-0c52-4a8e-9d55-5c8f2b4a0e11",
-		Role:      "authenticated",
-		ExpiresAt: time.Unix(claims["exp"].(int64), 0),
-	}
-	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
-		t.Errorf("principal (-want +got):\n%s", diff)
-	}
-	if p.Claims["aal"] != "aal1" || p.Claims["app_metadata"].(map[string]any)["provider"] != "email" {
-		t.Errorf("Claims lack the token's claims: %v", p.Claims)
-	}
-}
-
-func TestVerifyFirebasePrincipal(t *testing.T) {
-	f := newFixture(t)
-	claims := f.firebaseClaims("fbUser123")
-	p := mustVerify(t, f.v, f.fbRS.sign(t, claims, nil))
-	want := &gymbro.Principal{
-		UID:       "fbUser123",
-		Email:     "fbUser123@example.com",
-		Provider:  gymbro.ProviderFirebase,
-		Issuer:    firebaseIss,
-		ExpiresAt: time.Unix(claims["exp"].(int64), 0),
-	}
-	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
-		t.Errorf("principal (-want +got):\n%s", diff)
-	}
-	if p.Claims["firebase"].(map[string]any)["sign_in_provider"] != "password" {
-		t.Errorf("Claims lack the token's claims: %v", p.Claims)
+	sb := f.supabaseClaims("5f1c1f9e-user")
+	fb := f.firebaseClaims("fbUser123")
+	for _, c := range []struct {
+		name   string
+		token  string
+		want   *gymbro.Principal
+		claims func(p *gymbro.Principal) bool // the token's own claims are there
+	}{
+		{"supabase", f.sbES.sign(t, sb, nil), &gymbro.Principal{
+			UID: "5f1c1f9e-user", Email: "5f1c1f9e-user@example.com", Provider: gymbro.ProviderSupabase,
+			Issuer: f.supaIss, SessionID: "7b0d5ad4-0c52-4a8e-9d55-5c8f2b4a0e11", Role: "authenticated",
+			ExpiresAt: time.Unix(sb["exp"].(int64), 0),
+		}, func(p *gymbro.Principal) bool {
+			return p.Claims["aal"] == "aal1" && p.Claims["app_metadata"].(map[string]any)["provider"] == "email"
+		}},
+		{"firebase", f.fbRS.sign(t, fb, nil), &gymbro.Principal{
+			UID: "fbUser123", Email: "fbUser123@example.com", Provider: gymbro.ProviderFirebase,
+			Issuer: firebaseIss, ExpiresAt: time.Unix(fb["exp"].(int64), 0),
+		}, func(p *gymbro.Principal) bool {
+			return p.Claims["firebase"].(map[string]any)["sign_in_provider"] == "password"
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := mustVerify(t, f.v, c.token)
+			if diff := cmp.Diff(c.want, p, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Claims" }, cmp.Ignore())); diff != "" {
+				t.Errorf("principal (-want +got):\n%s", diff)
+			}
+			if !c.claims(p) {
+				t.Errorf("Claims lack the token's claims: %v", p.Claims)
+			}
+		})
 	}
 }
 
@@ -91,7 +90,7 @@ func TestVerifyAccepts(t *testing.T) {
 			mustVerify(t, f.v, tt.token)
 		})
 	}
-	if n := len(f.logs.lines()); n != 0 {
+	if n := len(logLines(f.logs)); n != 0 {
 		t.Errorf("accepted tokens logged %d lines:\n%s", n, f.logs)
 	}
 }
@@ -198,13 +197,13 @@ func TestVerifyRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(f.logs.lines())
+			before := len(logLines(f.logs))
 			p, err := f.v.Verify(t.Context(), tt.token)
 			if p != nil {
 				t.Errorf("got a principal %v", p)
 			}
 			wantError(t, err, gymbro.KindUnauthenticated, tt.code, tt.token)
-			lines := f.logs.lines()[before:]
+			lines := logLines(f.logs)[before:]
 			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "code="+tt.code) {
 				t.Errorf("want one Warn line with code=%s, got %q", tt.code, lines)
 			}
@@ -358,7 +357,7 @@ func TestIssuerDefaults(t *testing.T) {
 
 func TestIssuerSecretNeverPrinted(t *testing.T) {
 	iss := SupabaseIssuer("https://abc.supabase.co", hmacSecret)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "issuer", iss, "cfg", Config{Issuers: []Issuer{iss}})
 	for _, s := range []string{fmt.Sprint(iss), fmt.Sprintf("%v %+v %#v %s", iss, iss, iss, iss), fmt.Sprintf("%+v", Config{Issuers: []Issuer{iss}}), logs.String()} {
 		if strings.Contains(s, string(hmacSecret)) || strings.Contains(s, fmt.Sprint(hmacSecret[:8])) {

@@ -509,3 +509,22 @@ func testPing(t *testing.T, newLog NewLog) {
 		t.Errorf("Ping: %v", err)
 	}
 }
+
+// BenchmarkAppendRead measures the hot path of a stream: append one chunk
+// and read it back, as the SSE handler does, with replies of 1,000 chunks
+// one after another.
+func BenchmarkAppendRead(b *testing.B, l gymbro.EventLog) {
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		id := fmt.Sprintf("m-%d", i/1000) // a reply of 1,000 chunks, then the next
+		ev, err := l.Append(ctx, gymbro.Event{MessageID: id, Type: gymbro.EventContentDelta, Delta: "Squat "})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if evs, err := l.Read(ctx, id, ev.Seq-1, 256); err != nil || len(evs) != 1 {
+			b.Fatalf("Read = %d events, %v", len(evs), err)
+		}
+		i++
+	}
+}

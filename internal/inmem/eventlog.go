@@ -20,8 +20,8 @@ const CodeLogClosed = gymbro.CodeLogClosed
 
 // Defaults for Options fields left zero.
 const (
-	DefaultTTL     = time.Hour
-	DefaultOpenTTL = 24 * time.Hour
+	DefaultTTL     = eventlog.DefaultTTL
+	DefaultOpenTTL = eventlog.DefaultOpenTTL
 )
 
 // shardCount is a power of two comfortably above the core count of the
@@ -95,22 +95,11 @@ var (
 // negative, starts the one janitor goroutine that Close stops.
 func NewEventLog(opts Options) *EventLog {
 	l := &EventLog{
-		ttl:     opts.TTL,
-		openTTL: opts.OpenTTL,
-		now:     opts.Now,
-		seed:    maphash.MakeSeed(),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		seed: maphash.MakeSeed(),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	if l.ttl <= 0 {
-		l.ttl = DefaultTTL
-	}
-	if l.openTTL <= 0 {
-		l.openTTL = DefaultOpenTTL
-	}
-	if l.now == nil {
-		l.now = time.Now
-	}
+	l.ttl, l.openTTL, l.now = eventlog.Retention(opts.TTL, opts.OpenTTL, opts.Now)
 	for i := range l.shards {
 		l.shards[i].logs = make(map[string]*msgLog)
 	}

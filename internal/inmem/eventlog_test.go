@@ -175,19 +175,7 @@ func BenchmarkIdleWatcher(b *testing.B) {
 func BenchmarkAppendRead(b *testing.B) {
 	l := inmem.NewEventLog(inmem.Options{SweepEvery: -1})
 	defer l.Close()
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		id := fmt.Sprintf("m-%d", i/1000) // a reply of 1,000 chunks, then the next
-		ev, err := l.Append(ctx, gymbro.Event{MessageID: id, Type: gymbro.EventContentDelta, Delta: "Squat "})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if evs, err := l.Read(ctx, id, ev.Seq-1, 256); err != nil || len(evs) != 1 {
-			b.Fatalf("Read = %d events, %v", len(evs), err)
-		}
-		i++
-	}
+	eventlogtest.BenchmarkAppendRead(b, l)
 }
 
 // BenchmarkAppendReadParallel is BenchmarkAppendRead across many concurrent

@@ -5,13 +5,13 @@
 package mailapi
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // CodeMailAPIFailed is the code of every failure to get an inbox: a refused
@@ -71,7 +72,7 @@ type MailSlurp struct {
 // NewMailSlurp returns a MailSlurp provider, or an error when BaseURL is not
 // an absolute http(s) URL.
 func NewMailSlurp(opts MailSlurpOptions) (*MailSlurp, error) {
-	base := strings.TrimRight(cmpOr(opts.BaseURL, DefaultMailSlurpURL), "/")
+	base := strings.TrimRight(cmp.Or(opts.BaseURL, DefaultMailSlurpURL), "/")
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("mailapi: BaseURL %q is not an absolute http(s) URL", base)
@@ -79,19 +80,11 @@ func NewMailSlurp(opts MailSlurpOptions) (*MailSlurp, error) {
 	if opts.Timeout < 0 || opts.ExpiresIn < 0 {
 		return nil, errors.New("mailapi: negative Timeout or ExpiresIn")
 	}
-	m := &MailSlurp{base: base, http: opts.HTTPClient, timeout: cmpOr(opts.Timeout, 10*time.Second), expiresIn: opts.ExpiresIn}
+	m := &MailSlurp{base: base, http: opts.HTTPClient, timeout: cmp.Or(opts.Timeout, 10*time.Second), expiresIn: opts.ExpiresIn}
 	if m.http == nil {
 		m.http = &http.Client{}
 	}
 	return m, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // LogValue shows only where the provider points.
@@ -169,7 +162,7 @@ func errorDetail(b []byte) string {
 	if json.Unmarshal(b, &body) != nil {
 		return ""
 	}
-	d := cmpOr(body.Message, body.Error)
+	d := cmp.Or(body.Message, body.Error)
 	d = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
@@ -187,12 +180,7 @@ func errorDetail(b []byte) string {
 // Everything else is one 502: the mail API is a third party the console
 // user chose, and a retry is theirs to decide.
 func transportError(ctx context.Context, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("mailapi: %w", context.Cause(ctx))
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return gymbro.Wrap(err, gymbro.KindUpstream, CodeMailAPIFailed, "The mail API did not answer in time.")
-	}
-	return gymbro.Wrap(err, gymbro.KindUpstream, CodeMailAPIFailed, "The mail API is unreachable.")
+	return outage.NoAnswer(ctx, err, "mailapi",
+		gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeMailAPIFailed, Message: "The mail API did not answer in time."},
+		gymbro.Error{Kind: gymbro.KindUpstream, Code: CodeMailAPIFailed, Message: "The mail API is unreachable."})
 }

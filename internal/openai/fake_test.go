@@ -88,6 +88,30 @@ func (f *fake) config(delays *[]time.Duration) openai.Config {
 	}
 }
 
+// model returns a Model on the fake, its config changed by set.
+func (f *fake) model(t testing.TB, delays *[]time.Duration, set func(c *openai.Config)) *openai.Model {
+	t.Helper()
+	cfg := f.config(delays)
+	set(&cfg)
+	m, err := openai.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return m
+}
+
+// wantAttempts fails t unless the fake was asked want times; why says what
+// that number shows.
+func (f *fake) wantAttempts(t testing.TB, want int64, why string) {
+	t.Helper()
+	if got := f.attempts.Load(); got != want {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		t.Errorf("attempts = %d, want %d%s", got, want, why)
+	}
+}
+
 func (f *fake) body(i int) map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()

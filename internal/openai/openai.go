@@ -23,6 +23,7 @@
 package openai
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -136,64 +137,12 @@ type Model struct {
 // New validates cfg, fills in its defaults and returns a Model. It makes no
 // request; the first Stream finds out whether the key works.
 func New(cfg Config) (*Model, error) {
-	if cfg.BaseURL == "" {
-		if cfg.APIKey == "" {
-			return nil, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: an API key is required for %s", DefaultBaseURL)
-		}
-		cfg.BaseURL = DefaultBaseURL
+	if err := validate(&cfg); err != nil {
+		return nil, err
 	}
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: base URL must be an absolute http(s) URL")
-	}
-	if u.User != nil {
-		// Credentials in the URL would end up in error messages and logs.
-		return nil, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: base URL must not carry credentials; use the API key")
-	}
-	if cfg.FirstChunkTimeout < 0 || cfg.IdleTimeout < 0 || cfg.TotalTimeout < 0 || cfg.MaxConcurrent < 0 {
-		return nil, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: timeouts and MaxConcurrent must not be negative")
-	}
-	if cfg.Model == "" {
-		cfg.Model = DefaultModel
-	}
-	if cfg.FirstChunkTimeout == 0 {
-		cfg.FirstChunkTimeout = DefaultFirstChunkTimeout
-	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.TotalTimeout == 0 {
-		cfg.TotalTimeout = DefaultTotalTimeout
-	}
-	switch {
-	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = DefaultMaxRetries
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
-	}
-	if cfg.MaxConcurrent == 0 {
-		cfg.MaxConcurrent = DefaultMaxConcurrent
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
-	}
-	if cfg.Sleep == nil {
-		cfg.Sleep = backoff.Sleep
-	}
-
-	// The service is built from explicit options only: openai.NewClient
-	// would also read OPENAI_* variables (organization, project, custom
-	// headers) behind the configuration's back.
-	client := sdk.NewChatCompletionService(
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithAPIKey(cfg.APIKey),
-		option.WithHTTPClient(cfg.HTTPClient),
-		// Our retries, not the SDK's: it would retry a stream whose
-		// connection broke after some deltas were already emitted.
-		option.WithMaxRetries(0),
-	)
+	cfg = withDefaults(cfg)
 	return &Model{
-		client:     client,
+		client:     newService(cfg),
 		model:      cfg.Model,
 		baseURL:    cfg.BaseURL,
 		firstChunk: cfg.FirstChunkTimeout,
@@ -204,6 +153,65 @@ func New(cfg Config) (*Model, error) {
 		sleep:      cfg.Sleep,
 		now:        time.Now,
 	}, nil
+}
+
+// validate checks cfg, filling in DefaultBaseURL, which needs an API key.
+func validate(cfg *Config) error {
+	if cfg.BaseURL == "" {
+		if cfg.APIKey == "" {
+			return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: an API key is required for %s", DefaultBaseURL)
+		}
+		cfg.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: base URL must be an absolute http(s) URL")
+	}
+	if u.User != nil {
+		// Credentials in the URL would end up in error messages and logs.
+		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: base URL must not carry credentials; use the API key")
+	}
+	if cfg.FirstChunkTimeout < 0 || cfg.IdleTimeout < 0 || cfg.TotalTimeout < 0 || cfg.MaxConcurrent < 0 {
+		return gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "openai: timeouts and MaxConcurrent must not be negative")
+	}
+	return nil
+}
+
+// withDefaults returns a valid cfg with its zero fields set to the
+// defaults; a negative MaxRetries means none.
+func withDefaults(cfg Config) Config {
+	cfg.Model = cmp.Or(cfg.Model, DefaultModel)
+	cfg.FirstChunkTimeout = cmp.Or(cfg.FirstChunkTimeout, DefaultFirstChunkTimeout)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.TotalTimeout = cmp.Or(cfg.TotalTimeout, DefaultTotalTimeout)
+	cfg.MaxConcurrent = cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{}
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = backoff.Sleep
+	}
+	return cfg
+}
+
+// newService builds the SDK's chat completion service from explicit
+// options only: openai.NewClient would also read OPENAI_* variables
+// (organization, project, custom headers) behind the configuration's back.
+func newService(cfg Config) sdk.ChatCompletionService {
+	return sdk.NewChatCompletionService(
+		option.WithBaseURL(cfg.BaseURL),
+		option.WithAPIKey(cfg.APIKey),
+		option.WithHTTPClient(cfg.HTTPClient),
+		// Our retries, not the SDK's: it would retry a stream whose
+		// connection broke after some deltas were already emitted.
+		option.WithMaxRetries(0),
+	)
 }
 
 // LogValue describes the Model without its key.
@@ -310,51 +318,66 @@ func (m *Model) attempt(ctx context.Context, params sdk.ChatCompletionNewParams,
 		if !timer.Stop() {
 			break // the timer fired: actx is canceled, the cause says why
 		}
-		chunk := stream.Current()
 		started = true
 		gotChunk.Store(true)
-		if chunk.Model != "" {
-			res.Model = chunk.Model
-		}
-		if chunk.JSON.Usage.Valid() {
-			res.Usage = gymbro.Usage{
-				PromptTokens:     chunk.Usage.PromptTokens,
-				CompletionTokens: chunk.Usage.CompletionTokens,
-				TotalTokens:      chunk.Usage.TotalTokens,
-			}
-		}
-		for _, c := range chunk.Choices {
-			if c.Index != 0 {
-				continue // we ask for one choice; ignore any other
-			}
-			if c.Delta.Content != "" {
-				if err := emit(c.Delta.Content); err != nil {
-					return res, started, emitError{err}
-				}
-			}
-			if c.FinishReason != "" {
-				res.FinishReason = c.FinishReason
-			}
+		if err := takeChunk(&res, stream.Current(), emit); err != nil {
+			return res, started, err
 		}
 		timer.Reset(m.idle)
 	}
 	err = stream.Err()
 	if err == nil && actx.Err() == nil {
-		if res.FinishReason == "" {
-			// EOF without a finish_reason: the connection was cut (a proxy's
-			// timeout, say) and the reply is truncated.
-			return res, started, gymbro.Errorf(gymbro.KindUnavailable, gymbro.CodeAIUnavailable,
-				"The AI service ended the reply before it was finished.")
-		}
-		if res.Model == "" {
-			res.Model = m.model
-		}
-		return res, started, nil
+		res, err = m.finished(res)
+		return res, started, err
 	}
 	if err == nil {
 		err = context.Cause(actx)
 	}
 	return res, started, m.classify(actx, err, httpRes, started)
+}
+
+// takeChunk adds a streamed chunk to res and emits its content; only an
+// emit failure is returned, as an emitError.
+func takeChunk(res *gymbro.ModelResult, chunk sdk.ChatCompletionChunk, emit func(string) error) error {
+	if chunk.Model != "" {
+		res.Model = chunk.Model
+	}
+	if chunk.JSON.Usage.Valid() {
+		res.Usage = gymbro.Usage{
+			PromptTokens:     chunk.Usage.PromptTokens,
+			CompletionTokens: chunk.Usage.CompletionTokens,
+			TotalTokens:      chunk.Usage.TotalTokens,
+		}
+	}
+	for _, c := range chunk.Choices {
+		if c.Index != 0 {
+			continue // we ask for one choice; ignore any other
+		}
+		if c.Delta.Content != "" {
+			if err := emit(c.Delta.Content); err != nil {
+				return emitError{err}
+			}
+		}
+		if c.FinishReason != "" {
+			res.FinishReason = c.FinishReason
+		}
+	}
+	return nil
+}
+
+// finished is the outcome of a stream that ended cleanly. Without a
+// finish_reason the connection was cut (a proxy's timeout, say) and the
+// reply is truncated; otherwise the model is the one asked for when the
+// server named none.
+func (m *Model) finished(res gymbro.ModelResult) (gymbro.ModelResult, error) {
+	if res.FinishReason == "" {
+		return res, gymbro.Errorf(gymbro.KindUnavailable, gymbro.CodeAIUnavailable,
+			"The AI service ended the reply before it was finished.")
+	}
+	if res.Model == "" {
+		res.Model = m.model
+	}
+	return res, nil
 }
 
 // classify turns what went wrong with one attempt into a *gymbro.Error.

@@ -131,9 +131,7 @@ func TestStreamRetriesServerErrorBeforeFirstChunk(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stream: %v", err)
 	}
-	if got := f.attempts.Load(); got != 2 {
-		t.Errorf("attempts = %d, want 2", got)
-	}
+	f.wantAttempts(t, 2, "")
 	if len(deltas) != 1 || deltas[0] != "ok" {
 		t.Errorf("deltas = %q, want only the second attempt's", deltas)
 	}
@@ -169,18 +167,14 @@ func TestStreamRateLimitedForever(t *testing.T) {
 		apiError(w, http.StatusTooManyRequests, "requests", "rate_limit_exceeded", "Rate limit reached.")
 	})
 	var delays []time.Duration
-	cfg := f.config(&delays)
-	cfg.MaxRetries = 2
-	m := newModel(t, cfg)
+	m := f.model(t, &delays, func(c *openai.Config) { c.MaxRetries = 2 })
 
 	_, _, err := stream(t.Context(), m)
 	e := wantError(t, err, gymbro.KindRateLimited, gymbro.CodeAIRateLimited)
 	if e.RetryAfter != 2*time.Second {
 		t.Errorf("RetryAfter = %v, want 2s from the header", e.RetryAfter)
 	}
-	if got := f.attempts.Load(); got != 3 {
-		t.Errorf("attempts = %d, want 1 + MaxRetries", got)
-	}
+	f.wantAttempts(t, 3, "1 + MaxRetries")
 	if len(delays) != 2 {
 		t.Errorf("waits = %v, want 2", delays)
 	}
@@ -210,9 +204,7 @@ func TestStreamClientErrorsAreNotRetried(t *testing.T) {
 
 			_, _, err := stream(t.Context(), m)
 			wantError(t, err, gymbro.KindUpstream, gymbro.CodeAIBadRequest)
-			if got := f.attempts.Load(); got != 1 {
-				t.Errorf("attempts = %d, want 1", got)
-			}
+			f.wantAttempts(t, 1, "")
 		})
 	}
 }
@@ -224,15 +216,11 @@ func TestStreamGatewayPageIsUnavailable(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 		fmt.Fprint(w, "<html><body>502 Bad Gateway</body></html>")
 	})
-	cfg := f.config(nil)
-	cfg.MaxRetries = 1
-	m := newModel(t, cfg)
+	m := f.model(t, nil, func(c *openai.Config) { c.MaxRetries = 1 })
 
 	_, _, err := stream(t.Context(), m)
 	wantError(t, err, gymbro.KindUnavailable, gymbro.CodeAIUnavailable)
-	if got := f.attempts.Load(); got != 2 {
-		t.Errorf("attempts = %d, want 2 (a 502 is retried)", got)
-	}
+	f.wantAttempts(t, 2, "a 502 is retried")
 }
 
 func TestStreamConnectionRefused(t *testing.T) {
@@ -262,18 +250,14 @@ func TestStreamFirstChunkTimeout(t *testing.T) {
 				before(w)
 				<-r.Context().Done() // hang until the client gives up
 			})
-			cfg := f.config(nil)
-			cfg.FirstChunkTimeout = 200 * time.Millisecond
-			m := newModel(t, cfg)
+			m := f.model(t, nil, func(c *openai.Config) { c.FirstChunkTimeout = 200 * time.Millisecond })
 
 			deltas, _, err := stream(t.Context(), m)
 			wantError(t, err, gymbro.KindTimeout, gymbro.CodeAITimeout)
 			if len(deltas) != 0 {
 				t.Errorf("deltas = %q, want none", deltas)
 			}
-			if got := f.attempts.Load(); got != 1 {
-				t.Errorf("attempts = %d, want 1 (a timeout is not retried)", got)
-			}
+			f.wantAttempts(t, 1, "a timeout is not retried")
 		})
 	}
 }
@@ -286,9 +270,7 @@ func TestStreamIdleTimeoutKeepsPartialDeltas(t *testing.T) {
 		s.content("gpt-test", "deep")
 		<-r.Context().Done() // stall mid-reply
 	})
-	cfg := f.config(nil)
-	cfg.IdleTimeout = 200 * time.Millisecond
-	m := newModel(t, cfg)
+	m := f.model(t, nil, func(c *openai.Config) { c.IdleTimeout = 200 * time.Millisecond })
 
 	deltas, _, err := stream(t.Context(), m)
 	e := wantError(t, err, gymbro.KindTimeout, gymbro.CodeAITimeout)
@@ -298,9 +280,7 @@ func TestStreamIdleTimeoutKeepsPartialDeltas(t *testing.T) {
 	if diff := cmp.Diff([]string{"Squat ", "deep"}, deltas); diff != "" {
 		t.Errorf("deltas (-want +got):\n%s", diff)
 	}
-	if got := f.attempts.Load(); got != 1 {
-		t.Errorf("attempts = %d, want 1", got)
-	}
+	f.wantAttempts(t, 1, "")
 }
 
 func TestStreamTotalTimeout(t *testing.T) {
@@ -309,9 +289,7 @@ func TestStreamTotalTimeout(t *testing.T) {
 		s.content("gpt-test", "Squat ")
 		<-r.Context().Done()
 	})
-	cfg := f.config(nil)
-	cfg.TotalTimeout = 200 * time.Millisecond
-	m := newModel(t, cfg)
+	m := f.model(t, nil, func(c *openai.Config) { c.TotalTimeout = 200 * time.Millisecond })
 
 	_, _, err := stream(t.Context(), m)
 	e := wantError(t, err, gymbro.KindTimeout, gymbro.CodeAITimeout)
@@ -339,9 +317,7 @@ func TestStreamErrorAfterFirstChunkIsNotRetried(t *testing.T) {
 
 			deltas, _, err := stream(t.Context(), m)
 			wantError(t, err, gymbro.KindUnavailable, gymbro.CodeAIUnavailable)
-			if got := f.attempts.Load(); got != 1 {
-				t.Errorf("attempts = %d, want 1", got)
-			}
+			f.wantAttempts(t, 1, "")
 			if len(deltas) != 1 {
 				t.Errorf("deltas = %q, want the one before the failure", deltas)
 			}
@@ -382,9 +358,7 @@ func TestStreamEmitErrorIsReturned(t *testing.T) {
 	if err != boom || calls != 1 {
 		t.Fatalf("Stream = %v after %d emits, want the emit error after 1", err, calls)
 	}
-	if got := f.attempts.Load(); got != 1 {
-		t.Errorf("attempts = %d, want 1", got)
-	}
+	f.wantAttempts(t, 1, "")
 }
 
 func TestStreamConcurrencyCap(t *testing.T) {
@@ -399,9 +373,7 @@ func TestStreamConcurrencyCap(t *testing.T) {
 		}
 		reply(w, "gpt-test", fmt.Sprint("reply ", n))
 	})
-	cfg := f.config(nil)
-	cfg.MaxConcurrent = 1
-	m := newModel(t, cfg)
+	m := f.model(t, nil, func(c *openai.Config) { c.MaxConcurrent = 1 })
 
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -441,9 +413,7 @@ func TestStreamCancelWhileWaitingForSlot(t *testing.T) {
 		}
 		reply(w, "gpt-test", "ok")
 	})
-	cfg := f.config(nil)
-	cfg.MaxConcurrent = 1
-	m := newModel(t, cfg)
+	m := f.model(t, nil, func(c *openai.Config) { c.MaxConcurrent = 1 })
 
 	var wg sync.WaitGroup
 	var firstErr error

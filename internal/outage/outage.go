@@ -8,6 +8,7 @@ package outage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -67,3 +68,21 @@ func redisOutage(err error) bool {
 
 // Wrap returns err as the 503 of an outage of what; see gymbro.Unavailable.
 func Wrap(err error, what string) *gymbro.Error { return gymbro.Unavailable(err, what) }
+
+// NoAnswer is the error of an HTTP call to a dependency that got no answer.
+// The caller's own cancellation passes through, wrapped with pkg, so a
+// closed browser tab is not mistaken for an outage; a deadline or a network
+// timeout becomes timedOut and anything else unreachable, each keeping err
+// as its cause.
+func NoAnswer(ctx context.Context, err error, pkg string, timedOut, unreachable gymbro.Error) error {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", pkg, context.Cause(ctx))
+	}
+	e := unreachable
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		e = timedOut
+	}
+	e.Err = err
+	return &e
+}

@@ -1,15 +1,18 @@
 package outage_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
@@ -55,5 +58,34 @@ func TestIs(t *testing.T) {
 	}
 	if e := outage.Wrap(io.EOF, "The store"); e.RetryAfter != outage.RetryAfter || e.Message != "The store is unavailable; try again." {
 		t.Errorf("Wrap = %+v", e)
+	}
+}
+
+// TestNoAnswer: the caller's own cancellation passes through as itself; a
+// deadline is the timeout error, anything else the unreachable one, each
+// keeping the cause.
+func TestNoAnswer(t *testing.T) {
+	timedOut := gymbro.Error{Kind: gymbro.KindTimeout, Code: "t"}
+	down := gymbro.Error{Kind: gymbro.KindUnavailable, Code: "d"}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := outage.NoAnswer(gone, fmt.Errorf("dial: %w", context.Canceled), "pkg", timedOut, down)
+	if !errors.Is(err, context.Canceled) || gymbro.ErrorKind(err) != gymbro.KindInternal || !strings.HasPrefix(err.Error(), "pkg: ") {
+		t.Errorf("caller gone: %v", err)
+	}
+	live := context.Background()
+	refused := errors.New("connection refused")
+	for _, c := range []struct {
+		err  error
+		code string
+	}{
+		{context.DeadlineExceeded, "t"},
+		{refused, "d"},
+		{fmt.Errorf("dial: %w", context.Canceled), "d"}, // not the caller's: ctx is live
+	} {
+		err := outage.NoAnswer(live, c.err, "pkg", timedOut, down)
+		if gymbro.ErrorCode(err) != c.code || !errors.Is(err, c.err) {
+			t.Errorf("NoAnswer(%v) = %v, want code %s wrapping it", c.err, err, c.code)
+		}
 	}
 }

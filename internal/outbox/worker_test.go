@@ -35,14 +35,29 @@ func wantTransient(t *testing.T, err error) {
 	}
 }
 
+// downFake is a fake PostgREST in an outage.
+func downFake(t *testing.T) *supabasetest.PostgREST {
+	t.Helper()
+	fake := supabasetest.New(t, key)
+	fake.SetMode(supabasetest.Outage, "")
+	return fake
+}
+
+// flush runs one pass of w, failing t with what when it fails.
+func flush(t *testing.T, w *outbox.Worker, what string) {
+	t.Helper()
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 func TestOutageThenRecovery(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			c := newClock()
 			s := b.place(t)(t)
-			fake := supabasetest.New(t, key)
-			fake.SetMode(supabasetest.Outage, "")
+			fake := downFake(t)
 			w := manualWorker(s, fake, c, "w1")
 
 			ids := finish(t, s, 500, c.Now())
@@ -59,9 +74,7 @@ func TestOutageThenRecovery(t *testing.T) {
 
 			fake.SetMode(supabasetest.Up, "")
 			before := fake.Requests()
-			if err := w.Flush(ctx); err != nil {
-				t.Fatalf("Flush after recovery: %v", err)
-			}
+			flush(t, w, "Flush after recovery")
 			wantDeliveredOnce(t, fake, ids)
 			wantStats(t, w.Stats, 0, 0)
 			// 500 records in batches of 100: five requests, not 500.
@@ -78,8 +91,7 @@ func TestRestartMidOutage(t *testing.T) {
 			ctx := context.Background()
 			c := newClock()
 			open := b.place(t)
-			fake := supabasetest.New(t, key)
-			fake.SetMode(supabasetest.Outage, "")
+			fake := downFake(t)
 
 			s1 := open(t)
 			ids := finish(t, s1, 300, c.Now())
@@ -103,9 +115,7 @@ func TestRestartMidOutage(t *testing.T) {
 			// The first process tried one batch before the outage stopped
 			// it; the 160 records nobody tried yet go at once, the ones in
 			// backoff or under the dead process's lease wait their turn.
-			if err := w2.Flush(ctx); err != nil {
-				t.Fatalf("Flush before the lease ends: %v", err)
-			}
+			flush(t, w2, "Flush before the lease ends")
 			if fake.Len() != 300-100-len(held) {
 				t.Errorf("before backoff and lease ended: %d delivered, want %d", fake.Len(), 300-100-len(held))
 			}
@@ -115,9 +125,7 @@ func TestRestartMidOutage(t *testing.T) {
 				}
 			}
 			c.Advance(time.Minute)
-			if err := w2.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			flush(t, w2, "Flush")
 			wantDeliveredOnce(t, fake, ids)
 			wantStats(t, w2.Stats, 0, 0)
 		})
@@ -138,9 +146,7 @@ func TestPermanentRejectionParksOnlyTheBadRecord(t *testing.T) {
 			ids := finish(t, s, 50, c.Now())
 			bad := []string{ids[7], ids[31]}
 			fake.Reject(bad...)
-			if err := w.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			flush(t, w, "Flush")
 			if fake.Len() != 48 || fake.Row(bad[0]) != nil || fake.Row(bad[1]) != nil {
 				t.Errorf("fake holds %d rows (bad ones: %v, %v), want the 48 good ones", fake.Len(), fake.Row(bad[0]), fake.Row(bad[1]))
 			}
@@ -160,9 +166,7 @@ func TestPermanentRejectionParksOnlyTheBadRecord(t *testing.T) {
 
 			// A dead record stays dead, however long we wait.
 			c.Advance(24 * time.Hour)
-			if err := w.Flush(ctx); err != nil {
-				t.Fatalf("Flush: %v", err)
-			}
+			flush(t, w, "Flush")
 			wantStats(t, w.Stats, 0, 2)
 
 			// The fix is deployed; the operator redrives.
@@ -172,9 +176,7 @@ func TestPermanentRejectionParksOnlyTheBadRecord(t *testing.T) {
 				t.Fatalf("RedriveOutbox = %d, %v; want 2", n, err)
 			}
 			wantStats(t, w.Stats, 2, 0)
-			if err := w.Flush(ctx); err != nil {
-				t.Fatalf("Flush after redrive: %v", err)
-			}
+			flush(t, w, "Flush after redrive")
 			wantDeliveredOnce(t, fake, ids)
 			wantStats(t, w.Stats, 0, 0)
 		})

@@ -21,28 +21,14 @@ var _ ratelimit.Limiter = (*redislimit.Limiter)(nil)
 
 func newClient(t testing.TB) *redis.Client {
 	t.Helper()
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.RedisClient(t, "")
 }
 
 // uniquePrefix returns a key prefix no other test uses and deletes its keys
 // when t ends.
 func uniquePrefix(t testing.TB, c *redis.Client) string {
 	t.Helper()
-	prefix := testenv.UniqueName("gymbrotest:rl:") + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
+	return testenv.RedisPrefix(t, c, "gymbrotest:rl:")
 }
 
 func allow(t *testing.T, l *redislimit.Limiter, key string) (bool, time.Duration) {

@@ -47,8 +47,8 @@ const CodeLogClosed = gymbro.CodeLogClosed
 // Defaults for Options fields left zero.
 const (
 	DefaultPrefix   = "gymbro:"
-	DefaultTTL      = time.Hour
-	DefaultOpenTTL  = 24 * time.Hour
+	DefaultTTL      = eventlog.DefaultTTL
+	DefaultOpenTTL  = eventlog.DefaultOpenTTL
 	DefaultBlockFor = 30 * time.Second
 )
 
@@ -153,9 +153,6 @@ func New(client redis.UniversalClient, opts Options) (*EventLog, error) {
 	l := &EventLog{
 		client:   client,
 		prefix:   opts.Prefix,
-		ttl:      opts.TTL,
-		openTTL:  opts.OpenTTL,
-		now:      opts.Now,
 		blockFor: opts.BlockFor,
 		log:      opts.Logger,
 		done:     make(chan struct{}),
@@ -166,15 +163,7 @@ func New(client redis.UniversalClient, opts Options) (*EventLog, error) {
 	if strings.ContainsAny(l.prefix, "{}") {
 		return nil, errors.New("redislog: Prefix must not contain braces (they form the Redis Cluster hash tag)")
 	}
-	if l.ttl <= 0 {
-		l.ttl = DefaultTTL
-	}
-	if l.openTTL <= 0 {
-		l.openTTL = DefaultOpenTTL
-	}
-	if l.now == nil {
-		l.now = time.Now
-	}
+	l.ttl, l.openTTL, l.now = eventlog.Retention(opts.TTL, opts.OpenTTL, opts.Now)
 	if l.blockFor <= 0 {
 		l.blockFor = DefaultBlockFor
 	}

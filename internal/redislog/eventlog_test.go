@@ -20,36 +20,14 @@ import (
 // CLIENT SETNAME so a test can find and kill them.
 func newClient(t testing.TB, name string) *redis.Client {
 	t.Helper()
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ClientName = name
-	c := redis.NewClient(opt)
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.RedisClient(t, name)
 }
 
 // uniquePrefix returns a key prefix no other test uses, and deletes its
 // keys when t ends.
 func uniquePrefix(t testing.TB, c *redis.Client) string {
 	t.Helper()
-	prefix := testenv.UniqueName("gymbrotest:") + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("scanning test keys: %v", err)
-		}
-		for _, k := range keys {
-			c.Del(ctx, k) // one by one: the keys live in different cluster slots
-		}
-	})
-	return prefix
+	return testenv.RedisPrefix(t, c, "gymbrotest:")
 }
 
 func newLogOn(t testing.TB, c *redis.Client, opts redislog.Options) *redislog.EventLog {
@@ -282,20 +260,7 @@ func BenchmarkAppend(b *testing.B) {
 // streamed chunk with one subscriber.
 func BenchmarkAppendRead(b *testing.B) {
 	c := newClient(b, "")
-	l := newLogOn(b, c, redislog.Options{Prefix: uniquePrefix(b, c)})
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		id := fmt.Sprintf("m-%d", i/1000)
-		ev, err := l.Append(ctx, gymbro.Event{MessageID: id, Type: gymbro.EventContentDelta, Delta: "Squat "})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if evs, err := l.Read(ctx, id, ev.Seq-1, 256); err != nil || len(evs) != 1 {
-			b.Fatalf("Read = %d events, %v", len(evs), err)
-		}
-		i++
-	}
+	eventlogtest.BenchmarkAppendRead(b, newLogOn(b, c, redislog.Options{Prefix: uniquePrefix(b, c)}))
 }
 
 // BenchmarkAppendParallel measures throughput with many generations

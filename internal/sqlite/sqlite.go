@@ -72,43 +72,14 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	if path == "" || strings.Contains(path, "?") {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_path", "The SQLite path %q is not usable.", path)
 	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(o.busyTimeout.Milliseconds(), 10)+")")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	// NORMAL is durable across application crashes in WAL mode; only a power
-	// loss may drop the last transactions (sqlite.org/pragma.html#pragma_synchronous).
-	q.Add("_pragma", "synchronous(NORMAL)")
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction that reads
 	// and then writes cannot fail half-way with SQLITE_BUSY when another
 	// process holds the file.
-	wq := url.Values{}
-	for k, v := range q {
-		wq[k] = v
-	}
-	wq.Set("_txlock", "immediate")
-	rq := url.Values{}
-	for k, v := range q {
-		rq[k] = v
-	}
-	rq.Add("_pragma", "query_only(1)")
-
-	write, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	write, err := openWrite(ctx, dsn(path, o.busyTimeout, url.Values{"_txlock": {"immediate"}}))
 	if err != nil {
-		return nil, dbErr(err)
+		return nil, err
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
-	write.SetConnMaxIdleTime(0)
-
-	// The write connection creates the file and switches it to WAL before
-	// the readers open it.
-	if err := write.PingContext(ctx); err != nil {
-		write.Close()
-		return nil, dbErr(err)
-	}
-	read, err := sql.Open("sqlite", path+"?"+rq.Encode())
+	read, err := sql.Open("sqlite", dsn(path, o.busyTimeout, url.Values{"_pragma": {"query_only(1)"}}))
 	if err != nil {
 		write.Close()
 		return nil, dbErr(err)
@@ -127,6 +98,42 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// dsn is the data source name of path with the pragmas every connection
+// takes, then extra.
+func dsn(path string, busyTimeout time.Duration, extra url.Values) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// NORMAL is durable across application crashes in WAL mode; only a power
+	// loss may drop the last transactions (sqlite.org/pragma.html#pragma_synchronous).
+	q.Add("_pragma", "synchronous(NORMAL)")
+	for k, vs := range extra {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
+	}
+	return path + "?" + q.Encode()
+}
+
+// openWrite opens the one write connection. It creates the file and
+// switches it to WAL before the readers open it.
+func openWrite(ctx context.Context, dsn string) (*sql.DB, error) {
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, dbErr(err)
+	}
+	return write, nil
 }
 
 // Migrate applies the embedded migrations that schema_migrations does not

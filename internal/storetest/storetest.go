@@ -402,35 +402,46 @@ func testFinish(t *testing.T, s gymbro.Store) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("FinishMessage (-want +got):\n%s", diff)
 	}
-	stored, err := s.Message(ctx, "u1", m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(got, stored); diff != "" {
-		t.Errorf("stored differs from returned (-returned +stored):\n%s", diff)
-	}
-	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 0 {
-		t.Errorf("CountRunning = %d, %v; want 0", n, err)
-	}
-	if exp, err := s.ExpiredLeases(ctx, at.Add(time.Hour), 10); err != nil || len(exp) != 0 {
-		t.Errorf("a finished message is still leased: %v, %v", exp, err)
-	}
+	wantFinishedStored(t, s, got, at)
 
 	_, err = s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "again", At: at})
 	wantErr(t, err, gymbro.KindConflict, "message_terminal")
 	_, err = s.FinishMessage(ctx, newID(), r)
 	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
 
-	// The outbox holds exactly one record: the first finish's.
-	items, err := s.ClaimOutbox(ctx, "sync", at, at.Add(time.Minute), 10)
+	wantFinishRecord(t, s, m, in.TraceID, at)
+}
+
+// wantFinishedStored checks that the store holds the finished message got as
+// returned, no longer counts it running and no longer leases it.
+func wantFinishedStored(t *testing.T, s gymbro.Store, got *gymbro.Message, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	stored, err := s.Message(ctx, got.UserID, got.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if diff := cmp.Diff(got, stored); diff != "" {
+		t.Errorf("stored differs from returned (-returned +stored):\n%s", diff)
+	}
+	if n, err := s.CountRunning(ctx, got.UserID); err != nil || n != 0 {
+		t.Errorf("CountRunning = %d, %v; want 0", n, err)
+	}
+	if exp, err := s.ExpiredLeases(ctx, at.Add(time.Hour), 10); err != nil || len(exp) != 0 {
+		t.Errorf("a finished message is still leased: %v, %v", exp, err)
+	}
+}
+
+// wantFinishRecord checks that the outbox holds exactly one record of
+// testFinish's message m: the first finish's, made at at.
+func wantFinishRecord(t *testing.T, s gymbro.Store, m *gymbro.Message, trace string, at time.Time) {
+	t.Helper()
+	items := claim(t, s, "sync", at, at.Add(time.Minute), 10)
 	if len(items) != 1 {
 		t.Fatalf("outbox has %d items, want 1", len(items))
 	}
 	it := items[0]
-	model, code, trace := "gpt-x", gymbro.CodeAITimeout, in.TraceID
+	model, code := "gpt-x", gymbro.CodeAITimeout
 	wantRec := gymbro.ChatRecord{
 		ID: m.ID, UserID: "u1", Provider: gymbro.ProviderSupabase, ConversationID: m.ConversationID,
 		UserMessage: "how many sets?", AIResponse: "Three", Status: gymbro.StatusFailed,
@@ -868,71 +879,93 @@ func itemIDs(items []gymbro.OutboxItem) []string {
 	return out
 }
 
+// claim claims up to n outbox items for worker at now, leased until lease.
+func claim(t *testing.T, s gymbro.Store, worker string, now, lease time.Time, n int) []gymbro.OutboxItem {
+	t.Helper()
+	items, err := s.ClaimOutbox(context.Background(), worker, now, lease, n)
+	if err != nil {
+		t.Fatalf("ClaimOutbox(%s): %v", worker, err)
+	}
+	return items
+}
+
+// stats returns the outbox stats.
+func stats(t *testing.T, s gymbro.Store) gymbro.OutboxStats {
+	t.Helper()
+	st, err := s.OutboxStats(context.Background())
+	if err != nil {
+		t.Fatalf("OutboxStats: %v", err)
+	}
+	return st
+}
+
 func testOutbox(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	b := base()
-	st, err := s.OutboxStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st != (gymbro.OutboxStats{}) {
+	if st := stats(t, s); st != (gymbro.OutboxStats{}) {
 		t.Fatalf("empty outbox stats = %+v", st)
 	}
 	ids := enqueue(t, s, 3, b)
-	st, err = s.OutboxStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Pending != 3 || st.Dead != 0 || !st.OldestPending.Equal(b) {
+	if st := stats(t, s); st.Pending != 3 || st.Dead != 0 || !st.OldestPending.Equal(b) {
 		t.Fatalf("stats = %+v, want 3 pending since %v", st, b)
 	}
+	lease := testOutboxLeases(t, s, ids, b)
+	testOutboxRetry(t, s, ids, lease.Add(time.Hour))
 
+	if err := s.AckOutbox(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AckOutbox(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := stats(t, s); st != (gymbro.OutboxStats{}) {
+		t.Fatalf("stats after ack = %+v, want empty", st)
+	}
+}
+
+// testOutboxLeases claims the items ids, enqueued at b, by several workers:
+// oldest first, invisible to others while leased, back with one more
+// attempt when the lease ends. It returns the end of the first leases.
+func testOutboxLeases(t *testing.T, s gymbro.Store, ids []string, b time.Time) time.Time {
+	t.Helper()
 	// Not due before it was enqueued.
-	if items, err := s.ClaimOutbox(ctx, "w1", b.Add(-time.Second), b.Add(time.Minute), 10); err != nil || len(items) != 0 {
-		t.Fatalf("claim before due = %v, %v", itemIDs(items), err)
+	if items := claim(t, s, "w1", b.Add(-time.Second), b.Add(time.Minute), 10); len(items) != 0 {
+		t.Fatalf("claim before due = %v", itemIDs(items))
 	}
 	now := b.Add(time.Second)
 	lease := now.Add(time.Minute)
-	items, err := s.ClaimOutbox(ctx, "w1", now, lease, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items := claim(t, s, "w1", now, lease, 2)
 	if diff := cmp.Diff(ids[:2], itemIDs(items)); diff != "" {
 		t.Fatalf("first claim, oldest first (-want +got):\n%s", diff)
 	}
 	// Leased items are invisible to others until the lease ends.
-	items, err = s.ClaimOutbox(ctx, "w2", now, lease, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items = claim(t, s, "w2", now, lease, 10)
 	if diff := cmp.Diff(ids[2:], itemIDs(items)); diff != "" {
 		t.Fatalf("second claim (-want +got):\n%s", diff)
 	}
-	if items, err := s.ClaimOutbox(ctx, "w3", now.Add(30*time.Second), lease, 10); err != nil || len(items) != 0 {
-		t.Fatalf("claim during leases = %v, %v", itemIDs(items), err)
+	if items := claim(t, s, "w3", now.Add(30*time.Second), lease, 10); len(items) != 0 {
+		t.Fatalf("claim during leases = %v", itemIDs(items))
 	}
 	// After w1's lease ends its items come back, with one more attempt.
-	items, err = s.ClaimOutbox(ctx, "w3", lease.Add(time.Second), lease.Add(time.Minute), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items = claim(t, s, "w3", lease.Add(time.Second), lease.Add(time.Minute), 1)
 	if len(items) != 1 || items[0].ID != ids[0] || items[0].Attempts != 2 {
 		t.Fatalf("reclaim after lease = %+v, want %s on attempt 2", items, ids[0])
 	}
+	return lease
+}
 
-	// Retry: not due until next, and carries the error.
-	next := lease.Add(time.Hour)
+// testOutboxRetry retries ids[0] at next: not due until next, and carrying
+// the error.
+func testOutboxRetry(t *testing.T, s gymbro.Store, ids []string, next time.Time) {
+	t.Helper()
+	ctx := context.Background()
 	if err := s.RetryOutbox(ctx, ids[0], next, "supabase said 503"); err != nil {
 		t.Fatal(err)
 	}
-	if items, err := s.ClaimOutbox(ctx, "w4", next.Add(-time.Second), next.Add(time.Minute), 10); err != nil ||
-		slices.Contains(itemIDs(items), ids[0]) {
-		t.Fatalf("claim before retry time = %v, %v", itemIDs(items), err)
+	if items := claim(t, s, "w4", next.Add(-time.Second), next.Add(time.Minute), 10); slices.Contains(itemIDs(items), ids[0]) {
+		t.Fatalf("claim before retry time = %v", itemIDs(items))
 	}
-	items, err = s.ClaimOutbox(ctx, "w4", next, next.Add(time.Minute), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items := claim(t, s, "w4", next, next.Add(time.Minute), 10)
 	var found bool
 	for _, it := range items {
 		if it.ID == ids[0] {
@@ -946,29 +979,13 @@ func testOutbox(t *testing.T, s gymbro.Store) {
 		t.Fatalf("retried item not claimable at its time: %v", itemIDs(items))
 	}
 	wantErr(t, s.RetryOutbox(ctx, newID(), next, "x"), gymbro.KindNotFound, "outbox_item_not_found")
-
-	if err := s.AckOutbox(ctx, ids); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AckOutbox(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	st, err = s.OutboxStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st != (gymbro.OutboxStats{}) {
-		t.Fatalf("stats after ack = %+v, want empty", st)
-	}
 }
 
 func testOutboxBuryRedrive(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	b := base()
 	ids := enqueue(t, s, 3, b)
-	if _, err := s.ClaimOutbox(ctx, "w", b.Add(time.Second), b.Add(time.Minute), 10); err != nil {
-		t.Fatal(err)
-	}
+	claim(t, s, "w", b.Add(time.Second), b.Add(time.Minute), 10)
 	if err := s.BuryOutbox(ctx, ids[0], "rejected: 400"); err != nil {
 		t.Fatal(err)
 	}
@@ -976,19 +993,12 @@ func testOutboxBuryRedrive(t *testing.T, s gymbro.Store) {
 		t.Fatal(err)
 	}
 	wantErr(t, s.BuryOutbox(ctx, newID(), "x"), gymbro.KindNotFound, "outbox_item_not_found")
-	st, err := s.OutboxStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Pending != 1 || st.Dead != 2 || !st.OldestPending.Equal(b.Add(2*time.Millisecond)) {
+	if st := stats(t, s); st.Pending != 1 || st.Dead != 2 || !st.OldestPending.Equal(b.Add(2*time.Millisecond)) {
 		t.Fatalf("stats = %+v, want 1 pending since %v, 2 dead", st, b.Add(2*time.Millisecond))
 	}
 	// Dead items are never claimed, however late.
 	far := time.Now().Add(24 * time.Hour)
-	items, err := s.ClaimOutbox(ctx, "w", far, far.Add(time.Minute), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items := claim(t, s, "w", far, far.Add(time.Minute), 10)
 	if diff := cmp.Diff(ids[2:], itemIDs(items)); diff != "" {
 		t.Fatalf("claim with dead items (-want +got):\n%s", diff)
 	}
@@ -999,22 +1009,21 @@ func testOutboxBuryRedrive(t *testing.T, s gymbro.Store) {
 	if n, err := s.RedriveOutbox(ctx); err != nil || n != 0 {
 		t.Fatalf("second RedriveOutbox = %d, %v; want 0", n, err)
 	}
-	st, err = s.OutboxStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Pending != 3 || st.Dead != 0 {
+	if st := stats(t, s); st.Pending != 3 || st.Dead != 0 {
 		t.Fatalf("stats after redrive = %+v", st)
 	}
-	// Redriven items are due now (by the store's clock) and start over.
+	wantRedriven(t, s, ids[:2])
+}
+
+// wantRedriven checks that the redriven items ids are due now (by the
+// store's clock) and start over, keeping their last error.
+func wantRedriven(t *testing.T, s gymbro.Store, ids []string) {
+	t.Helper()
 	after := time.Now().Add(time.Minute)
-	items, err = s.ClaimOutbox(ctx, "w2", after, after.Add(time.Minute), 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items := claim(t, s, "w2", after, after.Add(time.Minute), 10)
 	got := itemIDs(items)
 	slices.Sort(got)
-	want := slices.Clone(ids[:2])
+	want := slices.Clone(ids)
 	slices.Sort(want)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("claim after redrive (-want +got):\n%s", diff)

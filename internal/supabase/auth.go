@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/outage"
 )
 
 // AuthConfig configures an AuthClient.
@@ -79,16 +78,21 @@ func NewAuthClient(cfg AuthConfig) *AuthClient {
 		anon:    cfg.AnonKey,
 		service: cfg.ServiceRoleKey,
 		version: cfg.APIVersion,
-		http:    cfg.HTTPClient,
-		timeout: cfg.Timeout,
 	}
-	if c.http == nil {
-		c.http = &http.Client{}
-	}
-	if c.timeout <= 0 {
-		c.timeout = 10 * time.Second
-	}
+	c.http, c.timeout = httpDefaults(cfg.HTTPClient, cfg.Timeout)
 	return c
+}
+
+// httpDefaults returns client, or a new one when nil, and timeout, or 10 s
+// when not positive: the defaults of both Supabase clients.
+func httpDefaults(client *http.Client, timeout time.Duration) (*http.Client, time.Duration) {
+	if client == nil {
+		client = &http.Client{}
+	}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return client, timeout
 }
 
 // LogValue keeps the keys out of logs.
@@ -287,6 +291,29 @@ const (
 func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, admin bool, bearer string, in, out any, hdr *http.Header) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	req, err := c.newRequest(ctx, method, path, q, admin, bearer, in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return parseAPIError(resp, b)
+	}
+	if hdr != nil {
+		*hdr = resp.Header
+	}
+	return readAnswer(ctx, resp, out)
+}
+
+// newRequest builds a request to path with the JSON of in (when not nil)
+// and the headers Supabase Auth expects; admin requests carry the service
+// role key as both key and bearer.
+func (c *AuthClient) newRequest(ctx context.Context, method, path string, q url.Values, admin bool, bearer string, in any) (*http.Request, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -295,13 +322,13 @@ func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, 
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("supabase: encode request: %w", err)
+			return nil, fmt.Errorf("supabase: encode request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Bad Supabase URL.")
+		return nil, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "Bad Supabase URL.")
 	}
 	key := c.anon
 	if admin {
@@ -319,18 +346,12 @@ func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, 
 	if c.version != "" {
 		req.Header.Set("X-Supabase-Api-Version", c.version)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return transportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return parseAPIError(resp, b)
-	}
-	if hdr != nil {
-		*hdr = resp.Header
-	}
+	return req, nil
+}
+
+// readAnswer decodes a successful answer into out, or drains it when out
+// is nil.
+func readAnswer(ctx context.Context, resp *http.Response, out any) error {
 	if out == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
@@ -352,12 +373,7 @@ func (c *AuthClient) do(ctx context.Context, method, path string, q url.Values, 
 // cancellation is passed through unchanged so it is not mistaken for an
 // outage; our timeout is KindTimeout; anything else KindUnavailable.
 func transportError(ctx context.Context, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("supabase: %w", context.Cause(ctx))
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return gymbro.Wrap(err, gymbro.KindTimeout, CodeSupabaseTimeout, "Supabase Auth did not answer in time.")
-	}
-	return gymbro.Wrap(err, gymbro.KindUnavailable, CodeSupabaseUnavailable, "Supabase Auth is unreachable.")
+	return outage.NoAnswer(ctx, err, "supabase",
+		gymbro.Error{Kind: gymbro.KindTimeout, Code: CodeSupabaseTimeout, Message: "Supabase Auth did not answer in time."},
+		gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeSupabaseUnavailable, Message: "Supabase Auth is unreachable."})
 }

@@ -58,16 +58,9 @@ func NewChatSink(cfg ChatSinkConfig) *ChatSink {
 	s := &ChatSink{
 		endpoint: strings.TrimRight(cfg.URL, "/") + "/rest/v1/chat_records?on_conflict=id",
 		key:      cfg.ServiceRoleKey,
-		http:     cfg.HTTPClient,
-		timeout:  cfg.Timeout,
 		now:      cfg.Now,
 	}
-	if s.http == nil {
-		s.http = &http.Client{}
-	}
-	if s.timeout <= 0 {
-		s.timeout = 10 * time.Second
-	}
+	s.http, s.timeout = httpDefaults(cfg.HTTPClient, cfg.Timeout)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -77,27 +70,16 @@ func NewChatSink(cfg ChatSinkConfig) *ChatSink {
 // LogValue shows where the sink writes, never its key.
 func (s *ChatSink) LogValue() slog.Value { return slog.StringValue(s.endpoint) }
 
-// chatRow is one row of public.chat_records as PostgREST takes it. Every
+// chatRow is one row of public.chat_records as PostgREST takes it: the
+// record's columns, with user_id replaced and provider_uid added. Every
 // row carries every key: PostgREST takes a bulk insert's columns from the
 // first object, so rows must agree.
 type chatRow struct {
-	ID               string         `json:"id"`
-	UserID           *string        `json:"user_id"`
-	Provider         string         `json:"provider"`
-	ProviderUID      string         `json:"provider_uid"`
-	ConversationID   string         `json:"conversation_id"`
-	UserMessage      string         `json:"user_message"`
-	AIResponse       string         `json:"ai_response"`
-	Status           gymbro.Status  `json:"status"`
-	ErrorCode        *string        `json:"error_code"`
-	Model            *string        `json:"model"`
-	PromptTokens     int64          `json:"prompt_tokens"`
-	CompletionTokens int64          `json:"completion_tokens"`
-	TotalTokens      int64          `json:"total_tokens"`
-	TraceID          *string        `json:"trace_id"`
-	Metadata         map[string]any `json:"metadata"`
-	CreatedAt        time.Time      `json:"created_at"`
-	CompletedAt      *time.Time     `json:"completed_at"`
+	gymbro.ChatRecord
+	// UserID shadows the record's user_id (encoding/json keeps the
+	// shallower field of a name).
+	UserID      *string `json:"user_id"`
+	ProviderUID string  `json:"provider_uid"`
 }
 
 // rowOf maps the domain record to the table. The record's user_id is the
@@ -105,28 +87,21 @@ type chatRow struct {
 // the RLS policy compares with auth.uid()), so only a Supabase uid goes
 // there, and every uid, Firebase's included, goes to provider_uid.
 func rowOf(r gymbro.ChatRecord) chatRow {
-	provider := r.Provider
-	if provider == "" {
-		provider = gymbro.ProviderSupabase // the column's default
+	row := chatRow{ChatRecord: r, ProviderUID: r.UserID}
+	if row.Provider == "" {
+		row.Provider = gymbro.ProviderSupabase // the column's default
 	}
-	var userID *string
-	if provider == gymbro.ProviderSupabase {
+	if row.Provider == gymbro.ProviderSupabase {
 		if u, err := uuid.Parse(r.UserID); err == nil {
 			s := u.String()
-			userID = &s
+			row.UserID = &s
 		}
 	}
-	meta := r.Metadata
-	if meta == nil {
-		meta = map[string]any{} // the column is NOT NULL; JSON null would be rejected
+	if row.Metadata == nil {
+		row.Metadata = map[string]any{} // the column is NOT NULL; JSON null would be rejected
 	}
-	return chatRow{
-		ID: r.ID, UserID: userID, Provider: provider, ProviderUID: r.UserID,
-		ConversationID: r.ConversationID, UserMessage: r.UserMessage, AIResponse: r.AIResponse,
-		Status: r.Status, ErrorCode: r.ErrorCode, Model: r.Model,
-		PromptTokens: r.PromptTokens, CompletionTokens: r.CompletionTokens, TotalTokens: r.TotalTokens,
-		TraceID: r.TraceID, Metadata: meta, CreatedAt: r.CreatedAt.UTC(), CompletedAt: r.CompletedAt,
-	}
+	row.CreatedAt = r.CreatedAt.UTC()
+	return row
 }
 
 // Upsert writes records in one request, idempotent on id: PostgREST turns

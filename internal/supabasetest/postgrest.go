@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -108,11 +109,7 @@ func (f *PostgREST) Len() int {
 func (f *PostgREST) Writes() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]int, len(f.writes))
-	for k, v := range f.writes {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.writes)
 }
 
 // Requests is the number of requests served, failed ones included.
@@ -155,92 +152,148 @@ func (f *PostgREST) violate(w http.ResponseWriter, status int, code, format stri
 	writeError(w, status, code, msg)
 }
 
+// serve answers one request: the wire contract is checked first (a breach
+// is recorded in Violations), then the mode decides between a failure and
+// the upsert.
 func (f *PostgREST) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.requests++
-	mode, retryAfter := f.mode, f.retryAfter
-	f.mu.Unlock()
+	mode, retryAfter := f.countRequest()
+	if !f.checkRequest(w, r) {
+		return
+	}
+	rows, ok := f.readRows(w, r)
+	if !ok {
+		return
+	}
+	if answerMode(w, mode, retryAfter) {
+		return
+	}
+	if !f.beginWrite(rows) {
+		writeError(w, http.StatusBadRequest, "PGRST204", "Could not find the 'x' column of 'chat_records' in the schema cache")
+		return
+	}
+	w.WriteHeader(f.upsert(rows))
+}
 
+// countRequest counts a request and returns the mode to answer it in.
+func (f *PostgREST) countRequest() (Mode, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests++
+	return f.mode, f.retryAfter
+}
+
+// checkRequest checks the path, method, keys and headers of a request and
+// answers a breach as PostgREST would; it reports whether all were right.
+func (f *PostgREST) checkRequest(w http.ResponseWriter, r *http.Request) bool {
 	if r.URL.Path != Table {
 		f.violate(w, http.StatusNotFound, "PGRST205", "Could not find the table '%s' in the schema cache", r.URL.Path)
-		return
+		return false
 	}
 	if r.Method != http.MethodPost {
 		f.violate(w, http.StatusMethodNotAllowed, "PGRST117", "Unsupported HTTP method: %s", r.Method)
-		return
+		return false
 	}
 	if got := r.Header.Get("apikey"); got != f.key || r.Header.Get("Authorization") != "Bearer "+f.key {
 		f.violate(w, http.StatusUnauthorized, "", "Invalid API key")
-		return
+		return false
 	}
 	if r.URL.Query().Get("on_conflict") != "id" {
 		f.violate(w, http.StatusBadRequest, "PGRST100", "on_conflict=id missing: %q", r.URL.RawQuery)
-		return
+		return false
 	}
+	prefer := preferences(r)
+	if !prefer["resolution=merge-duplicates"] || !prefer["return=minimal"] {
+		f.violate(w, http.StatusBadRequest, "PGRST122", "Prefer lacks resolution=merge-duplicates or return=minimal: %v", r.Header.Values("Prefer"))
+		return false
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		f.violate(w, http.StatusUnsupportedMediaType, "PGRST107", "Content-Type %q", ct)
+		return false
+	}
+	return true
+}
+
+// preferences is the set of preferences in a request's Prefer headers.
+func preferences(r *http.Request) map[string]bool {
 	prefer := map[string]bool{}
 	for _, h := range r.Header.Values("Prefer") {
 		for _, p := range strings.Split(h, ",") {
 			prefer[strings.TrimSpace(p)] = true
 		}
 	}
-	if !prefer["resolution=merge-duplicates"] || !prefer["return=minimal"] {
-		f.violate(w, http.StatusBadRequest, "PGRST122", "Prefer lacks resolution=merge-duplicates or return=minimal: %v", r.Header.Values("Prefer"))
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		f.violate(w, http.StatusUnsupportedMediaType, "PGRST107", "Content-Type %q", ct)
-		return
-	}
+	return prefer
+}
+
+// readRows reads the JSON array of rows and checks that they share their
+// keys, name only known columns and carry a UUID id.
+func (f *PostgREST) readRows(w http.ResponseWriter, r *http.Request) ([]map[string]any, bool) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return
+		return nil, false
 	}
 	var rows []map[string]any
 	if err := json.Unmarshal(body, &rows); err != nil || len(rows) == 0 {
 		f.violate(w, http.StatusBadRequest, "PGRST102", "Empty or invalid json: %v", err)
-		return
+		return nil, false
 	}
 	allowed := map[string]bool{}
 	for _, c := range Columns {
 		allowed[c] = true
 	}
 	for i, row := range rows {
-		if len(row) != len(rows[0]) {
-			f.violate(w, http.StatusBadRequest, "PGRST102", "All object keys must match (row %d)", i)
-			return
-		}
-		for k := range row {
-			if !allowed[k] {
-				f.violate(w, http.StatusBadRequest, "PGRST204", "Could not find the '%s' column of 'chat_records' in the schema cache", k)
-				return
-			}
-		}
-		id, _ := row["id"].(string)
-		if _, err := uuid.Parse(id); err != nil {
-			f.violate(w, http.StatusBadRequest, "22P02", "invalid input syntax for type uuid: %q", id)
-			return
+		if !f.checkRow(w, i, row, len(rows[0]), allowed) {
+			return nil, false
 		}
 	}
+	return rows, true
+}
 
+// checkRow checks row i of a batch whose first row has keys keys.
+func (f *PostgREST) checkRow(w http.ResponseWriter, i int, row map[string]any, keys int, allowed map[string]bool) bool {
+	if len(row) != keys {
+		f.violate(w, http.StatusBadRequest, "PGRST102", "All object keys must match (row %d)", i)
+		return false
+	}
+	for k := range row {
+		if !allowed[k] {
+			f.violate(w, http.StatusBadRequest, "PGRST204", "Could not find the '%s' column of 'chat_records' in the schema cache", k)
+			return false
+		}
+	}
+	id, _ := row["id"].(string)
+	if _, err := uuid.Parse(id); err != nil {
+		f.violate(w, http.StatusBadRequest, "22P02", "invalid input syntax for type uuid: %q", id)
+		return false
+	}
+	return true
+}
+
+// answerMode answers a request as an outage or a rate limit would, and
+// reports whether it did.
+func answerMode(w http.ResponseWriter, mode Mode, retryAfter string) bool {
 	switch mode {
 	case Outage:
 		if retryAfter != "" {
 			w.Header().Set("Retry-After", retryAfter)
 		}
 		writeError(w, http.StatusServiceUnavailable, "PGRST001", "Database client error. Retrying the connection.")
-		return
+		return true
 	case RateLimit:
 		w.Header().Set("Retry-After", retryAfter)
 		writeError(w, http.StatusTooManyRequests, "", "Too many requests")
-		return
+		return true
 	}
+	return false
+}
 
+// beginWrite marks each id of rows in flight, unless one of them is
+// rejected; it reports whether the write may go ahead.
+func (f *PostgREST) beginWrite(rows []map[string]any) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, row := range rows {
 		if f.reject[row["id"].(string)] {
-			f.mu.Unlock()
-			writeError(w, http.StatusBadRequest, "PGRST204", "Could not find the 'x' column of 'chat_records' in the schema cache")
-			return
+			return false
 		}
 	}
 	for _, row := range rows {
@@ -248,12 +301,17 @@ func (f *PostgREST) serve(w http.ResponseWriter, r *http.Request) {
 		f.inflight[id]++
 		f.maxInflight = max(f.maxInflight, f.inflight[id])
 	}
-	f.mu.Unlock()
+	return true
+}
 
-	// The write itself, outside the lock as a database would be, so a batch
-	// sent twice at once shows up in MaxInFlight.
+// upsert merges rows into the table and returns 201 when one was new, 200
+// when all were merged. It runs after beginWrite released the lock, as a
+// database write would, so a batch sent twice at once shows up in
+// MaxInFlight.
+func (f *PostgREST) upsert(rows []map[string]any) int {
 	status := http.StatusOK
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, row := range rows {
 		id := row["id"].(string)
 		if f.rows[id] == nil {
@@ -266,6 +324,5 @@ func (f *PostgREST) serve(w http.ResponseWriter, r *http.Request) {
 		f.writes[id]++
 		f.inflight[id]--
 	}
-	f.mu.Unlock()
-	w.WriteHeader(status)
+	return status
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 // Default addresses of the local services; overridable for other set-ups.
@@ -27,24 +28,63 @@ const (
 // or the local default), skipping or failing t when it is not reachable.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("GYMBRO_TEST_DATABASE_URL")
-	if url == "" {
-		url = defaultPostgresURL
-	}
-	require(t, "PostgreSQL", "127.0.0.1:5432", os.Getenv("GYMBRO_TEST_DATABASE_URL") == "")
-	return url
+	return serviceURL(t, "PostgreSQL", "GYMBRO_TEST_DATABASE_URL", defaultPostgresURL, "127.0.0.1:5432")
 }
 
 // RedisURL returns the URL of the test Redis (GYMBRO_TEST_REDIS_URL or the
 // local default), skipping or failing t when it is not reachable.
 func RedisURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("GYMBRO_TEST_REDIS_URL")
+	return serviceURL(t, "Redis", "GYMBRO_TEST_REDIS_URL", defaultRedisURL, "127.0.0.1:6379")
+}
+
+// serviceURL returns the URL in env, or def after probing addr, the local
+// default's address.
+func serviceURL(t testing.TB, what, env, def, addr string) string {
+	t.Helper()
+	url := os.Getenv(env)
 	if url == "" {
-		url = defaultRedisURL
+		url = def
 	}
-	require(t, "Redis", "127.0.0.1:6379", os.Getenv("GYMBRO_TEST_REDIS_URL") == "")
+	require(t, what, addr, os.Getenv(env) == "")
 	return url
+}
+
+// RedisClient connects to the test Redis and closes the client when t
+// ends; name, when set, is the connections' CLIENT SETNAME so a test can
+// find and kill them.
+func RedisClient(t testing.TB, name string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(RedisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ClientName = name
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// RedisPrefix returns a key prefix that starts with prefix and no other
+// test uses, and deletes its keys on c when t ends.
+func RedisPrefix(t testing.TB, c *redis.Client, prefix string) string {
+	t.Helper()
+	prefix = UniqueName(prefix) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("scanning test keys: %v", err)
+		}
+		for _, k := range keys {
+			c.Del(ctx, k) // one by one: the keys live in different cluster slots
+		}
+	})
+	return prefix
 }
 
 // UniqueName returns prefix followed by random hex, for a schema, database or

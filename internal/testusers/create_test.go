@@ -21,8 +21,7 @@ import (
 )
 
 func TestCreateAllocatesSequentialNames(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 
 	first := create(t, s, "gymbro-test")
 	if first.Username != "gymbro-test-01" || first.Email != "gymbro-test-01@test.gymbro.local" || first.Reused {
@@ -71,8 +70,7 @@ func TestCreateAllocatesSequentialNames(t *testing.T) {
 }
 
 func TestCreateFillsGaps(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 	var ids []string
 	for range 3 {
 		ids = append(ids, create(t, s, "gymbro-test").UserID)
@@ -83,14 +81,11 @@ func TestCreateFillsGaps(t *testing.T) {
 	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-01" || got.Reused || got.UserID == ids[0] {
 		t.Errorf("after deleting 01 got %s reused=%v, want a new gymbro-test-01", got.Username, got.Reused)
 	}
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-04" {
-		t.Errorf("next = %s, want gymbro-test-04", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-04")
 }
 
 func TestCreateNumbersPastNinetyNine(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	_, s := newDefault(t)
 	if got := create(t, s, "gymbro-test-99"); got.Username != "gymbro-test-99" {
 		t.Fatalf("got %s", got.Username)
 	}
@@ -100,8 +95,7 @@ func TestCreateNumbersPastNinetyNine(t *testing.T) {
 }
 
 func TestCreateReusesFullName(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 	old := create(t, s, "gymbro-test")
 
 	again := create(t, s, "GYMBRO-TEST-01") // names are case-insensitive, like the emails
@@ -127,26 +121,20 @@ func TestCreateReusesFullName(t *testing.T) {
 		t.Errorf("reused token: %v, %v", p, err)
 	}
 	// Reuse does not allocate: the next prefix call is 02.
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-02" {
-		t.Errorf("next = %s, want gymbro-test-02", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-02")
 }
 
 func TestCreateFullNameThatDoesNotExist(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	_, s := newDefault(t)
 	got := create(t, s, "gymbro-test-07")
 	if got.Username != "gymbro-test-07" || got.Reused {
 		t.Fatalf("got %s reused=%v, want a new gymbro-test-07", got.Username, got.Reused)
 	}
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-01" {
-		t.Errorf("allocation = %s, want gymbro-test-01 (gaps filled)", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-01")
 }
 
 func TestCreateNeverResetsAForeignUser(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 	// A real person whose address happens to look like a test name.
 	foreign, err := e.admin.CreateUser(t.Context(), supabase.AdminUserParams{Email: "gymbro-test-01@example.com", Password: "their-own-password", EmailConfirm: true})
 	if err != nil {
@@ -161,14 +149,11 @@ func TestCreateNeverResetsAForeignUser(t *testing.T) {
 		t.Errorf("the foreign user's password changed: %v", err)
 	}
 	// Allocation steps around the number it holds.
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-02" {
-		t.Errorf("allocation = %s, want gymbro-test-02", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-02")
 }
 
 func TestCreateConcurrentCallsGetDistinctNames(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	_, s := newDefault(t)
 	const n = 5
 	results := make([]*gymbro.TestUser, n)
 	errs := make([]error, n)
@@ -278,9 +263,7 @@ func TestCreateCustomPrefixes(t *testing.T) {
 	if got := create(t, s, "qa-bot"); got.Username != "qa-bot-01" || got.Email != "qa-bot-01@qa.example.org" {
 		t.Errorf("got %s <%s>", got.Username, got.Email)
 	}
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-01" {
-		t.Errorf("got %s", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-01")
 	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "other"})
 	ge := wantErr(t, err, gymbro.KindUnprocessable, testusers.CodePrefixNotAllowed)
 	if !containsAll(ge.Message, "qa-bot", "gymbro-test") {
@@ -289,8 +272,7 @@ func TestCreateCustomPrefixes(t *testing.T) {
 }
 
 func TestCreatePasswordsAreRandom(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	_, s := newDefault(t)
 	seen := map[string]bool{}
 	for i := range 3 {
 		u := create(t, s, fmt.Sprintf("gymbro-test-%02d", i+1))

@@ -1,7 +1,6 @@
 package testusers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +21,6 @@ import (
 	"github.com/gymbro/gymbro-api/internal/testusers"
 )
 
-// logBuffer collects log output written from many goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is the Auth emulator served over real HTTP under /auth/v1, as our
 // server mounts it, with an admin client, a real verifier trusting it, a
 // clock and a log buffer.
@@ -50,7 +30,7 @@ type env struct {
 	admin    *supabase.AuthClient
 	verifier *auth.Verifier
 	clock    *testenv.Clock
-	logs     *logBuffer
+	logs     *testenv.LogBuffer
 	service  string // the emulator's service role key
 }
 
@@ -80,7 +60,7 @@ func newEnv(t testing.TB, wrap func(em *emulator.Emulator, next http.Handler) ht
 	t.Cleanup(v.Close)
 	anon, service := em.Keys()
 	return &env{
-		em: em, srv: srv, verifier: v, clock: testenv.NewClock(time.Now()), logs: &logBuffer{}, service: service,
+		em: em, srv: srv, verifier: v, clock: testenv.NewClock(time.Now()), logs: &testenv.LogBuffer{}, service: service,
 		admin: supabase.NewAuthClient(supabase.AuthConfig{URL: srv.URL, AnonKey: anon, ServiceRoleKey: service, HTTPClient: srv.Client()}),
 	}
 }
@@ -118,6 +98,21 @@ func create(t *testing.T, s *testusers.Service, prefix string) *gymbro.TestUser 
 		t.Fatalf("Create(%q): %v", prefix, err)
 	}
 	return u
+}
+
+// newDefault is a fresh env and a service on it with default options.
+func newDefault(t *testing.T) (*env, *testusers.Service) {
+	t.Helper()
+	e := newEnv(t, nil)
+	return e, e.newService(t, nil)
+}
+
+// wantNext creates a user with prefix and fails t unless it is named want.
+func wantNext(t *testing.T, s *testusers.Service, prefix, want string) {
+	t.Helper()
+	if got := create(t, s, prefix); got.Username != want {
+		t.Errorf("Create(%q) = %s, want %s", prefix, got.Username, want)
+	}
 }
 
 // wantErr checks err is a *gymbro.Error of kind and code and returns it.

@@ -287,9 +287,7 @@ func TestMailInbox(t *testing.T) {
 		t.Errorf("Verify: %v %v", p, err)
 	}
 	// The name lives in metadata, so it still counts as taken…
-	if got := create(t, s, "gymbro-test"); got.Username != "gymbro-test-02" {
-		t.Errorf("next = %s, want gymbro-test-02", got.Username)
-	}
+	wantNext(t, s, "gymbro-test", "gymbro-test-02")
 	// …and a full-name reuse finds the inbox user without a new inbox.
 	again, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test-01", MailAPIKey: mailKey})
 	if err != nil {
@@ -336,15 +334,13 @@ func TestMailAPIFailed(t *testing.T) {
 }
 
 func TestMailKeyWithoutMailAPI(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	_, s := newDefault(t)
 	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test", MailAPIKey: mailKey})
 	wantErr(t, err, gymbro.KindUnprocessable, testusers.CodeMailAPINotConfigured)
 }
 
 func TestAuditLog(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 	u := create(t, s, "gymbro-test")
 	again := create(t, s, "gymbro-test-01")
 	_, err := s.Create(t.Context(), caller, gymbro.TestUserRequest{UsernamePrefix: "nope", MailAPIKey: mailKey})
@@ -381,8 +377,7 @@ func TestAuditLog(t *testing.T) {
 }
 
 func TestCallerCancellation(t *testing.T) {
-	e := newEnv(t, nil)
-	s := e.newService(t, nil)
+	e, s := newDefault(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := s.Create(ctx, caller, gymbro.TestUserRequest{UsernamePrefix: "gymbro-test"})

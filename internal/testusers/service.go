@@ -1,6 +1,7 @@
 package testusers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -142,28 +143,45 @@ func New(opts Options) (*Service, error) {
 		production:  opts.Production,
 		adminUIDs:   map[string]bool{},
 		adminEmails: map[string]bool{},
-		domain:      strings.ToLower(strings.TrimSpace(opts.EmailDomain)),
+		domain:      cmp.Or(strings.ToLower(strings.TrimSpace(opts.EmailDomain)), DefaultEmailDomain),
 		now:         opts.Now,
-		rand:        opts.Rand,
-		log:         opts.Logger,
+		rand:        cmp.Or(opts.Rand, rand.Reader),
+		log:         cmp.Or(opts.Logger, slog.Default()),
 		alloc:       make(chan struct{}, 1),
 	}
 	if opts.ServiceKeySet {
 		s.auth = opts.Auth
 	}
-	if s.domain == "" {
-		s.domain = DefaultEmailDomain
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if !validDomain(s.domain) {
 		return nil, fmt.Errorf("testusers: EmailDomain %q is not a domain name", opts.EmailDomain)
 	}
-	for _, p := range opts.Prefixes {
+	if err := s.setPrefixes(opts.Prefixes); err != nil {
+		return nil, err
+	}
+	s.setAdmins(opts.Admins)
+	if opts.PerMinute < 0 {
+		return nil, errors.New("testusers: negative PerMinute")
+	}
+	s.limiter = ratelimit.NewMemory(cmp.Or(opts.PerMinute, DefaultPerMinute), time.Minute, s.now)
+	if err := s.checkEnabled(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// setPrefixes keeps the distinct allowed prefixes, lower-cased; none means
+// DefaultPrefix.
+func (s *Service) setPrefixes(prefixes []string) error {
+	for _, p := range prefixes {
 		p = strings.ToLower(strings.TrimSpace(p))
 		if p == "" {
 			continue
 		}
 		if !validPrefix(p) {
-			return nil, fmt.Errorf("testusers: prefix %q: use lower-case letters, digits, '.', '_' and '-', not ending in -<digits>", p)
+			return fmt.Errorf("testusers: prefix %q: use lower-case letters, digits, '.', '_' and '-', not ending in -<digits>", p)
 		}
 		if !slices.Contains(s.prefixes, p) {
 			s.prefixes = append(s.prefixes, p)
@@ -172,7 +190,12 @@ func New(opts Options) (*Service, error) {
 	if len(s.prefixes) == 0 {
 		s.prefixes = []string{DefaultPrefix}
 	}
-	for _, a := range opts.Admins {
+	return nil
+}
+
+// setAdmins sorts the operators into uids and (lower-cased) emails.
+func (s *Service) setAdmins(admins []string) {
+	for _, a := range admins {
 		a = strings.TrimSpace(a)
 		switch {
 		case a == "":
@@ -182,36 +205,21 @@ func New(opts Options) (*Service, error) {
 			s.adminUIDs[a] = true
 		}
 	}
-	if opts.PerMinute < 0 {
-		return nil, errors.New("testusers: negative PerMinute")
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.rand == nil {
-		s.rand = rand.Reader
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
-	s.limiter = ratelimit.NewMemory(cmpOr(opts.PerMinute, DefaultPerMinute), time.Minute, s.now)
-	if s.enabled {
-		if s.verifier == nil {
-			return nil, errors.New("testusers: a Verifier is required when test users are enabled")
-		}
-		if s.production && len(s.adminUIDs)+len(s.adminEmails) == 0 {
-			return nil, errors.New("testusers: GYMBRO_TEST_USERS_ADMINS must name at least one uid or email in production")
-		}
-	}
-	return s, nil
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
+// checkEnabled checks what an enabled service needs: a Verifier, and in
+// production at least one admin.
+func (s *Service) checkEnabled() error {
+	if !s.enabled {
+		return nil
 	}
-	return v
+	if s.verifier == nil {
+		return errors.New("testusers: a Verifier is required when test users are enabled")
+	}
+	if s.production && len(s.adminUIDs)+len(s.adminEmails) == 0 {
+		return errors.New("testusers: GYMBRO_TEST_USERS_ADMINS must name at least one uid or email in production")
+	}
+	return nil
 }
 
 // Create implements gymbro.TestUsers: it checks the guards, then makes (or
@@ -351,10 +359,7 @@ func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, 
 	}
 	defer func() { <-s.alloc }()
 
-	var (
-		inbox string           // created at most once per call: inboxes cost quota
-		taken = map[int]bool{} // numbers another instance took under our feet
-	)
+	c := &creation{caller: caller, mailKey: mailKey, taken: map[int]bool{}}
 	for range maxAttempts {
 		users, err := s.listAll(ctx)
 		if err != nil {
@@ -362,7 +367,7 @@ func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, 
 		}
 		target := n
 		if !n.full() {
-			target.num = lowestFree(users, n.prefix, taken)
+			target.num = lowestFree(users, n.prefix, c.taken)
 		} else if u, err := s.findOurs(users, target); err != nil {
 			return nil, nil, err
 		} else if u != nil {
@@ -374,44 +379,75 @@ func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, 
 			return s.reuse(ctx, u)
 		}
 		*username = target.String()
-
-		pw, err := s.password()
-		if err != nil {
-			return nil, nil, err
-		}
-		email := target.String() + "@" + s.domain
-		if mailKey != "" {
-			if inbox == "" {
-				if inbox, err = s.mail.CreateInbox(ctx, mailKey); err != nil {
-					return nil, nil, mailError(err)
-				}
-			}
-			email = inbox
-		}
-		created, err := s.auth.CreateUser(ctx, supabase.AdminUserParams{
-			Email: email, Password: pw, EmailConfirm: true,
-			UserMetadata: map[string]any{"username": target.String(), "test_user": true, "created_by": caller.UID},
-		})
-		var ae *supabase.APIError
-		if errors.As(err, &ae) && ae.Code == supabase.AuthCodeEmailExists && inbox == "" {
-			// Another instance created this name between our list and our
-			// create. A full name is then reused on the next pass; a prefix
-			// moves on to the next number even if the list lags.
-			taken[target.num] = true
+		acc, sess, err := s.create(ctx, c, target)
+		if errors.Is(err, errNameTaken) {
 			continue
 		}
-		if err != nil {
-			return nil, nil, supabaseError(err)
-		}
-		sess, err := s.auth.SignInWithPassword(ctx, email, pw)
-		if err != nil {
-			s.discard(ctx, created.ID)
-			return nil, nil, supabaseError(err)
-		}
-		return &account{userID: created.ID, email: created.Email, password: pw}, sess, nil
+		return acc, sess, err
 	}
 	return nil, nil, &gymbro.Error{Kind: gymbro.KindUnavailable, Code: CodeNameContended, RetryAfter: time.Second,
 		Message: "Other servers kept taking the test user names picked for this call; try again."}
+}
+
+// creation is what one obtain call keeps across its attempts.
+type creation struct {
+	caller  *gymbro.Principal
+	mailKey string
+	inbox   string       // created at most once per call: inboxes cost quota
+	taken   map[int]bool // numbers another instance took under our feet
+}
+
+// errNameTaken tells obtain that another instance created the name between
+// its list and its create.
+var errNameTaken = errors.New("testusers: name taken meanwhile")
+
+// create makes the user target with a fresh password and signs it in. It
+// returns errNameTaken when another instance won the name: a full name is
+// then reused on the next pass; a prefix moves on to the next number even
+// if the list lags.
+func (s *Service) create(ctx context.Context, c *creation, target name) (*account, *supabase.Session, error) {
+	pw, err := s.password()
+	if err != nil {
+		return nil, nil, err
+	}
+	email, err := s.address(ctx, c, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	created, err := s.auth.CreateUser(ctx, supabase.AdminUserParams{
+		Email: email, Password: pw, EmailConfirm: true,
+		UserMetadata: map[string]any{"username": target.String(), "test_user": true, "created_by": c.caller.UID},
+	})
+	var ae *supabase.APIError
+	if errors.As(err, &ae) && ae.Code == supabase.AuthCodeEmailExists && c.inbox == "" {
+		c.taken[target.num] = true
+		return nil, nil, errNameTaken
+	}
+	if err != nil {
+		return nil, nil, supabaseError(err)
+	}
+	sess, err := s.auth.SignInWithPassword(ctx, email, pw)
+	if err != nil {
+		s.discard(ctx, created.ID)
+		return nil, nil, supabaseError(err)
+	}
+	return &account{userID: created.ID, email: created.Email, password: pw}, sess, nil
+}
+
+// address is the email of target: on the test domain, or the call's mail
+// inbox (created on first use) when the caller sent a mail API key.
+func (s *Service) address(ctx context.Context, c *creation, target name) (string, error) {
+	if c.mailKey == "" {
+		return target.String() + "@" + s.domain, nil
+	}
+	if c.inbox == "" {
+		inbox, err := s.mail.CreateInbox(ctx, c.mailKey)
+		if err != nil {
+			return "", mailError(err)
+		}
+		c.inbox = inbox
+	}
+	return c.inbox, nil
 }
 
 // discard deletes a user this call created but cannot hand out (its
@@ -570,7 +606,7 @@ func supabaseError(err error) error {
 			Message: fmt.Sprintf("Supabase Auth is unavailable: SUPABASE_URL answered HTTP %d (%s) without an Auth error; check that the project is up (not paused) and the URL is right.", ae.Status, ae.Message)}
 	}
 	if errors.As(err, &ae) {
-		code := cmpOr(ae.Code, fmt.Sprintf("HTTP %d", ae.Status)) // never an empty code in a detail
+		code := cmp.Or(ae.Code, fmt.Sprintf("HTTP %d", ae.Status)) // never an empty code in a detail
 		msg := fmt.Sprintf("Supabase Auth said %s: %s", code, strings.TrimSpace(ae.Message))
 		switch ae.Code {
 		case supabase.AuthCodeNoAuthorization, supabase.AuthCodeNotAdmin, supabase.AuthCodeBadJWT:

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -237,49 +238,13 @@ func (e *Emulator) adminUpdateUser(w http.ResponseWriter, r *http.Request) error
 			return err
 		}
 		now := e.now()
-		if p.Email != "" {
-			email, herr := normalizeEmail(p.Email)
-			if herr != nil {
-				return herr
-			}
-			u.Email = email
-		}
-		if p.Phone != "" {
-			u.Phone = strings.TrimSpace(p.Phone)
-		}
-		if p.Role != "" {
-			u.Role = p.Role
-		}
-		if p.EmailConfirm && u.EmailConfirmedAt == nil {
-			u.EmailConfirmedAt = &now
-		}
-		endSessions := false
-		if p.Password != nil {
-			if len(*p.Password) < minPasswordLength {
-				return weakPassword()
-			}
-			hash, err := bcrypt.GenerateFromPassword([]byte(*p.Password), e.opts.BcryptCost)
-			if err != nil {
-				return err
-			}
-			u.PasswordHash, endSessions = string(hash), true
-		}
-		if err := banUntil(u, p.BanDuration, now); err != nil {
+		endSessions, err := e.applyUpdate(u, &p, now)
+		if err != nil {
 			return err
 		}
-		mergeMetadata(u.AppMetadata, p.AppMetadata)
-		mergeMetadata(u.UserMetadata, p.UserMetadata)
 		u.UpdatedAt = now
-		if err := updateUser(ctx, tx, u); err != nil {
-			if isUniqueViolation(err) {
-				return emailExists()
-			}
+		if err := saveUpdatedUser(ctx, tx, u, endSessions); err != nil {
 			return err
-		}
-		if endSessions {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, u.ID); err != nil {
-				return err
-			}
 		}
 		out = u
 		return nil
@@ -288,6 +253,60 @@ func (e *Emulator) adminUpdateUser(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	writeJSON(w, http.StatusOK, out.json())
+	return nil
+}
+
+// applyUpdate sets on u the fields p names. It reports whether the
+// password changed, which ends the user's sessions.
+func (e *Emulator) applyUpdate(u *user, p *adminUserParams, now time.Time) (endSessions bool, err error) {
+	if p.Email != "" {
+		email, herr := normalizeEmail(p.Email)
+		if herr != nil {
+			return false, herr
+		}
+		u.Email = email
+	}
+	if p.Phone != "" {
+		u.Phone = strings.TrimSpace(p.Phone)
+	}
+	if p.Role != "" {
+		u.Role = p.Role
+	}
+	if p.EmailConfirm && u.EmailConfirmedAt == nil {
+		u.EmailConfirmedAt = &now
+	}
+	if p.Password != nil {
+		if len(*p.Password) < minPasswordLength {
+			return false, weakPassword()
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(*p.Password), e.opts.BcryptCost)
+		if err != nil {
+			return false, err
+		}
+		u.PasswordHash, endSessions = string(hash), true
+	}
+	if err := banUntil(u, p.BanDuration, now); err != nil {
+		return false, err
+	}
+	mergeMetadata(u.AppMetadata, p.AppMetadata)
+	mergeMetadata(u.UserMetadata, p.UserMetadata)
+	return endSessions, nil
+}
+
+// saveUpdatedUser writes u back (email_exists when its new email is taken)
+// and, when endSessions, deletes its sessions.
+func saveUpdatedUser(ctx context.Context, tx *sql.Tx, u *user, endSessions bool) error {
+	if err := updateUser(ctx, tx, u); err != nil {
+		if isUniqueViolation(err) {
+			return emailExists()
+		}
+		return err
+	}
+	if endSessions {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, u.ID); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

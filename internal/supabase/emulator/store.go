@@ -166,34 +166,39 @@ func getUserByEmail(ctx context.Context, q querier, email string) (*user, error)
 	return scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = ?`, email))
 }
 
-func insertUser(ctx context.Context, q querier, u *user) error {
-	app, err := json.Marshal(u.AppMetadata)
+// metadataJSON is u's app and user metadata as the JSON the columns hold.
+func metadataJSON(u *user) (app, um string, err error) {
+	a, err := json.Marshal(u.AppMetadata)
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	um, err := json.Marshal(u.UserMetadata)
+	m, err := json.Marshal(u.UserMetadata)
+	if err != nil {
+		return "", "", err
+	}
+	return string(a), string(m), nil
+}
+
+func insertUser(ctx context.Context, q querier, u *user) error {
+	app, um, err := metadataJSON(u)
 	if err != nil {
 		return err
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		u.ID, u.Aud, u.Role, u.Email, u.Phone, u.PasswordHash, toNull(u.EmailConfirmedAt),
-		toNull(u.LastSignInAt), string(app), string(um), toMicro(u.CreatedAt), toMicro(u.UpdatedAt), toNull(u.BannedUntil))
+		toNull(u.LastSignInAt), app, um, toMicro(u.CreatedAt), toMicro(u.UpdatedAt), toNull(u.BannedUntil))
 	return err
 }
 
 func updateUser(ctx context.Context, q querier, u *user) error {
-	app, err := json.Marshal(u.AppMetadata)
-	if err != nil {
-		return err
-	}
-	um, err := json.Marshal(u.UserMetadata)
+	app, um, err := metadataJSON(u)
 	if err != nil {
 		return err
 	}
 	_, err = q.ExecContext(ctx, `UPDATE users SET aud=?, role=?, email=?, phone=?, encrypted_password=?,
 		email_confirmed_at=?, last_sign_in_at=?, app_metadata=?, user_metadata=?, updated_at=?, banned_until=? WHERE id=?`,
 		u.Aud, u.Role, u.Email, u.Phone, u.PasswordHash, toNull(u.EmailConfirmedAt), toNull(u.LastSignInAt),
-		string(app), string(um), toMicro(u.UpdatedAt), toNull(u.BannedUntil), u.ID)
+		app, um, toMicro(u.UpdatedAt), toNull(u.BannedUntil), u.ID)
 	return err
 }
 

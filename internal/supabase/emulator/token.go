@@ -223,57 +223,26 @@ func (e *Emulator) refreshGrant(w http.ResponseWriter, r *http.Request) (*tokenR
 	if p.RefreshToken == "" {
 		return nil, newError(http.StatusBadRequest, "validation_failed", "refresh_token required")
 	}
-	notFound := newError(http.StatusBadRequest, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
 	ctx := r.Context()
 	var resp *tokenResponse
 	err := inTx(ctx, e.db, func(tx *sql.Tx) error {
 		rt, err := getRefreshToken(ctx, tx, p.RefreshToken)
-		if errors.Is(err, errNoRows) {
-			return notFound
-		} else if err != nil {
-			return err
+		if err != nil {
+			return refreshNotFound(err)
 		}
 		now := e.now()
 		issued := ""
 		if rt.Revoked {
-			active, err := activeRefreshToken(ctx, tx, rt.SessionID)
-			if err != nil && !errors.Is(err, errNoRows) {
+			if issued, err = reusedRefreshToken(ctx, tx, rt, now); err != nil {
 				return err
 			}
-			if active == nil || now.After(rt.UpdatedAt.Add(refreshReuseInterval)) {
-				if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked = 1, updated_at = ?
-					WHERE session_id = ? AND revoked = 0`, toMicro(now), rt.SessionID); err != nil {
-					return err
-				}
-				return &httpError{status: http.StatusBadRequest, code: "refresh_token_already_used",
-					msg: "Invalid Refresh Token: Already Used", commit: true}
-			}
-			issued = active.Token
 		}
-		s, err := getSession(ctx, tx, rt.SessionID)
-		if errors.Is(err, errNoRows) {
-			return notFound
-		} else if err != nil {
+		s, u, err := refreshSessionUser(ctx, tx, rt.SessionID, now)
+		if err != nil {
 			return err
-		}
-		u, err := getUserByID(ctx, tx, s.UserID)
-		if errors.Is(err, errNoRows) {
-			return notFound
-		} else if err != nil {
-			return err
-		}
-		if u.bannedAt(now) {
-			return userBanned(http.StatusBadRequest)
 		}
 		if issued == "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked = 1, updated_at = ? WHERE id = ?`,
-				toMicro(now), rt.ID); err != nil {
-				return err
-			}
-			if issued, err = insertRefreshToken(ctx, tx, s.ID, rt.Token, now); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, toMicro(now), s.ID); err != nil {
+			if issued, err = rotateRefreshToken(ctx, tx, rt, now); err != nil {
 				return err
 			}
 		}
@@ -281,6 +250,69 @@ func (e *Emulator) refreshGrant(w http.ResponseWriter, r *http.Request) (*tokenR
 		return err
 	})
 	return resp, err
+}
+
+// refreshNotFound is the answer to a refresh token whose token, session or
+// user is gone (errNoRows); other errors pass unchanged.
+func refreshNotFound(err error) error {
+	if errors.Is(err, errNoRows) {
+		return newError(http.StatusBadRequest, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
+	}
+	return err
+}
+
+// reusedRefreshToken handles a refresh with the revoked token rt: within
+// the reuse interval (a client retrying a refresh whose answer it lost) it
+// returns the session's active token; later it revokes every token of the
+// session, as reuse then suggests theft, and answers already used.
+func reusedRefreshToken(ctx context.Context, tx *sql.Tx, rt *refreshToken, now time.Time) (string, error) {
+	active, err := activeRefreshToken(ctx, tx, rt.SessionID)
+	if err != nil && !errors.Is(err, errNoRows) {
+		return "", err
+	}
+	if active != nil && !now.After(rt.UpdatedAt.Add(refreshReuseInterval)) {
+		return active.Token, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked = 1, updated_at = ?
+		WHERE session_id = ? AND revoked = 0`, toMicro(now), rt.SessionID); err != nil {
+		return "", err
+	}
+	return "", &httpError{status: http.StatusBadRequest, code: "refresh_token_already_used",
+		msg: "Invalid Refresh Token: Already Used", commit: true}
+}
+
+// refreshSessionUser returns the session a refresh token belongs to and its
+// user, who must not be banned at now.
+func refreshSessionUser(ctx context.Context, tx *sql.Tx, sessionID string, now time.Time) (*session, *user, error) {
+	s, err := getSession(ctx, tx, sessionID)
+	if err != nil {
+		return nil, nil, refreshNotFound(err)
+	}
+	u, err := getUserByID(ctx, tx, s.UserID)
+	if err != nil {
+		return nil, nil, refreshNotFound(err)
+	}
+	if u.bannedAt(now) {
+		return nil, nil, userBanned(http.StatusBadRequest)
+	}
+	return s, u, nil
+}
+
+// rotateRefreshToken revokes rt, issues its child in the same session and
+// touches the session; it returns the new token.
+func rotateRefreshToken(ctx context.Context, tx *sql.Tx, rt *refreshToken, now time.Time) (string, error) {
+	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked = 1, updated_at = ? WHERE id = ?`,
+		toMicro(now), rt.ID); err != nil {
+		return "", err
+	}
+	issued, err := insertRefreshToken(ctx, tx, rt.SessionID, rt.Token, now)
+	if err != nil {
+		return "", err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sessions SET updated_at = ? WHERE id = ?`, toMicro(now), rt.SessionID); err != nil {
+		return "", err
+	}
+	return issued, nil
 }
 
 // getUser serves GET /user: the user behind the bearer token.
