@@ -1,29 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer safe for the server's concurrent logging.
+type syncBuffer = testenv.LogBuffer
 
 // TestLogsNeverCarryTokens checks the access log and the verifier's refusal
 // line: both carry the trace id, neither carries the token.

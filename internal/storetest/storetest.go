@@ -1233,3 +1233,28 @@ func BenchmarkCreateMessage(b *testing.B, s gymbro.Store, parallelism int) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "creates/s")
 	})
 }
+
+// FinishIsAtomic checks that a finish whose outbox insert fails changes
+// nothing: blockOutbox makes it fail by putting a row with the message's
+// id in the outbox behind the store's back (each store knows how).
+func FinishIsAtomic(t *testing.T, s gymbro.Store, blockOutbox func(id string)) {
+	t.Helper()
+	ctx := context.Background()
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Now: time.Now()}
+	if _, _, err := s.CreateMessage(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	blockOutbox(in.ID)
+	if _, err := s.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "done", At: time.Now()}); err == nil {
+		t.Fatal("FinishMessage succeeded although its outbox insert must fail")
+	} else if gymbro.ErrorKind(err) != gymbro.KindInternal || gymbro.ErrorMessage(err) != "Storage failed." {
+		t.Errorf("err = %v (message %q), want an internal error that hides the driver text", err, gymbro.ErrorMessage(err))
+	}
+	m, err := s.MessageByID(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != gymbro.StatusQueued || m.Reply != "" || m.CompletedAt != nil {
+		t.Errorf("message changed by a rolled-back finish: %+v", m)
+	}
+}
