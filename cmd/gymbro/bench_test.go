@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -42,40 +43,52 @@ const benchUsers = 16
 // running count grows through the run (b.N/16 at the end), so CountRunning,
 // which counts them on every post, costs more here than with a real cap.
 //
+// The -capped variants are the service as a client meets it: the running
+// cap in force (3 per user, the default), an Idempotency-Key on every post
+// (a post refused by the cap is sent again with its key until accepted),
+// and a demo coach without pauses, so every reply is generated, finished
+// and stored (with its outbox record) during the run.
+//
 //	go test -run '^$' -bench BenchmarkPostMessage -benchtime 4000x ./cmd/gymbro
 func BenchmarkPostMessage(b *testing.B) {
-	b.Run("sqlite", func(b *testing.B) {
-		db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gymbro.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		benchPost(b, db)
-	})
-	b.Run("postgres", func(b *testing.B) {
-		url := testenv.PostgresURL(b)
-		schema := testenv.UniqueName("gymbro_bench_")
-		db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(16))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			ctx := context.Background()
-			conn, err := pgx.Connect(ctx, url)
+	for _, capped := range []bool{false, true} {
+		suffix := map[bool]string{false: "", true: "-capped"}[capped]
+		b.Run("sqlite"+suffix, func(b *testing.B) {
+			db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "gymbro.db"))
 			if err != nil {
-				b.Errorf("connect for cleanup: %v", err)
-				return
+				b.Fatal(err)
 			}
-			defer conn.Close(ctx)
-			if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-				b.Errorf("drop schema: %v", err)
-			}
+			benchPost(b, db, capped)
 		})
-		benchPost(b, db)
+		b.Run("postgres"+suffix, func(b *testing.B) { benchPost(b, benchPostgres(b), capped) })
+	}
+}
+
+// benchPostgres opens a store in a schema of its own, dropped at the end.
+func benchPostgres(b *testing.B) gymbro.Store {
+	url := testenv.PostgresURL(b)
+	schema := testenv.UniqueName("gymbro_bench_")
+	db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(16))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			b.Errorf("connect for cleanup: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			b.Errorf("drop schema: %v", err)
+		}
 	})
+	return db
 }
 
 // benchPost posts b.N messages from parallel clients; it closes store.
-func benchPost(b *testing.B, store gymbro.Store) {
+func benchPost(b *testing.B, store gymbro.Store, capped bool) {
 	ctx := context.Background()
 	iss := authtest.NewIssuer(b)
 	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
@@ -85,10 +98,11 @@ func benchPost(b *testing.B, store gymbro.Store) {
 	defer v.Close()
 	log := inmem.NewEventLog(inmem.Options{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := chat.New(chat.Options{
-		Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: time.Hour}),
-		MaxRunning: 1 << 20, Logger: logger,
-	})
+	opts := chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: time.Hour}), MaxRunning: 1 << 20, Logger: logger}
+	if capped {
+		opts.Model, opts.MaxRunning = demo.New(demo.Options{ChunkDelay: -1}), 3
+	}
+	svc := chat.New(opts)
 	s := httpapi.New(v, svc, httpapi.Options{Logger: logger})
 	srv := httptest.NewServer(s)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
@@ -98,21 +112,29 @@ func benchPost(b *testing.B, store gymbro.Store) {
 	}
 	body := []byte(`{"text":"How should I squat with good form?"}`)
 	post := func(token string) bool {
-		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/messages", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			b.Error(err)
-			return false
+		key := uuid.NewString()
+		for {
+			req, _ := http.NewRequest("POST", srv.URL+"/api/v1/messages", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", key)
+			res, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return false
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			switch {
+			case res.StatusCode == http.StatusAccepted:
+				return true
+			case res.StatusCode == http.StatusTooManyRequests && capped:
+				runtime.Gosched() // the cap: a reply of this user is still being written; send again
+			default:
+				b.Errorf("POST: HTTP %d", res.StatusCode)
+				return false
+			}
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusAccepted {
-			b.Errorf("POST: HTTP %d", res.StatusCode)
-			return false
-		}
-		return true
 	}
 	for _, t := range tokens { // warm the token cache and the connections
 		post(t)
