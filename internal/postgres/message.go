@@ -186,13 +186,28 @@ func exists(ctx context.Context, q querier, id string) (bool, error) {
 }
 
 // guardedUpdate runs one UPDATE whose WHERE encodes the allowed state; the
-// row lock it takes makes check and change one step.
+// row lock it takes makes check and change one step. It commits
+// asynchronously (synchronous_commit off, for this transaction only): what
+// it records (a generation taking its message, renewing its lease,
+// checkpointing its reply) is state a crash loses anyway, and recovery ends
+// such a message as interrupted. So no caller waits for a WAL flush, and
+// only CreateMessage and FinishMessage, which record what a client was
+// told, wait for theirs. It is still one round trip.
 func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
-	tag, err := db.q.Exec(ctx, query, args...)
+	var n int64
+	err := db.pipelined(ctx, func(p *pipe) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(query, args...).Exec(func(tag pgconn.CommandTag) error {
+			n = tag.RowsAffected()
+			return nil
+		})
+		return p.send(ctx, b, true)
+	})
 	if err != nil {
-		return dbErr(err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if n == 0 {
 		return dbErr(sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) {
 			return exists(ctx, db.q, id)
 		}, id, code, msg))
