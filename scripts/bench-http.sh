@@ -5,18 +5,18 @@
 #
 #   scripts/bench-http.sh [binary]        (make bench-http builds it first)
 #
-# Environment: DURATION (wrk -d, default 10s), THREADS (-t, 2),
-# CONNS (-c, 50), ROUNDS (healthz/me pairs, alternating, default 3),
+# Environment: DURATION (wrk -d per run, default 5s), THREADS (-t, 2),
+# CONNS (-c, 50), ROUNDS (healthz/me pairs, alternating, default 5),
 # GYMBRO_LOG_FORMAT etc. pass through to the service.
 # Needs wrk, curl and jq. The service runs in a temporary data directory on
 # a free loopback port and is stopped on exit, whatever happens.
 set -euo pipefail
 
 BIN=${1:-bin/gymbro}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 for tool in wrk curl jq; do
 	command -v "$tool" >/dev/null || { echo "bench-http: $tool is missing" >&2; exit 1; }
 done
@@ -64,9 +64,15 @@ rps() {
 echo "bench-http: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS alternating rounds, pid $PID on $B"
 rps -d2s "$B/api/v1/healthz" >/dev/null # warm-up
 rps -d2s -H "Authorization: Bearer $TOKEN" "$B/api/v1/me" >/dev/null
+# Alternating short rounds: on a shared machine the load changes from one
+# run to the next, and each pair sees about the same.
+RATIOS=()
 for i in $(seq "$ROUNDS"); do
 	H=$(rps "$B/api/v1/healthz")
 	M=$(rps -H "Authorization: Bearer $TOKEN" "$B/api/v1/me")
 	R=$(awk -v m="$M" -v h="$H" 'BEGIN {printf "%.2f", m / h}')
-	printf 'round %d: healthz %s req/s  me %s req/s  me/healthz %s\n' "$i" "$H" "$M" "$R"
+	RATIOS+=("$R")
+	printf 'round %d: healthz %8.0f req/s   me %8.0f req/s   me/healthz %s\n' "$i" "$H" "$M" "$R"
 done
+printf '%s\n' "${RATIOS[@]}" | sort -n | awk -v la="$(cut -d' ' -f1 /proc/loadavg)" '{r[NR] = $1}
+	END {printf "median me/healthz over %d rounds: %.2f (load average %s)\n", NR, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2), la}'
