@@ -33,12 +33,15 @@ func (l *load) idleUser(ctx context.Context, u *user, users int) {
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		id, retry := l.post(ctx, u, idleText)
+		id, retry := l.post(ctx, u, l.o.idleText)
 		if id == "" {
 			if !sleep(ctx, max(retry, 200*time.Millisecond)) {
 				return
 			}
 			continue
+		}
+		if l.fan != nil {
+			l.fan.expect(id, k)
 		}
 		var wg sync.WaitGroup
 		for range k {
@@ -49,6 +52,9 @@ func (l *load) idleUser(ctx context.Context, u *user, users int) {
 			}()
 		}
 		wg.Wait()
+		if l.fan != nil {
+			l.fan.done(id)
+		}
 	}
 }
 
