@@ -24,6 +24,10 @@ import (
 // burst of appends to thousands of streams cannot spawn thousands of them.
 const maxServing = 256
 
+// maxBeatTick bounds the heartbeat ticker's period: how late a parked
+// stream's heartbeat may go out.
+const maxBeatTick = 100 * time.Millisecond
+
 type parker struct {
 	s   *Server
 	log gymbro.EventLog
@@ -115,10 +119,11 @@ func (k *parker) notify(messageID string) {
 // tick sends heartbeats: one ticker for every parked stream.
 func (k *parker) tick() {
 	defer k.wg.Done()
-	// A heartbeat goes out at most one tick late: 1/16 of the interval
-	// (under a second at the 15 s default) costs a scan of the parked
-	// streams per tick, a few microseconds per thousand.
-	every := min(max(k.s.opts.SSEHeartbeat/16, 10*time.Millisecond), time.Second)
+	// A heartbeat goes out at most one tick late: 1/16 of the interval,
+	// and never more than 100 ms (at the 15 s default a second-long tick
+	// made heartbeats up to a second late). Each tick costs a scan of the
+	// parked streams, a few microseconds per thousand.
+	every := min(max(k.s.opts.SSEHeartbeat/16, 10*time.Millisecond), maxBeatTick)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
