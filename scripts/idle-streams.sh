@@ -56,7 +56,7 @@ for _ in $(seq 100); do
 done
 # Only this line of the start-up log: in development it also prints the
 # emulator's keys and the operator's password.
-echo "service pid $SERVICE: $(grep -a 'open-file limit' "$DIR/service.log" || echo 'no open-file limit line')"
+echo "service pid $SERVICE on http://127.0.0.1:$PORT: $(grep -a 'open-file limit' "$DIR/service.log" || echo 'no open-file limit line')"
 
 per=$((STREAMS / LOADERS))
 LOADS=()

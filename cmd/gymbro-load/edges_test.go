@@ -157,3 +157,18 @@ func TestFakeModel(t *testing.T) {
 		t.Fatalf("chunks %q", data)
 	}
 }
+
+func TestIdleSummaryRSS(t *testing.T) {
+	m := &memSampler{source: "proc", base: MemSample{RSS: 1000}, samples: []MemSample{
+		{Open: 5, RSS: 2000},
+		{Open: 10, RSS: 4000}, // the first at peak
+		{Open: 10, RSS: 6000}, // the highest
+		{Open: 10, RSS: 3000}, // the last
+		{Open: 2, RSS: 1500},
+	}}
+	s := m.summary(10)
+	if s.Peak.Open != 10 || s.RSSPerStream != 300 || s.RSSPerStreamMax != 500 || s.RSSPerStreamLast != 200 {
+		t.Fatalf("peak %d open, per stream %.0f (first) %.0f (highest) %.0f (last); want 10, 300, 500, 200",
+			s.Peak.Open, s.RSSPerStream, s.RSSPerStreamMax, s.RSSPerStreamLast)
+	}
+}

@@ -106,5 +106,6 @@ func (s *Summary) print(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "per open stream: RSS %.0f B\n", i.RSSPerStream)
 		}
+		fmt.Fprintf(w, "per open stream, RSS over the samples at peak: last %.0f B, highest %.0f B\n", i.RSSPerStreamLast, i.RSSPerStreamMax)
 	}
 }
