@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,8 @@ func (k *parker) canPark(r *http.Request) bool {
 // park takes over conn, whose response head and replay are already
 // written, until the stream's terminal event or shutdown.
 func (k *parker) park(conn net.Conn, id string, p *gymbro.Principal, last int64, release func()) bool {
+	// A copy of the id: the request's is a slice of its whole request line.
+	id = strings.Clone(id)
 	pk := &parked{conn: conn, id: id, p: p, last: last, release: release, due: time.Now().Add(k.s.opts.SSEHeartbeat)}
 	k.mu.Lock()
 	defer k.mu.Unlock()
