@@ -43,8 +43,8 @@ type parker struct {
 	closed  bool
 	stop    func() // unregisters the append listener
 	quit    chan struct{}
-	queue   []*parked // streams owed a write, waiting for a worker
-	workers int       // goroutines serving the queue
+	queue   []*parked      // streams owed a write, waiting for a worker
+	workers int            // goroutines serving the queue
 	wg      sync.WaitGroup // the ticker and every serving goroutine
 }
 
