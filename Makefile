@@ -8,7 +8,7 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench lint tidy clean
+.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http lint tidy clean
 
 ## run: build the console if it is missing, then start the service
 run: console modules
@@ -69,6 +69,12 @@ test-e2e: build
 ## bench: Go benchmarks (figures go in docs/benchmarks.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+## bench-http: wrk against healthz and /me (one token) on the built binary, and their ratio
+# The console is not needed for it, so the binary is built without npm.
+bench-http:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gymbro-bench ./cmd/gymbro
+	scripts/bench-http.sh bin/gymbro-bench
 
 ## lint: gofmt, go vet, and a tidy go.mod
 lint:

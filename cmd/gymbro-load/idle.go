@@ -33,12 +33,15 @@ func (l *load) idleUser(ctx context.Context, u *user, users int) {
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		id, retry := l.post(ctx, u, idleText)
+		id, retry := l.post(ctx, u, l.o.idleText)
 		if id == "" {
 			if !sleep(ctx, max(retry, 200*time.Millisecond)) {
 				return
 			}
 			continue
+		}
+		if l.fan != nil {
+			l.fan.expect(id, k)
 		}
 		var wg sync.WaitGroup
 		for range k {
@@ -49,6 +52,9 @@ func (l *load) idleUser(ctx context.Context, u *user, users int) {
 			}()
 		}
 		wg.Wait()
+		if l.fan != nil {
+			l.fan.done(id)
+		}
 	}
 }
 
@@ -187,13 +193,18 @@ func parseProcStatus(r io.Reader) (MemSample, error) {
 
 // IdleSummary is what idle mode found.
 type IdleSummary struct {
-	Source        string      `json:"source"` // metrics or proc
-	Target        int         `json:"target_streams"`
-	Baseline      MemSample   `json:"baseline"`
-	Peak          MemSample   `json:"peak"`                                  // the sample with the most streams open
-	HeapPerStream float64     `json:"heap_inuse_per_stream_bytes,omitempty"` // (peak - baseline) / open
-	RSSPerStream  float64     `json:"rss_per_stream_bytes"`                  // likewise for RSS
-	Samples       []MemSample `json:"samples"`
+	Source        string    `json:"source"` // metrics or proc
+	Target        int       `json:"target_streams"`
+	Baseline      MemSample `json:"baseline"`
+	Peak          MemSample `json:"peak"`                                  // the sample with the most streams open
+	HeapPerStream float64   `json:"heap_inuse_per_stream_bytes,omitempty"` // (peak - baseline) / open
+	RSSPerStream  float64   `json:"rss_per_stream_bytes"`                  // likewise for RSS
+	// Over every sample with the peak count open (RSS moves with garbage
+	// collection and the runtime returning memory): the last one, once
+	// settled, and the highest.
+	RSSPerStreamLast float64     `json:"rss_per_stream_last_bytes"`
+	RSSPerStreamMax  float64     `json:"rss_per_stream_max_bytes"`
+	Samples          []MemSample `json:"samples"`
 }
 
 func (m *memSampler) summary(target int) *IdleSummary {
@@ -208,6 +219,12 @@ func (m *memSampler) summary(target int) *IdleSummary {
 	if s.Peak.Open > 0 {
 		n := float64(s.Peak.Open)
 		s.RSSPerStream = float64(s.Peak.RSS-m.base.RSS) / n
+		for _, x := range m.samples {
+			if x.Open == s.Peak.Open {
+				s.RSSPerStreamLast = float64(x.RSS-m.base.RSS) / n
+				s.RSSPerStreamMax = max(s.RSSPerStreamMax, s.RSSPerStreamLast)
+			}
+		}
 		if m.source == "metrics" {
 			s.HeapPerStream = float64(s.Peak.HeapInuse-m.base.HeapInuse) / n
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -37,21 +38,30 @@ type load struct {
 	endToEnd   Latencies // POST start until the terminal event arrives
 	deltaLag   Latencies // a content_delta's `at` (server clock) until it is read here
 	heartbeats Latencies // gap between heartbeats on one connection (or from open to the first)
+	beatLate   Latencies // a heartbeat's arrival minus when it was due (see beatClock)
+	fanLat     Latencies // a chunk's `at` until it reached the last stream of its message (idle mode)
+	fan        *fanout   // nil in chat mode
 }
 
 func newLoad(o *options, stderr io.Writer) *load {
+	dialer := &rotatingDialer{d: net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, ips: sourceAddrs(o.sourceAddrs)}
 	tr := &http.Transport{
 		Proxy:               nil, // loopback only: never through a proxy
+		DialContext:         dialer.DialContext,
 		MaxIdleConnsPerHost: 4096,
 		MaxIdleConns:        16384,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &load{
+	l := &load{
 		o: o, stderr: stderr,
 		client: &http.Client{Transport: tr},
 		dial:   make(chan struct{}, o.dialConc),
 	}
+	if o.mode == "idle" {
+		l.fan = newFanout(&l.fanLat)
+	}
+	return l
 }
 
 func (l *load) run(ctx context.Context) (*Summary, error) {
@@ -213,6 +223,9 @@ func (l *load) follow(ctx context.Context, u *user, id string, start time.Time, 
 			}
 			continue
 		}
+		if l.fan != nil && attempt == 0 {
+			l.fan.opened(id, time.Now())
+		}
 		deltas := 0
 		err := l.read(body, check, func(ev gymbro.Event) bool {
 			t := time.Since(start)
@@ -221,7 +234,11 @@ func (l *load) follow(ctx context.Context, u *user, id string, start time.Time, 
 				l.toQueued.Add(t)
 			case ev.Type == gymbro.EventContentDelta:
 				if !ev.At.IsZero() {
-					l.deltaLag.Add(time.Since(ev.At))
+					now := time.Now()
+					l.deltaLag.Add(now.Sub(ev.At))
+					if l.fan != nil {
+						l.fan.chunk(id, ev.Seq, ev.At, now)
+					}
 				}
 				if !sawFirst {
 					sawFirst = true
@@ -303,6 +320,7 @@ var errHangUp = errors.New("hung up on purpose")
 func (l *load) read(body io.Reader, check *StreamCheck, on func(gymbro.Event) bool) error {
 	r := sse.NewReader(body)
 	prevBeat := time.Now()
+	clock := newBeatClock(prevBeat, l.o.heartbeat)
 	for {
 		raw, err := r.Next()
 		if err != nil {
@@ -313,6 +331,7 @@ func (l *load) read(body io.Reader, check *StreamCheck, on func(gymbro.Event) bo
 			if l.o.heartbeat > 0 && raw.Comment == "heartbeat" {
 				now := time.Now()
 				l.heartbeats.Add(now.Sub(prevBeat))
+				l.beatLate.Add(clock.beat(now))
 				prevBeat = now
 			}
 			continue

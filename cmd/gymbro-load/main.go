@@ -11,13 +11,17 @@
 // the end (a -drop fraction of streams hang up mid-reply and resume with
 // Last-Event-ID), thinks, and posts again. In idle mode -streams streams are
 // held open on slow replies and the server's memory per open stream is read
-// from <url>/metrics or /proc/<pid>/status.
+// from <url>/metrics or /proc/<pid>/status. Connections are spread over
+// several loopback source addresses when one has too few ephemeral ports.
+// In fake-model mode it serves a slow OpenAI-compatible model instead, for
+// idle runs whose messages stay running for minutes.
 //
 // Only loopback URLs are accepted, and everything stops by itself at
 // -duration (sign-up is bounded separately by -setup-timeout).
 //
 //	gymbro-load -url http://127.0.0.1:8080 -data-dir ./data -users 200 -duration 20s
 //	gymbro-load -url http://127.0.0.1:8080 -data-dir ./data -mode idle -users 100 -streams 10000 -pid 1234
+//	gymbro-load -mode fake-model -listen 127.0.0.1:9090 -chunk-every 5s -chunks 120 -duration 1h
 package main
 
 import (
@@ -56,6 +60,11 @@ type options struct {
 	signupConc   int
 	dialConc     int
 	progress     time.Duration
+	sourceAddrs  int
+	idleText     string
+	listen       string
+	chunkEvery   time.Duration
+	chunks       int
 }
 
 func main() {
@@ -77,6 +86,17 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) er
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.mode == "fake-model" {
+		if err := checkLoopback("http://" + o.listen); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, o.duration)
+		defer cancel()
+		return serveFakeModel(ctx, o.listen, &fakeModel{every: o.chunkEvery, chunks: o.chunks}, stderr)
+	}
+	if o.sourceAddrs > 1 {
+		fmt.Fprintf(stderr, "connections spread over %d source addresses (127.0.0.1-%s)\n", o.sourceAddrs, sourceAddrs(o.sourceAddrs)[o.sourceAddrs-1])
+	}
 	sum, err := newLoad(o, stderr).run(ctx)
 	if err != nil {
 		return err
@@ -100,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 3*time.Minute, "bound on creating and signing in the users")
 	fs.DurationVar(&o.think, "think", time.Second, "pause between one user's messages (chat mode)")
 	fs.Float64Var(&o.drop, "drop", 0.1, "fraction of streams that hang up mid-reply and resume with Last-Event-ID")
-	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies) or idle (hold -streams open streams and read server memory)")
+	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies), idle (hold -streams open streams and read server memory) or fake-model (serve a slow OpenAI-compatible model for idle runs, until -duration)")
 	fs.IntVar(&o.streams, "streams", 1000, "open streams to hold in idle mode")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.serviceKey, "service-key", "", "Auth Admin API key to create users (default $SUPABASE_SERVICE_ROLE_KEY, else read from -data-dir)")
@@ -112,6 +132,11 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.IntVar(&o.signupConc, "signup-concurrency", 8, "users created and signed in at once")
 	fs.IntVar(&o.dialConc, "dial-concurrency", 256, "stream connections being opened at once (keeps the accept queue from overflowing)")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "interval of the progress line on stderr")
+	fs.IntVar(&o.sourceAddrs, "source-addrs", 0, "loopback source addresses to spread connections over (127.0.0.1, 127.0.0.2, …); 0: one per 25,000 connections to an IPv4 loopback URL")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "fake-model mode: the address to serve the fake model on")
+	fs.DurationVar(&o.chunkEvery, "chunk-every", 5*time.Second, "fake-model mode: the pause between chunks")
+	fs.IntVar(&o.chunks, "chunks", 120, "fake-model mode: chunks per reply")
+	fs.StringVar(&o.idleText, "idle-text", idleText, "message text users post in idle mode (the default asks the demo coach for a slow reply)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -136,8 +161,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	switch {
 	case len(o.urls) == 0:
 		return nil, errors.New("-url: at least one base URL is needed")
-	case o.mode != "chat" && o.mode != "idle":
-		return nil, fmt.Errorf("-mode %q: want chat or idle", o.mode)
+	case o.mode != "chat" && o.mode != "idle" && o.mode != "fake-model":
+		return nil, fmt.Errorf("-mode %q: want chat, idle or fake-model", o.mode)
+	case o.mode == "fake-model" && (o.chunkEvery <= 0 || o.chunks < 1):
+		return nil, errors.New("-chunk-every must be positive and -chunks at least 1")
 	case o.users < 1 && o.tokensFile == "":
 		return nil, errors.New("-users must be at least 1")
 	case o.duration <= 0:
@@ -151,6 +178,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	}
 	if o.mode == "chat" {
 		o.streams = 0
+	}
+	if o.sourceAddrs == 0 {
+		o.sourceAddrs = sourcesFor(o.urls[0], o.streams+o.users+64)
 	}
 	return o, nil
 }

@@ -24,6 +24,7 @@ type Summary struct {
 	EndToEnd         Dist             `json:"end_to_end"`
 	DeltaLag         Dist             `json:"delta_lag"` // a delta's server `at` until it was read here
 	Heartbeat        *HeartbeatStats  `json:"heartbeat,omitempty"`
+	Fanout           *Dist            `json:"fanout,omitempty"` // a chunk's `at` until the last of its message's streams read it (idle mode)
 	Counts           map[string]int64 `json:"counts"`
 	Idle             *IdleSummary     `json:"idle,omitempty"`
 }
@@ -32,7 +33,8 @@ type Summary struct {
 type HeartbeatStats struct {
 	ExpectedMs float64 `json:"expected_ms"`
 	Gaps       Dist    `json:"gaps"`
-	Late       int     `json:"late"` // gaps over 1.5 times the interval
+	Late       int     `json:"late"`     // gaps over 1.5 times the interval
+	Lateness   Dist    `json:"lateness"` // arrival minus due time (see beatClock)
 }
 
 func (l *load) summary(users []*user, mem *memSampler) *Summary {
@@ -47,6 +49,11 @@ func (l *load) summary(users []*user, mem *memSampler) *Summary {
 	s.PostsPerSec = float64(s.Posts) / el.Seconds()
 	if l.o.heartbeat > 0 {
 		s.Heartbeat = heartbeatStats(&l.heartbeats, l.o.heartbeat)
+		s.Heartbeat.Lateness = l.beatLate.Summary()
+	}
+	if l.fan != nil {
+		d := l.fanLat.Summary()
+		s.Fanout = &d
 	}
 	if mem != nil {
 		s.Idle = mem.summary(l.o.streams)
@@ -76,6 +83,10 @@ func (s *Summary) print(w io.Writer) {
 	fmt.Fprintf(w, "delta at → read %s\n", s.DeltaLag)
 	if h := s.Heartbeat; h != nil {
 		fmt.Fprintf(w, "heartbeat gaps  %s (expected %.0fms, %d late)\n", h.Gaps, h.ExpectedMs, h.Late)
+		fmt.Fprintf(w, "heartbeat late  %s\n", h.Lateness)
+	}
+	if s.Fanout != nil {
+		fmt.Fprintf(w, "chunk fan-out   %s (at → read on the last stream of its message)\n", s.Fanout)
 	}
 	keys := make([]string, 0, len(s.Counts))
 	for k := range s.Counts {
@@ -95,5 +106,6 @@ func (s *Summary) print(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "per open stream: RSS %.0f B\n", i.RSSPerStream)
 		}
+		fmt.Fprintf(w, "per open stream, RSS over the samples at peak: last %.0f B, highest %.0f B\n", i.RSSPerStreamLast, i.RSSPerStreamMax)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -51,10 +52,13 @@ func validTraceID(s string) bool {
 	return true
 }
 
+// newTraceID returns 128 random bits in hex (one allocation: the string).
 func newTraceID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // traceIDFromTraceparent takes the trace id of a W3C traceparent header so
@@ -156,7 +160,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				id = newTraceID()
 			}
 		}
-		w.Header().Set("X-Trace-Id", id)
+		w.Header()["X-Trace-Id"] = []string{id} // the key is canonical already
 		l := &requestLog{traceID: id}
 		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, l))
 		rec := &statusRecorder{ResponseWriter: w, body: guardBody(w, r, s.opts.BodyReadTimeout)}
@@ -174,39 +178,66 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			if status == 0 {
 				status = l.status
 			}
-			attrs := []any{
-				"method", r.Method,
-				"path", r.URL.Path, // never the query: it could carry a token someone put there
-				"status", status,
-				"duration_ms", float64(s.now().Sub(start).Microseconds()) / 1000,
-				"bytes", rec.bytes,
-			}
-			if l.uid != "" {
-				attrs = append(attrs, "uid", l.uid)
-			}
-			if l.code != "" {
-				attrs = append(attrs, "code", l.code)
-			}
-			s.logger.InfoContext(r.Context(), "request", attrs...)
+			d := s.now().Sub(start)
+			s.logRequest(r, l, status, rec.bytes, d)
 			if s.metrics != nil {
-				s.metrics.ObserveRequest(r.Pattern, status, s.now().Sub(start))
+				s.metrics.ObserveRequest(r.Pattern, status, d)
 			}
 		}()
 		next.ServeHTTP(rec, r)
 	})
 }
 
+// logRequest writes the access-log line of a request that took d. The
+// attributes go to slog as values (LogAttrs): no []any to build and no
+// boxing of each value, on a line written for every request.
+func (s *Server) logRequest(r *http.Request, l *requestLog, status int, bytes int64, d time.Duration) {
+	ctx := r.Context()
+	if !s.logger.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	attrs := [7]slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), // never the query: it could carry a token someone put there
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Int64("bytes", bytes),
+	}
+	n := 5
+	if l.uid != "" {
+		attrs[n] = slog.String("uid", l.uid)
+		n++
+	}
+	if l.code != "" {
+		attrs[n] = slog.String("code", l.code)
+		n++
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs[:n]...)
+}
+
+// Header values set on every answer, shared: assigning them skips
+// canonicalizing the key and allocating the value's slice. Nothing changes
+// a value in place, and Header.Add on one of these keys copies the slice.
+var (
+	hdrNosniff    = []string{"nosniff"}
+	hdrDeny       = []string{"DENY"}
+	hdrNoReferrer = []string{"no-referrer"}
+	hdrSameOrigin = []string{"same-origin"}
+	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
+	hdrNoStore    = []string{"no-store"}
+)
+
 // secure sets headers that cost nothing and close common holes: no MIME
 // sniffing, no framing (clickjacking), no referrer leaks, and HSTS under TLS.
 func (s *Server) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h["X-Content-Type-Options"] = hdrNosniff
+		h["X-Frame-Options"] = hdrDeny
+		h["Referrer-Policy"] = hdrNoReferrer
+		h["Cross-Origin-Opener-Policy"] = hdrSameOrigin
 		if r.TLS != nil {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			h["Strict-Transport-Security"] = hdrHSTS
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -328,13 +359,14 @@ func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Hand
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A user's data and refusals are never for a shared cache (an SSE
 		// stream sets its own no-cache).
-		w.Header().Set("Cache-Control", "no-store")
+		w.Header()["Cache-Control"] = hdrNoStore
+		l, _ := r.Context().Value(traceKey{}).(*requestLog)
 		p, token, err := s.authenticate(r)
 		if err == nil && checkSession {
 			err = s.opts.Sessions.CheckSession(r.Context(), p, token)
 		}
 		if err != nil {
-			if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
+			if l != nil {
 				l.code = gymbro.ErrorCode(err)
 			}
 			if s.metrics != nil {
@@ -343,7 +375,7 @@ func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Hand
 			s.writeError(w, r, err)
 			return
 		}
-		if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
+		if l != nil {
 			l.uid = p.UID
 		}
 		next(w, r.WithContext(gymbro.NewContextWithPrincipal(r.Context(), p)))
@@ -353,12 +385,16 @@ func (s *Server) requireUser(next http.HandlerFunc, checkSession bool) http.Hand
 // authenticate verifies the bearer token and returns its principal and the
 // token itself (for a session check).
 func (s *Server) authenticate(r *http.Request) (*gymbro.Principal, string, error) {
-	if len(r.Header.Values("Authorization")) > 1 {
+	vs := r.Header["Authorization"] // as Header.Values: the key is canonical
+	if len(vs) > 1 {
 		// RFC 6750 §2: one method, one token; which one counts must not
 		// depend on which header a proxy happens to keep.
 		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_malformed", "Send exactly one Authorization header.")
 	}
-	h := r.Header.Get("Authorization")
+	h := ""
+	if len(vs) == 1 {
+		h = vs[0]
+	}
 	if h == "" {
 		return nil, "", gymbro.Errorf(gymbro.KindUnauthenticated, "token_missing", "Send the access token as Authorization: Bearer <token>.")
 	}

@@ -103,6 +103,7 @@ type Server struct {
 	closing  chan struct{}
 	park     *parker      // nil without a chat service
 	streams  atomic.Int64 // open SSE streams, parked or not
+	meBodies *meCache     // GET /api/v1/me bodies of recent principals
 }
 
 // streamOpened and streamClosed count an SSE stream in and out.
@@ -134,7 +135,7 @@ func New(v gymbro.Verifier, c *chat.Service, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{verifier: v, chat: c, opts: opts, logger: opts.Logger, metrics: opts.Metrics, closing: make(chan struct{})}
+	s := &Server{verifier: v, chat: c, opts: opts, logger: opts.Logger, metrics: opts.Metrics, closing: make(chan struct{}), meBodies: newMeCache()}
 	if c != nil {
 		s.park = newParker(s, c.Log())
 	}

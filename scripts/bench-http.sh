@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# bench-http: GET /api/v1/healthz against GET /api/v1/me (one valid ES256
+# token) with wrk, on one running gymbro binary in development mode (embedded
+# defaults, the Auth emulator, no rate limit), and the ratio of the two.
+#
+#   scripts/bench-http.sh [binary]        (make bench-http builds it first)
+#
+# Environment: DURATION (wrk -d per run, default 5s), THREADS (-t, 2),
+# CONNS (-c, 50), ROUNDS (healthz/me pairs, alternating, default 5),
+# GYMBRO_LOG_FORMAT etc. pass through to the service.
+# Needs wrk, curl and jq. The service runs in a temporary data directory on
+# a free loopback port and is stopped on exit, whatever happens.
+set -euo pipefail
+
+BIN=${1:-bin/gymbro}
+DURATION=${DURATION:-5s}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-5}
+for tool in wrk curl jq; do
+	command -v "$tool" >/dev/null || { echo "bench-http: $tool is missing" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "bench-http: $BIN is not an executable (make build)" >&2; exit 1; }
+
+DIR=$(mktemp -d)
+PID=""
+cleanup() {
+	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+		kill "$PID" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$PID" 2>/dev/null || true
+	fi
+	rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+# A free port: bind :0 and read back what the kernel picked.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+	echo $((20000 + RANDOM % 10000)))
+B=http://127.0.0.1:$PORT
+
+GYMBRO_HTTP_ADDR=127.0.0.1:$PORT GYMBRO_DATA_DIR=$DIR GYMBRO_RATE_LIMIT=0 \
+	"$BIN" serve >"$DIR/service.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do
+	curl -fsS -o /dev/null "$B/api/v1/healthz" 2>/dev/null && break
+	kill -0 "$PID" 2>/dev/null || { echo "bench-http: the service exited:" >&2; tail -20 "$DIR/service.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+# The token: the development operator signs in on the emulator (README tour).
+CFG=$(curl -fsS "$B/api/v1/console/config")
+ANON=$(jq -r .anon_key <<<"$CFG")
+LOGIN=$(jq -c '{email: .dev_operator.email, password: .dev_operator.password}' <<<"$CFG")
+TOKEN=$(curl -fsS -X POST "$B/auth/v1/token?grant_type=password" -H "apikey: $ANON" \
+	-H 'Content-Type: application/json' -d "$LOGIN" | jq -r .access_token)
+[ -n "$TOKEN" ] && [ "$TOKEN" != null ] || { echo "bench-http: no token from the emulator" >&2; exit 1; }
+curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$B/api/v1/me"
+
+# rps runs wrk on a path and prints its requests/s.
+rps() {
+	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "$@" | awk '/^Requests\/sec:/ {print $2}'
+}
+echo "bench-http: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS alternating rounds, pid $PID on $B"
+rps -d2s "$B/api/v1/healthz" >/dev/null # warm-up
+rps -d2s -H "Authorization: Bearer $TOKEN" "$B/api/v1/me" >/dev/null
+# Alternating short rounds: on a shared machine the load changes from one
+# run to the next, and each pair sees about the same.
+RATIOS=()
+for i in $(seq "$ROUNDS"); do
+	H=$(rps "$B/api/v1/healthz")
+	M=$(rps -H "Authorization: Bearer $TOKEN" "$B/api/v1/me")
+	R=$(awk -v m="$M" -v h="$H" 'BEGIN {printf "%.2f", m / h}')
+	RATIOS+=("$R")
+	printf 'round %d: healthz %8.0f req/s   me %8.0f req/s   me/healthz %s\n' "$i" "$H" "$M" "$R"
+done
+printf '%s\n' "${RATIOS[@]}" | sort -n | awk -v la="$(cut -d' ' -f1 /proc/loadavg)" '{r[NR] = $1}
+	END {printf "median me/healthz over %d rounds: %.2f (load average %s)\n", NR, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2), la}'
