@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/supabase"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // authBench serves the same small handler (handleHealthz) twice behind the
@@ -128,35 +127,12 @@ func BenchmarkRequireUser(b *testing.B) {
 	b.Run("authed", loopback("/authed", ab.authz))
 
 	b.Run("alternating", func(b *testing.B) {
-		// phase sends n requests from 8 goroutines and returns how long
-		// they took.
-		phase := func(path, authz string, n int) time.Duration {
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			t := time.Now()
-			for range 8 {
-				wg.Go(func() {
-					for next.Add(1) <= int64(n) {
-						if err := ab.fetch(c, path, authz, http.StatusOK); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+		testenv.Alternate(b, "bare", "authed", 500, func(authed bool) error {
+			if authed {
+				return ab.fetch(c, "/authed", ab.authz, http.StatusOK)
 			}
-			wg.Wait()
-			return time.Since(t)
-		}
-		const perPhase = 500
-		var bare, authed time.Duration
-		for b.Loop() {
-			bare += phase("/bare", "", perPhase)
-			authed += phase("/authed", ab.authz, perPhase)
-		}
-		b.ReportMetric(float64(bare)/float64(authed), "authed/bare-throughput")
-		b.ReportMetric(float64(b.N*perPhase)/bare.Seconds(), "bare-req/s")
-		b.ReportMetric(float64(b.N*perPhase)/authed.Seconds(), "authed-req/s")
-		b.ReportMetric(0, "ns/op")
+			return ab.fetch(c, "/bare", "", http.StatusOK)
+		})
 	})
 
 	direct := func(path, authz string) func(b *testing.B) {
@@ -237,20 +213,9 @@ func TestMeBody(t *testing.T) {
 			w := httptest.NewRecorder()
 			(&Server{opts: Options{Identity: idp}}).handleMe(w, r)
 
-			// The reference: the view with the selected claims in a map, as
-			// handleMe built it before.
-			type mapView struct {
-				UID       string         `json:"uid"`
-				Email     string         `json:"email,omitempty"`
-				Provider  string         `json:"provider"`
-				Issuer    string         `json:"issuer"`
-				SessionID string         `json:"session_id,omitempty"`
-				Role      string         `json:"role,omitempty"`
-				ExpiresAt time.Time      `json:"expires_at"`
-				Claims    map[string]any `json:"claims"`
-				Details   any            `json:"details,omitempty"`
-			}
-			ref := mapView{UID: p.UID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt, Claims: map[string]any{}}
+			// The reference: encoding/json of the view with the selected
+			// claims in a map, as handleMe built it before writing it by hand.
+			ref := meView{UID: p.UID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt, Claims: map[string]any{}}
 			for _, k := range selectedClaims {
 				if c, ok := p.Claims[k]; ok {
 					ref.Claims[k] = c

@@ -155,37 +155,12 @@ func BenchmarkAuthOverhead(b *testing.B) {
 		s := newBenchServer(b, 0, 0)
 		c := newClient(64)
 		defer c.CloseIdleConnections()
-		// phase sends n requests from 8 goroutines and returns how long
-		// they took.
-		phase := func(path, token string, n int) time.Duration {
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			t := time.Now()
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(n) {
-						if err := get(c, s.srv.URL+path, token); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
+		testenv.Alternate(b, "healthz", "me", 500, func(me bool) error {
+			if me {
+				return get(c, s.srv.URL+"/api/v1/me", s.token)
 			}
-			wg.Wait()
-			return time.Since(t)
-		}
-		const perPhase = 500
-		var hz, me time.Duration
-		for b.Loop() {
-			hz += phase("/api/v1/healthz", "", perPhase)
-			me += phase("/api/v1/me", s.token, perPhase)
-		}
-		b.ReportMetric(float64(hz)/float64(me), "me/healthz-throughput")
-		b.ReportMetric(float64(b.N*perPhase)/hz.Seconds(), "healthz-req/s")
-		b.ReportMetric(float64(b.N*perPhase)/me.Seconds(), "me-req/s")
-		b.ReportMetric(0, "ns/op")
+			return get(c, s.srv.URL+"/api/v1/healthz", "")
+		})
 	})
 }
 
