@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
@@ -69,23 +68,11 @@ func BenchmarkPostMessage(b *testing.B) {
 // benchPostgres opens a store in a schema of its own, dropped at the end.
 func benchPostgres(b *testing.B) gymbro.Store {
 	url := testenv.PostgresURL(b)
-	schema := testenv.UniqueName("gymbro_bench_")
+	schema := testenv.PostgresSchema(b, url, "gymbro_bench_") // dropped when b ends, after benchPost closed the store
 	db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema), postgres.WithMaxConns(16))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			b.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			b.Errorf("drop schema: %v", err)
-		}
-	})
 	return db
 }
 

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
@@ -255,28 +254,14 @@ func BenchmarkIdleStreamMemory(b *testing.B) {
 	b.Run("postgres", func(b *testing.B) {
 		url := testenv.PostgresURL(b)
 		benchIdleStreams(b, func() gymbro.Store {
-			schema := testenv.UniqueName("gymbro_bench_")
+			schema := testenv.PostgresSchema(b, url, "gymbro_bench_") // dropped when b ends
 			db, err := postgres.Open(context.Background(), url, postgres.WithSchema(schema))
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { dropSchema(b, url, schema) })
 			return db
 		})
 	})
-}
-
-func dropSchema(b *testing.B, url, schema string) {
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Errorf("connect for cleanup: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-		b.Errorf("drop schema: %v", err)
-	}
 }
 
 func benchIdleStreams(b *testing.B, open func() gymbro.Store) {
