@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,15 +20,13 @@ import (
 // message ends terminal, its replayed stream ending in a terminal event.
 func TestDependencyCutsLoseNothing(t *testing.T) {
 	pgURL, redisURL := testenv.PostgresURL(t), testenv.RedisURL(t)
-	if !strings.Contains(pgURL, "@127.0.0.1:5432/") || !strings.HasPrefix(redisURL, "redis://127.0.0.1:6379/") {
-		t.Skip("the fault test proxies the default local PostgreSQL and Redis only")
-	}
-	pg, rd := testenv.NewProxy(t, "127.0.0.1:5432"), testenv.NewProxy(t, "127.0.0.1:6379")
+	pg, pgProxied := testenv.Proxied(t, pgURL)
+	rd, redisProxied := testenv.Proxied(t, redisURL)
 	schema := testenv.PostgresSchema(t, pgURL, "gymbro_fault_")
 	a := startApp(t, map[string]string{
-		"GYMBRO_DATABASE_URL":         strings.Replace(pgURL, "127.0.0.1:5432", pg.Addr(), 1),
+		"GYMBRO_DATABASE_URL":         pgProxied,
 		"GYMBRO_DATABASE_SCHEMA":      schema,
-		"GYMBRO_REDIS_URL":            strings.Replace(redisURL, "127.0.0.1:6379", rd.Addr(), 1),
+		"GYMBRO_REDIS_URL":            redisProxied,
 		"GYMBRO_REDIS_PREFIX":         testenv.UniqueName("fault") + ":",
 		"GYMBRO_RATE_LIMIT":           "0",
 		"GYMBRO_MAX_RUNNING_PER_USER": "50",

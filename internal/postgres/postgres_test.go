@@ -187,12 +187,9 @@ func TestDeadConnectionsAreAnOutage(t *testing.T) {
 // connections instead of failing.
 func TestDeadPooledConnectionCostsNothing(t *testing.T) {
 	url := testenv.PostgresURL(t)
-	if !strings.Contains(url, "@127.0.0.1:5432/") {
-		t.Skip("proxies the default local PostgreSQL only")
-	}
-	proxy := testenv.NewProxy(t, "127.0.0.1:5432")
+	proxy, proxied := testenv.Proxied(t, url)
 	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
-	db := open(t, strings.Replace(url, "127.0.0.1:5432", proxy.Addr(), 1), schema, postgres.WithMaxConns(1))
+	db := open(t, proxied, schema, postgres.WithMaxConns(1))
 	defer db.Close()
 	ctx := context.Background()
 	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Now: time.Now()}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -131,4 +132,18 @@ func reset(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
+}
+
+// Proxied puts a Proxy in front of the server of rawURL (a postgres:// or
+// redis:// URL) and returns it with the URL that reaches the server
+// through it.
+func Proxied(t testing.TB, rawURL string) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("testenv: cannot proxy %q: not a URL with a host", rawURL)
+	}
+	p := NewProxy(t, u.Host)
+	u.Host = p.Addr()
+	return p, u.String()
 }
