@@ -16,6 +16,7 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/modelrouter"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,24 +82,6 @@ func aiError(code string) *gymbro.Error {
 	return gymbro.Errorf(kind, code, "fake %s", code)
 }
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // recorder is an Observer that keeps what it was told.
 type recorder struct {
 	mu     sync.Mutex
@@ -150,7 +133,7 @@ func (r *recorder) state(model string) int {
 type fixture struct {
 	primary, backup *fakeModel
 	router          *modelrouter.Router
-	clock           *clock
+	clock           *testenv.Clock
 	obs             *recorder
 }
 
@@ -159,7 +142,7 @@ func newFixture(t *testing.T, primary, backup func(context.Context, int, func(st
 	f := &fixture{
 		primary: &fakeModel{name: "gpt-x", script: primary},
 		backup:  &fakeModel{name: "qwen-y", script: backup},
-		clock:   &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		clock:   testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		obs:     &recorder{},
 	}
 	r, err := modelrouter.New([]modelrouter.Route{{Name: "primary", Model: f.primary}, {Name: "backup", Model: f.backup}},
