@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/demo"
@@ -33,10 +32,7 @@ func startServer(t *testing.T, chunkDelay time.Duration, users int) (url, tokens
 	t.Helper()
 	ctx := context.Background()
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := iss.Verifier(t)
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gymbro.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +46,6 @@ func startServer(t *testing.T, chunkDelay time.Duration, users int) (url, tokens
 		_ = svc.Shutdown(ctx)
 		s.CloseStreams()
 		srv.Close()
-		v.Close()
 		_ = log.Close()
 		_ = store.Close()
 	})

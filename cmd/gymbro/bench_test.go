@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/demo"
@@ -80,11 +79,7 @@ func benchPostgres(b *testing.B) gymbro.Store {
 func benchPost(b *testing.B, store gymbro.Store, capped bool) {
 	ctx := context.Background()
 	iss := authtest.NewIssuer(b)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer v.Close()
+	v := iss.Verifier(b)
 	log := inmem.NewEventLog(inmem.Options{})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	opts := chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: time.Hour}), MaxRunning: 1 << 20, Logger: logger}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/supabase"
@@ -35,11 +34,7 @@ type authBench struct {
 func newAuthBench(b *testing.B) *authBench {
 	b.Helper()
 	iss := authtest.NewIssuer(b)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(v.Close)
+	v := iss.Verifier(b)
 	s := New(v, nil, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	mux := http.NewServeMux()
 	mux.Handle("GET /bare", http.HandlerFunc(s.handleHealthz))

@@ -45,10 +45,7 @@ func newStreamServer(t *testing.T, http2 bool) *streamServer {
 		t.Fatal(err)
 	}
 	iss := authtest.NewIssuer(t)
-	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := iss.Verifier(t)
 	log := inmem.NewEventLog(inmem.Options{})
 	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{ChunkDelay: 40 * time.Millisecond})})
 	api := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: 15 * time.Millisecond, SSERetry: time.Second, Logger: discardLogger()})
@@ -67,7 +64,6 @@ func newStreamServer(t *testing.T, http2 bool) *streamServer {
 		_ = svc.Shutdown(ctx)
 		_ = log.Close()
 		_ = store.Close()
-		v.Close()
 	})
 	return ss
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/gymbro/gymbro-api/internal/auth"
 )
 
 // JWKSPath is where Supabase Auth publishes its keys, below the project URL.
@@ -143,4 +144,17 @@ func randomHex(n int) string {
 func randomUUID() string {
 	h := randomHex(16)
 	return h[0:8] + "-" + h[8:12] + "-4" + h[13:16] + "-a" + h[17:20] + "-" + h[20:32]
+}
+
+// Verifier returns a verifier that trusts iss as a Supabase project, with
+// the default token cache, as the service builds it; it is closed when t
+// ends.
+func (iss *Issuer) Verifier(t testing.TB) *auth.Verifier {
+	t.Helper()
+	v, err := auth.New(auth.Config{Issuers: []auth.Issuer{auth.SupabaseIssuer(iss.URL(), nil)}, CacheSize: auth.DefaultCacheSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
 }
