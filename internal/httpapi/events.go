@@ -239,9 +239,11 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 		release()
 		return true
 	}
-	if !s.park.park(conn, id, p, last, release) {
-		// Shutting down: deliver what the log holds (the interrupted
-		// generation's last events), as close does for parked streams.
+	if !s.park.park(conn, id, p.UID, last, release) {
+		// Shutting down (or out of descriptors): deliver what the log
+		// holds (at shutdown, the interrupted generation's last events),
+		// as close does for parked streams; the client resumes with
+		// Last-Event-ID.
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		s.drain(ctx, sw, s.chat.Log(), id, &last)
 		sw.flush()
