@@ -8,6 +8,11 @@
 # Environment: DURATION (wrk -d per run, default 5s), THREADS (-t, 2),
 # CONNS (-c, 50), ROUNDS (healthz/me pairs, alternating, default 5),
 # GYMBRO_LOG_FORMAT etc. pass through to the service.
+# FASTAPI=1 also runs the seed's own stack (bench/fastapi/app.py: FastAPI +
+# PyJWT + uvicorn with uvloop, one worker) on the same token in each round
+# and prints GymBro's /me over FastAPI's; it needs python3 with fastapi, jwt,
+# uvicorn and uvloop (Debian 12: apt-get install python3-fastapi python3-jwt
+# python3-uvicorn python3-uvloop).
 # Needs wrk, curl and jq. The service runs in a temporary data directory on
 # a free loopback port and is stopped on exit, whatever happens.
 set -euo pipefail
@@ -22,21 +27,37 @@ for tool in wrk curl jq; do
 done
 [ -x "$BIN" ] || { echo "bench-http: $BIN is not an executable (make build)" >&2; exit 1; }
 
+FASTAPI=${FASTAPI:-0}
+PYTHON=${PYTHON:-python3}
+if [ "$FASTAPI" = 1 ]; then
+	"$PYTHON" -c 'import fastapi, jwt, uvicorn, uvloop' 2>/dev/null ||
+		{ echo "bench-http: FASTAPI=1 needs $PYTHON with fastapi, jwt, uvicorn and uvloop (set PYTHON=/usr/bin/python3 for Debian's)" >&2; exit 1; }
+fi
+
 DIR=$(mktemp -d)
 PID=""
-cleanup() {
-	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-		kill "$PID" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$PID" 2>/dev/null || true
+PYPID=""
+stop() {
+	local p=$1
+	if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
+		kill "$p" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
 	fi
+}
+cleanup() {
+	stop "$PID"
+	stop "$PYPID"
 	rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
 
 # A free port: bind :0 and read back what the kernel picked.
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-	echo $((20000 + RANDOM % 10000)))
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + RANDOM % 10000))
+}
+PORT=$(freeport)
 B=http://127.0.0.1:$PORT
 
 GYMBRO_HTTP_ADDR=127.0.0.1:$PORT GYMBRO_DATA_DIR=$DIR GYMBRO_RATE_LIMIT=0 \
@@ -57,6 +78,22 @@ TOKEN=$(curl -fsS -X POST "$B/auth/v1/token?grant_type=password" -H "apikey: $AN
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || { echo "bench-http: no token from the emulator" >&2; exit 1; }
 curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$B/api/v1/me"
 
+if [ "$FASTAPI" = 1 ]; then
+	PYPORT=$(freeport)
+	P=http://127.0.0.1:$PYPORT
+	# Its access log stays on, as GymBro's does (uvicorn's default).
+	GYMBRO_ISSUER=$B/auth/v1 "$PYTHON" -m uvicorn app:app --app-dir bench/fastapi --host 127.0.0.1 \
+		--port "$PYPORT" --loop uvloop --workers 1 >"$DIR/fastapi.log" 2>&1 &
+	PYPID=$!
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "$P/api/v1/healthz" 2>/dev/null && break
+		kill -0 "$PYPID" 2>/dev/null || { echo "bench-http: the FastAPI app exited:" >&2; tail -20 "$DIR/fastapi.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$P/api/v1/me" ||
+		{ echo "bench-http: the FastAPI app refused the token:" >&2; tail -5 "$DIR/fastapi.log" >&2; exit 1; }
+fi
+
 # rps runs wrk on a path and prints its requests/s.
 rps() {
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "$@" | awk '/^Requests\/sec:/ {print $2}'
@@ -64,15 +101,30 @@ rps() {
 echo "bench-http: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS alternating rounds, pid $PID on $B"
 rps -d2s "$B/api/v1/healthz" >/dev/null # warm-up
 rps -d2s -H "Authorization: Bearer $TOKEN" "$B/api/v1/me" >/dev/null
+[ "$FASTAPI" = 1 ] && rps -d2s -H "Authorization: Bearer $TOKEN" "$P/api/v1/me" >/dev/null
+median() {
+	sort -n | awk '{r[NR] = $1} END {printf "%.2f", (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2)}'
+}
 # Alternating short rounds: on a shared machine the load changes from one
 # run to the next, and each pair sees about the same.
 RATIOS=()
+FACTORS=()
 for i in $(seq "$ROUNDS"); do
 	H=$(rps "$B/api/v1/healthz")
 	M=$(rps -H "Authorization: Bearer $TOKEN" "$B/api/v1/me")
 	R=$(awk -v m="$M" -v h="$H" 'BEGIN {printf "%.2f", m / h}')
 	RATIOS+=("$R")
-	printf 'round %d: healthz %8.0f req/s   me %8.0f req/s   me/healthz %s\n' "$i" "$H" "$M" "$R"
+	line=$(printf 'round %d: healthz %8.0f req/s   me %8.0f req/s   me/healthz %s' "$i" "$H" "$M" "$R")
+	if [ "$FASTAPI" = 1 ]; then
+		F=$(rps -H "Authorization: Bearer $TOKEN" "$P/api/v1/me")
+		X=$(awk -v m="$M" -v f="$F" 'BEGIN {printf "%.2f", m / f}')
+		FACTORS+=("$X")
+		line+=$(printf '   fastapi me %7.0f req/s   me/fastapi %s' "$F" "$X")
+	fi
+	echo "$line"
 done
-printf '%s\n' "${RATIOS[@]}" | sort -n | awk -v la="$(cut -d' ' -f1 /proc/loadavg)" '{r[NR] = $1}
-	END {printf "median me/healthz over %d rounds: %.2f (load average %s)\n", NR, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2), la}'
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
+echo "median me/healthz over $ROUNDS rounds: $(printf '%s\n' "${RATIOS[@]}" | median) (load average $LOAD)"
+if [ "$FASTAPI" = 1 ]; then
+	echo "median me/fastapi-me over $ROUNDS rounds: $(printf '%s\n' "${FACTORS[@]}" | median)x"
+fi
