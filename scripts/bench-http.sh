@@ -60,14 +60,19 @@ freeport() {
 PORT=$(freeport)
 B=http://127.0.0.1:$PORT
 
+# ready URL PID NAME LOG waits until URL answers, or fails if PID exits.
+ready() {
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || { echo "bench-http: $3 exited:" >&2; tail -20 "$4" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
 GYMBRO_HTTP_ADDR=127.0.0.1:$PORT GYMBRO_DATA_DIR=$DIR GYMBRO_RATE_LIMIT=0 \
 	"$BIN" serve >"$DIR/service.log" 2>&1 &
 PID=$!
-for _ in $(seq 100); do
-	curl -fsS -o /dev/null "$B/api/v1/healthz" 2>/dev/null && break
-	kill -0 "$PID" 2>/dev/null || { echo "bench-http: the service exited:" >&2; tail -20 "$DIR/service.log" >&2; exit 1; }
-	sleep 0.1
-done
+ready "$B/api/v1/healthz" "$PID" "the service" "$DIR/service.log"
 
 # The token: the development operator signs in on the emulator (README tour).
 CFG=$(curl -fsS "$B/api/v1/console/config")
@@ -85,11 +90,7 @@ if [ "$FASTAPI" = 1 ]; then
 	GYMBRO_ISSUER=$B/auth/v1 "$PYTHON" -m uvicorn app:app --app-dir bench/fastapi --host 127.0.0.1 \
 		--port "$PYPORT" --loop uvloop --workers 1 >"$DIR/fastapi.log" 2>&1 &
 	PYPID=$!
-	for _ in $(seq 100); do
-		curl -fsS -o /dev/null "$P/api/v1/healthz" 2>/dev/null && break
-		kill -0 "$PYPID" 2>/dev/null || { echo "bench-http: the FastAPI app exited:" >&2; tail -20 "$DIR/fastapi.log" >&2; exit 1; }
-		sleep 0.1
-	done
+	ready "$P/api/v1/healthz" "$PYPID" "the FastAPI app" "$DIR/fastapi.log"
 	curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$P/api/v1/me" ||
 		{ echo "bench-http: the FastAPI app refused the token:" >&2; tail -5 "$DIR/fastapi.log" >&2; exit 1; }
 fi
