@@ -116,9 +116,9 @@ func (s *Set) Wake() error {
 }
 
 // Wait blocks until some socket is ready, Wake is called or timeout
-// passes (a negative timeout waits without limit), and fills evs. It
-// reports how many it filled and whether Wake was called.
-func (s *Set) Wait(evs []Event, timeout time.Duration) (n int, woken bool, err error) {
+// passes (a negative timeout waits without limit), fills evs and reports
+// how many it filled.
+func (s *Set) Wait(evs []Event, timeout time.Duration) (n int, err error) {
 	ms := -1
 	if timeout >= 0 {
 		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
@@ -126,17 +126,16 @@ func (s *Set) Wait(evs []Event, timeout time.Duration) (n int, woken bool, err e
 	raw := s.raw[:min(len(s.raw), len(evs)+1)]
 	got, err := unix.EpollWait(s.fd, raw, ms)
 	if errors.Is(err, unix.EINTR) {
-		return 0, false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("epoll_wait: %w", err)
+		return 0, fmt.Errorf("epoll_wait: %w", err)
 	}
 	for _, r := range raw[:got] {
 		key := getKey(&r)
 		if key == wakeKey {
 			var b [8]byte
 			_, _ = unix.Read(s.wake, b[:]) // reset the counter
-			woken = true
 			continue
 		}
 		if n == len(evs) {
@@ -150,7 +149,7 @@ func (s *Set) Wait(evs []Event, timeout time.Duration) (n int, woken bool, err e
 		}
 		n++
 	}
-	return n, woken, nil
+	return n, nil
 }
 
 // The 64-bit epoll_data is Fd and Pad in x/sys/unix's EpollEvent.

@@ -21,12 +21,12 @@ type Event struct {
 // New fails with errors.ErrUnsupported.
 func New() (*Set, error) { return nil, errors.ErrUnsupported }
 
-func (*Set) Close() error                                   { return errors.ErrUnsupported }
-func (*Set) Add(int, uint64) error                          { return errors.ErrUnsupported }
-func (*Set) Writable(int, uint64, bool) error               { return errors.ErrUnsupported }
-func (*Set) Remove(int) error                               { return errors.ErrUnsupported }
-func (*Set) Wake() error                                    { return errors.ErrUnsupported }
-func (*Set) Wait([]Event, time.Duration) (int, bool, error) { return 0, false, errors.ErrUnsupported }
+func (*Set) Close() error                             { return errors.ErrUnsupported }
+func (*Set) Add(int, uint64) error                    { return errors.ErrUnsupported }
+func (*Set) Writable(int, uint64, bool) error         { return errors.ErrUnsupported }
+func (*Set) Remove(int) error                         { return errors.ErrUnsupported }
+func (*Set) Wake() error                              { return errors.ErrUnsupported }
+func (*Set) Wait([]Event, time.Duration) (int, error) { return 0, errors.ErrUnsupported }
 
 // Supported reports whether this platform has Set.
 const Supported = false

@@ -178,16 +178,17 @@ func (k *parker) loop() {
 	next := k.now() + every
 	evs := make([]epoll.Event, 256)
 	for {
-		n, _, err := k.set.Wait(evs, next-k.now())
+		n, err := k.set.Wait(evs, next-k.now())
+		if err != nil {
+			// Not expected (EBADF, EINVAL): keep ticking, without
+			// spinning on the error.
+			k.s.logger.Error("epoll wait", "err", err)
+			time.Sleep(max(next-k.now(), 0))
+		}
 		k.mu.Lock()
 		if k.closed {
 			k.mu.Unlock()
 			return
-		}
-		if err != nil {
-			// Not expected (EBADF, EINVAL); the tick below still runs
-			// and ends stuck clients.
-			k.s.logger.Error("epoll wait", "err", err)
 		}
 		for _, ev := range evs[:n] {
 			pk := k.byKey[ev.Key]
