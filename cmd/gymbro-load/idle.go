@@ -33,7 +33,7 @@ func (l *load) idleUser(ctx context.Context, u *user, users int) {
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		id, retry := l.post(ctx, u, l.o.idleText)
+		id, retry := l.post(ctx, u, l.o.idleText, "")
 		if id == "" {
 			if !sleep(ctx, max(retry, 200*time.Millisecond)) {
 				return

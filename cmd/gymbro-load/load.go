@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sse"
 )
@@ -86,9 +88,12 @@ func (l *load) run(ctx context.Context) (*Summary, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if l.o.mode == "idle" {
+			switch l.o.mode {
+			case "idle":
 				l.idleUser(runCtx, u, len(users))
-			} else {
+			case "post":
+				l.postUser(runCtx, u)
+			default:
 				l.chatUser(runCtx, u)
 			}
 		}()
@@ -139,7 +144,7 @@ func (l *load) chatUser(ctx context.Context, u *user) {
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		id, retry := l.post(ctx, u, l.o.text)
+		id, retry := l.post(ctx, u, l.o.text, "")
 		if id == "" {
 			if !sleep(ctx, max(retry, l.o.think, 50*time.Millisecond)) {
 				return
@@ -154,9 +159,28 @@ func (l *load) chatUser(ctx context.Context, u *user) {
 	}
 }
 
-// post sends a message and returns its id, or "" and how long to wait
-// before trying again.
-func (l *load) post(ctx context.Context, u *user, text string) (id string, retry time.Duration) {
+// postUser posts as fast as the service accepts, without following the
+// replies: the write path under load. Every post has its own
+// Idempotency-Key; one refused (the running cap, a 503) is sent again with
+// the same key once its Retry-After has passed, so it is stored once.
+func (l *load) postUser(ctx context.Context, u *user) {
+	for ctx.Err() == nil {
+		key := uuid.NewString()
+		for {
+			id, retry := l.post(ctx, u, l.o.text, key)
+			if id != "" {
+				break
+			}
+			if !sleep(ctx, max(retry, 50*time.Millisecond)) {
+				return
+			}
+		}
+	}
+}
+
+// post sends a message (with key as its Idempotency-Key, unless empty) and
+// returns its id, or "" and how long to wait before trying again.
+func (l *load) post(ctx context.Context, u *user, text, key string) (id string, retry time.Duration) {
 	body, _ := json.Marshal(map[string]string{"text": text})
 	req, err := http.NewRequestWithContext(ctx, "POST", u.postURL+"/api/v1/messages", bytes.NewReader(body))
 	if err != nil {
@@ -164,6 +188,9 @@ func (l *load) post(ctx context.Context, u *user, text string) (id string, retry
 	}
 	req.Header.Set("Authorization", u.bearer())
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	start := time.Now()
 	l.requests.Add(1)
 	res, err := l.client.Do(req)

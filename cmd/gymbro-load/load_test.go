@@ -96,6 +96,20 @@ func TestChatModeAgainstRealServer(t *testing.T) {
 	}
 }
 
+// TestPostModeAgainstRealServer posts as fast as the real API takes posts
+// from users whose replies take a while: the running cap refuses some
+// (429 with Retry-After), and those are sent again with their key.
+func TestPostModeAgainstRealServer(t *testing.T) {
+	url, tokens := startServer(t, 20*time.Millisecond, 3)
+	s := runLoad(t, "-url", url, "-tokens", tokens, "-mode", "post", "-duration", "1500ms")
+	if s.Posts < 3 || int64(s.PostLatency.Count) != s.Posts || s.Completed != 0 {
+		t.Fatalf("posts %d, latencies %d, streams %d", s.Posts, s.PostLatency.Count, s.Completed)
+	}
+	if s.Counts["http_429"] == 0 || s.Counts["http_errors"] != s.Counts["http_429"] {
+		t.Errorf("the running cap refused nothing, or something else failed: %v", s.Counts)
+	}
+}
+
 // TestIdleModeReadsProcessMemory holds streams open against the server in
 // this process and reads its memory from /proc.
 func TestIdleModeReadsProcessMemory(t *testing.T) {

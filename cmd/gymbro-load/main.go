@@ -120,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 3*time.Minute, "bound on creating and signing in the users")
 	fs.DurationVar(&o.think, "think", time.Second, "pause between one user's messages (chat mode)")
 	fs.Float64Var(&o.drop, "drop", 0.1, "fraction of streams that hang up mid-reply and resume with Last-Event-ID")
-	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies), idle (hold -streams open streams and read server memory) or fake-model (serve a slow OpenAI-compatible model for idle runs, until -duration)")
+	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies), post (post as fast as the service accepts, each post with its Idempotency-Key, honouring Retry-After), idle (hold -streams open streams and read server memory) or fake-model (serve a slow OpenAI-compatible model for idle runs, until -duration)")
 	fs.IntVar(&o.streams, "streams", 1000, "open streams to hold in idle mode")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.serviceKey, "service-key", "", "Auth Admin API key to create users (default $SUPABASE_SERVICE_ROLE_KEY, else read from -data-dir)")
@@ -128,7 +128,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.StringVar(&o.tokensFile, "tokens", "", "file of access tokens, one per line, instead of signing users up")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 0, "the server's GYMBRO_SSE_HEARTBEAT, to measure heartbeat punctuality (0: off)")
 	fs.IntVar(&o.pid, "pid", 0, "server process id, to read VmRSS from /proc when <url>/metrics is absent (idle mode)")
-	fs.StringVar(&o.text, "text", "How should I squat with good form?", "message text users post in chat mode")
+	fs.StringVar(&o.text, "text", "How should I squat with good form?", "message text users post in chat and post mode")
 	fs.IntVar(&o.signupConc, "signup-concurrency", 8, "users created and signed in at once")
 	fs.IntVar(&o.dialConc, "dial-concurrency", 256, "stream connections being opened at once (keeps the accept queue from overflowing)")
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "interval of the progress line on stderr")
@@ -161,8 +161,8 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	switch {
 	case len(o.urls) == 0:
 		return nil, errors.New("-url: at least one base URL is needed")
-	case o.mode != "chat" && o.mode != "idle" && o.mode != "fake-model":
-		return nil, fmt.Errorf("-mode %q: want chat, idle or fake-model", o.mode)
+	case o.mode != "chat" && o.mode != "post" && o.mode != "idle" && o.mode != "fake-model":
+		return nil, fmt.Errorf("-mode %q: want chat, post, idle or fake-model", o.mode)
 	case o.mode == "fake-model" && (o.chunkEvery <= 0 || o.chunks < 1):
 		return nil, errors.New("-chunk-every must be positive and -chunks at least 1")
 	case o.users < 1 && o.tokensFile == "":
@@ -176,7 +176,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	case o.signupConc < 1 || o.dialConc < 1:
 		return nil, errors.New("-signup-concurrency and -dial-concurrency must be at least 1")
 	}
-	if o.mode == "chat" {
+	if o.mode == "chat" || o.mode == "post" {
 		o.streams = 0
 	}
 	if o.sourceAddrs == 0 {
