@@ -354,11 +354,9 @@ func TestCrashRestartLeavesNothingWorking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000aa", NewConversationID: "01900000-0000-7000-8000-0000000000bb", UserID: me.UID, Provider: "supabase", Text: "crashed", Now: time.Now()})
+	m, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000aa", NewConversationID: "01900000-0000-7000-8000-0000000000bb", UserID: me.UID, Provider: "supabase", Text: "crashed",
+		Lease: gymbro.Lease{Owner: "dead-instance", Until: time.Now().Add(time.Hour)}, Now: time.Now()})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.StartMessage(ctx, m.ID, "dead-instance", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.SaveReply(ctx, m.ID, "partial reply"); err != nil {

@@ -33,9 +33,9 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) {
 	}()
 }
 
-// generate streams the model's reply into the log, in steps: take the
-// exchange (queued → working), announce it, stream the model under a
-// renewed lease, write out any events held through an event-log outage,
+// generate streams the model's reply into the log, in steps: announce the
+// exchange working (the store holds it so since its creation, under this
+// instance's lease), stream the model under a renewed lease, write out any events held through an event-log outage,
 // then persist the result and publish the terminal event. The terminal step
 // always persists before it publishes, so a reply a client saw completed is
 // stored.
@@ -43,8 +43,8 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
-	if !s.take(bg, m, started) {
-		return
+	if s.opts.Observer != nil {
+		s.opts.Observer.GenerationStarted()
 	}
 	out := s.newAppender(1) // the queued event is seq 1
 	if err := out.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking}); err != nil {
@@ -70,21 +70,6 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 	if s.opts.Observer != nil {
 		s.opts.Observer.GenerationFinished(r.Status, run.firstChunk)
 	}
-}
-
-// take moves m from queued to working under this instance's lease. It is
-// false when another instance or a cancel got there first.
-func (s *Service) take(ctx context.Context, m *gymbro.Message, now time.Time) bool {
-	// ctx outlives the request: a shutdown racing the start must still end
-	// the exchange as interrupted rather than leave it queued.
-	if err := s.store.StartMessage(ctx, m.ID, s.opts.InstanceID, now.Add(s.opts.LeaseTTL)); err != nil {
-		s.logger.Warn("start generation", "message_id", m.ID, "err", err)
-		return false
-	}
-	if s.opts.Observer != nil {
-		s.opts.Observer.GenerationStarted()
-	}
-	return true
 }
 
 // streamed is how the model's stream went.
@@ -306,9 +291,10 @@ func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 			s.mu.Lock()
 			_, mine := s.running[m.ID]
 			s.mu.Unlock()
-			// A queued exchange has no lease until its generation starts,
-			// moments after it was stored (maybe on another instance):
-			// only one older than a lease is abandoned.
+			// An earlier version stored an exchange queued, with no lease
+			// until its generation took it moments later (maybe on another
+			// instance, in a rolling deploy): only one older than a lease
+			// is abandoned.
 			if mine || (!all && m.Status == gymbro.StatusQueued && m.CreatedAt.After(now.Add(-s.opts.LeaseTTL))) {
 				continue
 			}

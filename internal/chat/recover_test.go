@@ -15,13 +15,15 @@ import (
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-// TestRecoverSparesFreshQueuedMessages: in a fleet, another instance's
-// reaper must not interrupt a message stored a moment ago whose generation
-// has not started yet (it has no lease until then); one left queued for
-// longer than a lease is abandoned and ends interrupted.
-func TestRecoverSparesFreshQueuedMessages(t *testing.T) {
+// TestRecoverSparesLiveLeases: in a fleet, another instance's reaper must
+// not interrupt a message whose generation holds a live lease, nor one an
+// earlier version stored queued a moment ago (it had no lease until its
+// generation took it); once the lease lapses, or the queued one is older
+// than a lease, each ends interrupted.
+func TestRecoverSparesLiveLeases(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gymbro.db"))
+	path := filepath.Join(t.TempDir(), "gymbro.db")
+	store, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,24 +35,37 @@ func TestRecoverSparesFreshQueuedMessages(t *testing.T) {
 	defer svc.Shutdown(ctx)
 
 	m, _, err := store.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000c1", NewConversationID: "01900000-0000-7000-8000-0000000000c2",
-		UserID: "u1", Provider: "supabase", Text: "hi", Now: clk.Now()})
+		UserID: "u1", Provider: "supabase", Text: "hi", Lease: gymbro.Lease{Owner: "dead-instance", Until: clk.Now().Add(10 * time.Second)}, Now: clk.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := svc.Recover(ctx, false); err != nil || n != 0 {
-		t.Fatalf("Recover reaped %d (%v) fresh queued messages", n, err)
+	// A row as an earlier version wrote it: queued, no lease.
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, _ := store.MessageByID(ctx, m.ID); got.Status != gymbro.StatusQueued {
+	const queuedID = "01900000-0000-7000-8000-0000000000c3"
+	if _, err := raw.Exec(`INSERT INTO messages (id, conversation_id, user_id, provider, text, status, created_at, updated_at)
+		VALUES (?, ?, 'u1', 'supabase', 'hi', 'queued', ?, ?)`, queuedID, m.ConversationID, clk.Now().UnixMicro(), clk.Now().UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if n, err := svc.Recover(ctx, false); err != nil || n != 0 {
+		t.Fatalf("Recover reaped %d (%v) messages under a live lease or freshly queued", n, err)
+	}
+	if got, _ := store.MessageByID(ctx, m.ID); got.Status != gymbro.StatusWorking {
 		t.Fatalf("status %s", got.Status)
 	}
 	clk.Advance(11 * time.Second)
-	if n, err := svc.Recover(ctx, false); err != nil || n != 1 {
-		t.Fatalf("Recover reaped %d (%v), want the abandoned message", n, err)
+	if n, err := svc.Recover(ctx, false); err != nil || n != 2 {
+		t.Fatalf("Recover reaped %d (%v), want the 2 abandoned messages", n, err)
 	}
-	got, _ := store.MessageByID(ctx, m.ID)
-	evs, _ := log.Read(ctx, m.ID, 0, 10)
-	if got.Status != gymbro.StatusInterrupted || len(evs) != 1 || evs[0].Code != gymbro.CodeInterrupted {
-		t.Fatalf("status %s, events %+v", got.Status, evs)
+	for _, id := range []string{m.ID, queuedID} {
+		got, _ := store.MessageByID(ctx, id)
+		evs, _ := log.Read(ctx, id, 0, 10)
+		if got.Status != gymbro.StatusInterrupted || len(evs) != 1 || evs[0].Code != gymbro.CodeInterrupted {
+			t.Fatalf("%s: status %s, events %+v", id, got.Status, evs)
+		}
 	}
 }
 
@@ -69,7 +84,7 @@ func TestFinishGivesUpAtShutdown(t *testing.T) {
 	defer log.Close()
 	svc := chat.New(chat.Options{Store: store, Log: log, Model: demo.New(demo.Options{})})
 	if _, _, err := store.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000d1", NewConversationID: "01900000-0000-7000-8000-0000000000d2",
-		UserID: "u1", Provider: "supabase", Text: "hi", Now: time.Now()}); err != nil {
+		UserID: "u1", Provider: "supabase", Text: "hi", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	// Make every FinishMessage fail: its outbox insert has no table.

@@ -149,7 +149,8 @@ type PostInput struct {
 	TraceID        string
 }
 
-// Post validates and stores the message, appends its queued event and
+// Post validates and stores the message (taken by this instance's
+// generation in the same transaction), appends its queued event and
 // starts generating the reply in the background. It returns before any
 // model work. replayed reports an idempotent repeat of an earlier Post.
 func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
@@ -192,6 +193,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		RequestHash:       requestHash(text, in.ConversationID),
 		MaxRunning:        s.opts.MaxRunning, // checked atomically by the store, after a replay
 		DailyTokens:       s.opts.DailyTokens,
+		Lease:             gymbro.Lease{Owner: s.opts.InstanceID, Until: now.Add(s.opts.LeaseTTL)},
 		Now:               now,
 	})
 	if gymbro.ErrorCode(err) == gymbro.CodeBudgetExhausted && s.opts.Observer != nil {
@@ -201,14 +203,19 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		return m, replayed, err
 	}
 	// The exchange is stored: what follows must happen even if the client
-	// hangs up now, or it would be left queued.
+	// hangs up now, or it would be left running until its lease lapsed.
 	ctx = context.WithoutCancel(ctx)
 	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
 		s.refuse(ctx, m)
 		return nil, false, gymbro.Unavailable(err, "The event log")
 	}
+	// The client meets the exchange as its event stream begins: queued.
+	// (The store holds it working from the start, under the generation's
+	// lease; the working event follows.)
+	accepted := *m
+	accepted.Status = gymbro.StatusQueued
 	s.start(m, p, in.ConversationID == "")
-	return m, false, nil
+	return &accepted, false, nil
 }
 
 // refuse undoes a stored exchange whose queued event could not be
@@ -217,7 +224,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 // exchange is ended as failed so it neither hangs nor counts against the
 // user's running cap.
 func (s *Service) refuse(ctx context.Context, m *gymbro.Message) {
-	err := s.store.DiscardMessage(ctx, m.ID)
+	err := s.store.DiscardMessage(ctx, m.ID, s.opts.InstanceID)
 	if err == nil {
 		return
 	}

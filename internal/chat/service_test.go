@@ -220,12 +220,13 @@ func TestCancelWhileWorking(t *testing.T) {
 	}
 }
 
-func TestCancelWhileQueuedOnAnotherInstance(t *testing.T) {
+func TestCancelWhileRunningOnAnotherInstance(t *testing.T) {
 	e := newEnv(t, &script{})
 	ctx := context.Background()
 	// Stored (by another instance, say) but not generating here.
 	m, _, err := e.store.CreateMessage(ctx, gymbro.NewMessage{ID: "01900000-0000-7000-8000-0000000000a1",
-		NewConversationID: "01900000-0000-7000-8000-0000000000a2", UserID: "alice", Provider: "supabase", Text: "hi", Now: time.Now()})
+		NewConversationID: "01900000-0000-7000-8000-0000000000a2", UserID: "alice", Provider: "supabase", Text: "hi",
+		Lease: gymbro.Lease{Owner: "another-instance", Until: time.Now().Add(time.Minute)}, Now: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

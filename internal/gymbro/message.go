@@ -66,6 +66,15 @@ type Message struct {
 	CompletedAt    *time.Time `json:"completed_at,omitempty"`
 }
 
+// Lease is a generation's hold on a running exchange: Owner (an instance
+// id) holds it until Until and renews it while the reply streams. An
+// exchange whose lease lapses is ended as interrupted by whichever
+// instance recovers it.
+type Lease struct {
+	Owner string
+	Until time.Time
+}
+
 // NewMessage is what a client's POST becomes before it is stored.
 type NewMessage struct {
 	ID                string // chosen by the caller (a UUID)
@@ -88,7 +97,12 @@ type NewMessage struct {
 	// tokens on the UTC day of Now. Exchanges running when the budget runs
 	// out still finish, so it can be exceeded by at most their tokens.
 	DailyTokens int64
-	Now         time.Time
+	// Lease is the generation's hold: the exchange is stored already taken
+	// by it (status working), because the instance that accepts a post is
+	// the one that generates its reply, at once. Taking it in the creating
+	// transaction spares every post a second write.
+	Lease Lease
+	Now   time.Time
 }
 
 // Result is how a generation ended; the store records it atomically with the
@@ -114,7 +128,9 @@ type Page struct {
 // Store persists conversations, exchanges and the sync outbox. SQLite and
 // PostgreSQL implement it and pass the same contract suite (storetest).
 type Store interface {
-	// CreateMessage stores a queued exchange. With an IdempotencyKey that the
+	// CreateMessage stores a new exchange, working under in.Lease. It fails
+	// with KindInvalid (code lease_missing) without a lease owner. With an
+	// IdempotencyKey that the
 	// user used before it returns the earlier exchange and replayed=true, or
 	// an *Error with code idempotency_conflict (KindConflict) when the
 	// RequestHash differs. A ConversationID the user does not own fails with
@@ -128,10 +144,6 @@ type Store interface {
 
 	// MessageByID returns an exchange whoever owns it, for internal use.
 	MessageByID(ctx context.Context, id string) (*Message, error)
-
-	// StartMessage moves a queued exchange to working, held by owner until
-	// leaseUntil. It fails with KindConflict when the exchange is not queued.
-	StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error
 
 	// RenewLease extends owner's lease on a working exchange; KindConflict
 	// when owner no longer holds it.
@@ -147,16 +159,18 @@ type Store interface {
 	// with KindConflict when the exchange is already terminal.
 	FinishMessage(ctx context.Context, id string, r Result) (*Message, error)
 
-	// DiscardMessage deletes an exchange that is still queued and never
-	// started, with its conversation when no other exchange is in it: the
-	// undo of a CreateMessage whose request is then refused, so a retry
-	// with the same idempotency key runs anew. KindConflict
-	// (message_not_queued) when it has started or finished.
-	DiscardMessage(ctx context.Context, id string) error
+	// DiscardMessage deletes an exchange that owner holds and has not
+	// finished, with its conversation when no other exchange is in it: the
+	// undo of a CreateMessage whose request is then refused before its
+	// generation runs, so a retry with the same idempotency key runs anew.
+	// KindConflict (message_not_held) when it has finished or another
+	// holds it.
+	DiscardMessage(ctx context.Context, id, owner string) error
 
 	// ExpiredLeases returns exchanges that are queued or working and whose
-	// lease ended before now (or that have no lease and were created before
-	// now), at most limit of them, oldest first.
+	// lease ended before now (or that have no lease, as an earlier version
+	// stored them queued, and were created before now), at most limit of
+	// them, oldest first.
 	ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*Message, error)
 
 	// Conversations lists the user's conversations, most recently updated first.

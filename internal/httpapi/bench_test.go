@@ -204,7 +204,7 @@ func (s *benchServer) newMessages(b *testing.B, n int) []string {
 		ids[i] = uuid.NewString()
 		_, _, err := s.store.CreateMessage(context.Background(), gymbro.NewMessage{
 			ID: ids[i], NewConversationID: uuid.NewString(), UserID: s.uid, Provider: string(gymbro.ProviderSupabase),
-			Text: "bench", Now: time.Now(),
+			Text: "bench", Lease: gymbro.Lease{Owner: "bench", Until: time.Now().Add(time.Hour)}, Now: time.Now(),
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -22,6 +22,7 @@ var notClientCodes = map[string]bool{
 	"conversation_exists":   true, // store-internal id clashes (ids are server-made UUIDv7)
 	"message_exists":        true,
 	"invalid_status":        true, // the store refusing an impossible status: a bug, answered as internal
+	"lease_missing":         true, // the store refusing a create without its generation's lease: the same
 	"invalid_database_url":  true, // start-up configuration, printed by the CLI
 	"invalid_path":          true,
 	"sync_unavailable":      true, // the outbox worker's view of Supabase REST; retried, never answered

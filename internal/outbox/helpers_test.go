@@ -63,7 +63,7 @@ func postgresBackend() backend {
 func backends() []backend { return []backend{sqliteBackend(), postgresBackend()} }
 
 // finish runs n exchanges through the store the way the chat service does
-// (create, start, finish), which enqueues their chat records, and returns
+// (create, finish), which enqueues their chat records, and returns
 // their ids. The records fall due at at. Every third user signed in with Firebase.
 func finish(t testing.TB, s gymbro.Store, n int, at time.Time) []string {
 	t.Helper()
@@ -76,13 +76,11 @@ func finish(t testing.TB, s gymbro.Store, n int, at time.Time) []string {
 		}
 		m, _, err := s.CreateMessage(ctx, gymbro.NewMessage{
 			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: uid, Provider: provider,
-			Text: fmt.Sprintf("set %d: how many reps?", i), TraceID: "trace-" + uuid.NewString()[:8], Now: at.Add(-time.Second),
+			Text: fmt.Sprintf("set %d: how many reps?", i), TraceID: "trace-" + uuid.NewString()[:8],
+			Lease: gymbro.Lease{Owner: "generator", Until: at.Add(time.Minute)}, Now: at.Add(-time.Second),
 		})
 		if err != nil {
 			t.Fatalf("CreateMessage: %v", err)
-		}
-		if err := s.StartMessage(ctx, m.ID, "generator", at.Add(time.Minute)); err != nil {
-			t.Fatalf("StartMessage: %v", err)
 		}
 		if _, err := s.FinishMessage(ctx, m.ID, gymbro.Result{
 			Status: gymbro.StatusCompleted, Reply: "8 to 12", Model: "demo", FinishReason: "stop",

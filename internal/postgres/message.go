@@ -59,10 +59,11 @@ func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, err
 	return m, err
 }
 
-// CreateMessage stores a queued exchange; see gymbro.Store and
-// sqlstore.CreateMessage, which decides. It costs two round trips: one
-// pipelined batch begins the transaction, locks and reads the admission;
-// the other writes the conversation and the message and commits.
+// CreateMessage stores a new exchange, taken by its generation; see
+// gymbro.Store and sqlstore.CreateMessage, which decides. It costs two
+// round trips: one pipelined batch begins the transaction, locks and reads
+// the admission; the other writes the conversation and the message and
+// commits.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
 	var (
 		out      *gymbro.Message
@@ -139,11 +140,11 @@ func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome,
 	}
 	inserted := false
 	b.Queue(`INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
-		trace_id, idempotency_key, request_hash, created_at, updated_at)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10
+		trace_id, idempotency_key, request_hash, created_at, updated_at, lease_owner, lease_until)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12
 		WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3)`,
 		m.ID, m.ConversationID, m.UserID, m.Provider, m.Text, string(m.Status),
-		m.TraceID, key, r.RequestHash, m.CreatedAt).Exec(func(tag pgconn.CommandTag) error {
+		m.TraceID, key, r.RequestHash, m.CreatedAt, r.Lease.Owner, ts(r.Lease.Until)).Exec(func(tag pgconn.CommandTag) error {
 		inserted = tag.RowsAffected() == 1
 		return nil
 	})
@@ -188,9 +189,9 @@ func exists(ctx context.Context, q querier, id string) (bool, error) {
 // guardedUpdate runs one UPDATE whose WHERE encodes the allowed state; the
 // row lock it takes makes check and change one step. It commits
 // asynchronously (synchronous_commit off, for this transaction only): what
-// it records (a generation taking its message, renewing its lease,
-// checkpointing its reply) is state a crash loses anyway, and recovery ends
-// such a message as interrupted. So no caller waits for a WAL flush, and
+// it records (a generation renewing its lease, checkpointing its reply) is
+// state a crash loses anyway, and recovery ends such a message as
+// interrupted. So no caller waits for a WAL flush, and
 // only CreateMessage and FinishMessage, which record what a client was
 // told, wait for theirs. It is still one round trip.
 func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, args ...any) error {
@@ -213,14 +214,6 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 		}, id, code, msg))
 	}
 	return nil
-}
-
-// StartMessage moves a queued exchange to working under owner's lease.
-func (db *DB) StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error {
-	return db.guardedUpdate(ctx, id, "message_not_queued", "The message is not queued.",
-		`UPDATE messages SET status = 'working', lease_owner = $1, lease_until = $2, updated_at = $3
-		WHERE id = $4 AND status = 'queued'`,
-		owner, ts(leaseUntil), ts(db.now()), id)
 }
 
 // RenewLease extends owner's lease on a working exchange.
@@ -306,16 +299,16 @@ func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error)
 	return n, dbErr(err)
 }
 
-// DiscardMessage deletes an exchange that never started, and its
-// conversation when it holds no other; see gymbro.Store.
-func (db *DB) DiscardMessage(ctx context.Context, id string) error {
+// DiscardMessage deletes an exchange owner holds, and its conversation
+// when it holds no other; see gymbro.Store.
+func (db *DB) DiscardMessage(ctx context.Context, id, owner string) error {
 	return db.tx(ctx, func(tx pgx.Tx) error {
 		var convID string
-		err := tx.QueryRow(ctx, `DELETE FROM messages WHERE id = $1 AND status = 'queued' AND lease_owner IS NULL
-			RETURNING conversation_id`, id).Scan(&convID)
+		err := tx.QueryRow(ctx, `DELETE FROM messages WHERE id = $1 AND status = 'working' AND lease_owner = $2
+			RETURNING conversation_id`, id, owner).Scan(&convID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) { return exists(ctx, tx, id) },
-				id, "message_not_queued", "The message is not queued.")
+				id, "message_not_held", "The message is finished or held by another instance.")
 		}
 		if err != nil {
 			return err

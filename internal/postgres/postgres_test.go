@@ -69,7 +69,7 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 		t.Fatalf("Migrate again: %v", err)
 	}
 	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u",
-		Text: "x", Now: time.Now()}
+		Text: "x", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}
 	if _, _, err := dbs[1].CreateMessage(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestDeadPooledConnectionCostsNothing(t *testing.T) {
 	db := open(t, proxied, schema, postgres.WithMaxConns(1))
 	defer db.Close()
 	ctx := context.Background()
-	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Now: time.Now()}
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}
 	if _, _, err := db.CreateMessage(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestDeadPooledConnectionCostsNothing(t *testing.T) {
 		{"read", func() error { _, err := db.Message(ctx, "u1", in.ID); return err }},
 		{"update", func() error { return db.SaveReply(ctx, in.ID, "partial") }},
 		{"transaction", func() error {
-			_, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "y", Now: time.Now()})
+			_, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "y", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()})
 			return err
 		}},
 	} {
@@ -230,7 +230,8 @@ func TestBudgetAcrossInstances(t *testing.T) {
 	at := time.Now().UTC()
 	post := func(db *postgres.DB) (*gymbro.Message, error) {
 		m, _, err := db.CreateMessage(ctx, gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(),
-			UserID: "spender", Text: "x", MaxRunning: running, DailyTokens: limit, Now: at})
+			UserID: "spender", Text: "x", MaxRunning: running, DailyTokens: limit,
+			Lease: gymbro.Lease{Owner: "w", Until: at.Add(time.Minute)}, Now: at})
 		return m, err
 	}
 	finish := func(m *gymbro.Message, tokens int64) {

@@ -20,8 +20,8 @@ const (
 	qInsertConv = `INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`
 	qBumpConv   = `UPDATE conversations SET updated_at = max(updated_at, ?) WHERE id = ? AND user_id = ?`
 	qInsertMsg  = `INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
-		trace_id, idempotency_key, request_hash, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		trace_id, idempotency_key, request_hash, created_at, updated_at, lease_owner, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qFinish = `UPDATE messages SET status = ?, reply = ?, error_code = ?, error_message = ?,
 		model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
 		last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
@@ -32,14 +32,12 @@ const (
 		ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + excluded.tokens`
 	qTokensUsed = `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = ? AND day = ?`
 	qGetMsg     = `SELECT ` + messageColumns + ` FROM messages WHERE id = ?`
-	qStart      = `UPDATE messages SET status = 'working', lease_owner = ?, lease_until = ?, updated_at = ?
-		WHERE id = ? AND status = 'queued'`
-	qRenew     = `UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`
-	qSaveReply = `UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`
+	qRenew      = `UPDATE messages SET lease_until = ? WHERE id = ? AND status = 'working' AND lease_owner = ?`
+	qSaveReply  = `UPDATE messages SET reply = ?, updated_at = ? WHERE id = ? AND status IN ('queued', 'working')`
 )
 
 var hotWrites = []string{qPrior, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qAddTokens, qTokensUsed,
-	qGetMsg, qStart, qRenew, qSaveReply, qCountRunning}
+	qGetMsg, qRenew, qSaveReply, qCountRunning}
 
 // The reads of the request paths and of every generation, one constant per
 // shape (a cursor or a before bound is a different statement), prepared
@@ -113,7 +111,7 @@ func (db *DB) getMessage(ctx context.Context, id string) (*gymbro.Message, error
 	return m, err
 }
 
-// CreateMessage stores a queued exchange; see gymbro.Store and
+// CreateMessage stores a new exchange, taken by its generation; see gymbro.Store and
 // sqlstore.CreateMessage, which decides. The single write connection
 // serializes creates, so the admission's reads and the insert cannot
 // interleave with a concurrent create; the unique indexes stay as the
@@ -186,7 +184,7 @@ func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome,
 		key = r.IdempotencyKey
 	}
 	_, err := c.db.exec(ctx, c.tx, qInsertMsg, m.ID, m.ConversationID, m.UserID, m.Provider, m.Text,
-		string(m.Status), m.TraceID, key, r.RequestHash, at, at)
+		string(m.Status), m.TraceID, key, r.RequestHash, at, at, r.Lease.Owner, micros(r.Lease.Until))
 	if isUnique(err) {
 		return sqlstore.MessageExists, nil
 	}
@@ -254,12 +252,6 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 	})
 }
 
-// StartMessage moves a queued exchange to working under owner's lease.
-func (db *DB) StartMessage(ctx context.Context, id, owner string, leaseUntil time.Time) error {
-	return db.guardedUpdate(ctx, id, "message_not_queued", "The message is not queued.", qStart,
-		owner, micros(leaseUntil), micros(db.now()), id)
-}
-
 // RenewLease extends owner's lease on a working exchange.
 func (db *DB) RenewLease(ctx context.Context, id, owner string, leaseUntil time.Time) error {
 	return db.guardedUpdate(ctx, id, "lease_lost", "The lease on the message is lost.", qRenew,
@@ -320,16 +312,16 @@ func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error)
 	return n, dbErr(err)
 }
 
-// DiscardMessage deletes an exchange that never started, and its
-// conversation when it holds no other; see gymbro.Store.
-func (db *DB) DiscardMessage(ctx context.Context, id string) error {
+// DiscardMessage deletes an exchange owner holds, and its conversation
+// when it holds no other; see gymbro.Store.
+func (db *DB) DiscardMessage(ctx context.Context, id, owner string) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		var convID string
-		err := tx.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND status = 'queued' AND lease_owner IS NULL
-			RETURNING conversation_id`, id).Scan(&convID)
+		err := tx.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND status = 'working' AND lease_owner = ?
+			RETURNING conversation_id`, id, owner).Scan(&convID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return sqlstore.StateError(ctx, func(ctx context.Context, id string) (bool, error) { return exists(ctx, tx, id) },
-				id, "message_not_queued", "The message is not queued.")
+				id, "message_not_held", "The message is finished or held by another instance.")
 		}
 		if err != nil {
 			return err

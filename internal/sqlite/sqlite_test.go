@@ -41,7 +41,7 @@ func TestReopenKeepsData(t *testing.T) {
 	db := open(t, path)
 	in := gymbro.NewMessage{
 		ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",
-		Provider: gymbro.ProviderSupabase, Text: "remember me", Now: time.Now(),
+		Provider: gymbro.ProviderSupabase, Text: "remember me", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now(),
 	}
 	if _, _, err := db.CreateMessage(ctx, in); err != nil {
 		t.Fatal(err)

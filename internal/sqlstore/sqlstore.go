@@ -38,9 +38,10 @@ type Admission struct {
 	TokensUsed int64
 }
 
-// Row is a new exchange as CreateTx.Insert writes it.
+// Row is a new exchange as CreateTx.Insert writes it: working, under Lease.
 type Row struct {
 	Message         *gymbro.Message
+	Lease           gymbro.Lease
 	NewConversation bool   // insert the conversation (else touch the user's existing one)
 	Title           string // of a new conversation
 	IdempotencyKey  string // empty: none (stored as NULL)
@@ -71,6 +72,9 @@ type CreateTx interface {
 // idempotent replay is answered before the running cap and the budget, so
 // a retry of an accepted request always gets its exchange back.
 func CreateMessage(ctx context.Context, tx CreateTx, in gymbro.NewMessage, now time.Time) (*gymbro.Message, bool, error) {
+	if in.Lease.Owner == "" {
+		return nil, false, gymbro.Errorf(gymbro.KindInvalid, "lease_missing", "A new message needs its generation's lease.")
+	}
 	a, err := tx.Admit(ctx, in)
 	if err != nil {
 		return nil, false, err
@@ -103,7 +107,7 @@ func CreateMessage(ctx context.Context, tx CreateTx, in gymbro.NewMessage, now t
 }
 
 func newRow(in gymbro.NewMessage, now time.Time) Row {
-	r := Row{IdempotencyKey: in.IdempotencyKey, RequestHash: in.RequestHash}
+	r := Row{Lease: in.Lease, IdempotencyKey: in.IdempotencyKey, RequestHash: in.RequestHash}
 	convID := in.ConversationID
 	if convID == "" {
 		convID = in.NewConversationID
@@ -111,7 +115,7 @@ func newRow(in gymbro.NewMessage, now time.Time) Row {
 	}
 	r.Message = &gymbro.Message{
 		ID: in.ID, ConversationID: convID, UserID: in.UserID, Provider: in.Provider,
-		Text: in.Text, Status: gymbro.StatusQueued, TraceID: in.TraceID,
+		Text: in.Text, Status: gymbro.StatusWorking, TraceID: in.TraceID,
 		CreatedAt: now, UpdatedAt: now,
 	}
 	return r

@@ -34,7 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
 		{"Idempotency", testIdempotency},
 		{"IdempotencyRace", testIdempotencyRace},
 		{"DuplicateMessageID", testDuplicateMessageID},
-		{"StartAndLease", testStartAndLease},
+		{"Lease", testLease},
 		{"SaveReply", testSaveReply},
 		{"Finish", testFinish},
 		{"FinishRace", testFinishRace},
@@ -79,6 +79,7 @@ func newMessage(user, conv, text string, at time.Time) gymbro.NewMessage {
 		Provider:          gymbro.ProviderSupabase,
 		Text:              text,
 		TraceID:           "trace-" + newID()[:8],
+		Lease:             gymbro.Lease{Owner: "w", Until: at.Add(time.Minute)},
 		Now:               at,
 	}
 }
@@ -132,7 +133,7 @@ func testCreateAndRead(t *testing.T, s gymbro.Store) {
 	text := strings.Repeat("Squat form check ", 10)
 	in := newMessage("u1", "", text, at)
 	m := create(t, s, in)
-	if m.ID != in.ID || m.ConversationID != in.NewConversationID || m.UserID != "u1" || m.Status != gymbro.StatusQueued {
+	if m.ID != in.ID || m.ConversationID != in.NewConversationID || m.UserID != "u1" || m.Status != gymbro.StatusWorking {
 		t.Fatalf("created = %+v", m)
 	}
 	got, err := s.Message(ctx, "u1", in.ID)
@@ -141,7 +142,7 @@ func testCreateAndRead(t *testing.T, s gymbro.Store) {
 	}
 	want := &gymbro.Message{
 		ID: in.ID, ConversationID: in.NewConversationID, UserID: "u1", Provider: gymbro.ProviderSupabase,
-		Text: text, Status: gymbro.StatusQueued, TraceID: in.TraceID, CreatedAt: at, UpdatedAt: at,
+		Text: text, Status: gymbro.StatusWorking, TraceID: in.TraceID, CreatedAt: at, UpdatedAt: at,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Message (-want +got):\n%s", diff)
@@ -312,13 +313,21 @@ func testDuplicateMessageID(t *testing.T, s gymbro.Store) {
 	}
 }
 
-func testStartAndLease(t *testing.T, s gymbro.Store) {
+// testLease: a new exchange is stored working under its generation's
+// lease, which only its holder renews; one without a lease owner is refused.
+func testLease(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
-	m := create(t, s, newMessage("u1", "", "go", base()))
-	until := base().Add(time.Minute)
-	if err := s.StartMessage(ctx, m.ID, "worker-a", until); err != nil {
-		t.Fatal(err)
+	in := newMessage("u1", "", "go", base())
+	in.Lease.Owner = ""
+	_, _, err := s.CreateMessage(ctx, in)
+	wantErr(t, err, gymbro.KindInvalid, "lease_missing")
+	if _, err := s.MessageByID(ctx, in.ID); gymbro.ErrorCode(err) != gymbro.CodeMessageNotFound {
+		t.Fatalf("a refused create stored its message: %v", err)
 	}
+
+	until := base().Add(time.Minute)
+	in.Lease = gymbro.Lease{Owner: "worker-a", Until: until}
+	m := create(t, s, in)
 	got, err := s.Message(ctx, "u1", m.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -326,8 +335,9 @@ func testStartAndLease(t *testing.T, s gymbro.Store) {
 	if got.Status != gymbro.StatusWorking {
 		t.Fatalf("status = %s, want working", got.Status)
 	}
-	wantErr(t, s.StartMessage(ctx, m.ID, "worker-b", until), gymbro.KindConflict, "message_not_queued")
-	wantErr(t, s.StartMessage(ctx, newID(), "worker-a", until), gymbro.KindNotFound, "message_not_found")
+	if exp, err := s.ExpiredLeases(ctx, until.Add(-time.Second), 10); err != nil || len(exp) != 0 {
+		t.Fatalf("ExpiredLeases within the create's lease = %d, %v; want none", len(exp), err)
+	}
 
 	if err := s.RenewLease(ctx, m.ID, "worker-a", until.Add(time.Minute)); err != nil {
 		t.Fatalf("RenewLease by holder: %v", err)
@@ -345,15 +355,11 @@ func testStartAndLease(t *testing.T, s gymbro.Store) {
 
 	finish(t, s, m.ID, gymbro.StatusCompleted, base().Add(time.Second))
 	wantErr(t, s.RenewLease(ctx, m.ID, "worker-a", until), gymbro.KindConflict, "lease_lost")
-	wantErr(t, s.StartMessage(ctx, m.ID, "worker-a", until), gymbro.KindConflict, "message_not_queued")
 }
 
 func testSaveReply(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	m := create(t, s, newMessage("u1", "", "go", base()))
-	if err := s.StartMessage(ctx, m.ID, "w", base().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.SaveReply(ctx, m.ID, "Keep your back"); err != nil {
 		t.Fatal(err)
 	}
@@ -380,9 +386,6 @@ func testFinish(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	in := newMessage("u1", "", "how many sets?", base())
 	m := create(t, s, in)
-	if err := s.StartMessage(ctx, m.ID, "w", base().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	at := base().Add(5 * time.Second)
 	r := gymbro.Result{
 		Status: gymbro.StatusFailed, Reply: "Three", ErrorCode: gymbro.CodeAITimeout, ErrorMessage: "too slow",
@@ -526,8 +529,8 @@ func testFinishInvalid(t *testing.T, s gymbro.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != gymbro.StatusQueued {
-		t.Errorf("status = %s after a refused finish, want queued", got.Status)
+	if got.Status != gymbro.StatusWorking {
+		t.Errorf("status = %s after a refused finish, want working", got.Status)
 	}
 	if st, err := s.OutboxStats(ctx); err != nil || st.Pending != 0 {
 		t.Errorf("outbox = %+v, %v after a refused finish; want empty", st, err)
@@ -537,19 +540,17 @@ func testFinishInvalid(t *testing.T, s gymbro.Store) {
 func testExpiredLeases(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	b := base()
-	queuedOld := create(t, s, newMessage("u1", "", "queued old", b))
-	working := create(t, s, newMessage("u1", "", "working", b.Add(time.Second)))
-	workingLive := create(t, s, newMessage("u1", "", "working live", b.Add(2*time.Second)))
-	done := create(t, s, newMessage("u1", "", "done", b.Add(3*time.Second)))
-	queuedNew := create(t, s, newMessage("u2", "", "queued new", b.Add(20*time.Second)))
-
 	now := b.Add(10 * time.Second)
-	if err := s.StartMessage(ctx, working.ID, "w", now.Add(-time.Second)); err != nil {
-		t.Fatal(err)
+	leased := func(text string, at, until time.Time) *gymbro.Message {
+		in := newMessage("u1", "", text, at)
+		in.Lease.Until = until
+		return create(t, s, in)
 	}
-	if err := s.StartMessage(ctx, workingLive.ID, "w", now.Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	lapsedFirst := leased("lapsed first", b, now.Add(-2*time.Second))
+	lapsed := leased("lapsed", b.Add(time.Second), now.Add(-time.Second))
+	live := leased("live", b.Add(2*time.Second), now.Add(time.Minute))
+	done := leased("done", b.Add(3*time.Second), now.Add(-time.Second))
+	lateLive := leased("late live", b.Add(20*time.Second), now.Add(2*time.Minute))
 	finish(t, s, done.ID, gymbro.StatusCompleted, b.Add(4*time.Second))
 
 	ids := func(ms []*gymbro.Message) []string {
@@ -563,21 +564,21 @@ func testExpiredLeases(t *testing.T, s gymbro.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{queuedOld.ID, working.ID}, ids(got)); diff != "" {
+	if diff := cmp.Diff([]string{lapsedFirst.ID, lapsed.ID}, ids(got)); diff != "" {
 		t.Errorf("ExpiredLeases (-want +got):\n%s", diff)
 	}
 	got, err = s.ExpiredLeases(ctx, now, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{queuedOld.ID}, ids(got)); diff != "" {
+	if diff := cmp.Diff([]string{lapsedFirst.ID}, ids(got)); diff != "" {
 		t.Errorf("ExpiredLeases limit 1 (-want +got):\n%s", diff)
 	}
 	got, err = s.ExpiredLeases(ctx, b.Add(time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{queuedOld.ID, working.ID, workingLive.ID, queuedNew.ID}, ids(got)); diff != "" {
+	if diff := cmp.Diff([]string{lapsedFirst.ID, lapsed.ID, live.ID, lateLive.ID}, ids(got)); diff != "" {
 		t.Errorf("ExpiredLeases much later (-want +got):\n%s", diff)
 	}
 }
@@ -787,15 +788,12 @@ func testHistory(t *testing.T, s gymbro.Store) {
 func testCountRunning(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	a := create(t, s, newMessage("u1", "", "a", base()))
-	bm := create(t, s, newMessage("u1", a.ConversationID, "b", base()))
+	create(t, s, newMessage("u1", a.ConversationID, "b", base()))
 	create(t, s, newMessage("u1", a.ConversationID, "c", base()))
 	create(t, s, newMessage("u2", "", "d", base()))
-	if err := s.StartMessage(ctx, bm.ID, "w", base().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
 	finish(t, s, a.ID, gymbro.StatusCanceled, base())
 	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 2 {
-		t.Errorf("CountRunning(u1) = %d, %v; want 2 (one queued, one working)", n, err)
+		t.Errorf("CountRunning(u1) = %d, %v; want 2", n, err)
 	}
 	if n, err := s.CountRunning(ctx, "nobody"); err != nil || n != 0 {
 		t.Errorf("CountRunning(nobody) = %d, %v; want 0", n, err)
@@ -1169,13 +1167,14 @@ func testBudgetRace(t *testing.T, s gymbro.Store) {
 }
 
 // testDiscard: a discarded exchange leaves nothing behind, so a retry with
-// its idempotency key runs anew; a started one cannot be discarded.
+// its idempotency key runs anew; one held by another or finished cannot be
+// discarded.
 func testDiscard(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	in := newMessage("u1", "", "first", base())
 	in.IdempotencyKey, in.RequestHash = "k1", "h1"
 	m := create(t, s, in)
-	if err := s.DiscardMessage(ctx, m.ID); err != nil {
+	if err := s.DiscardMessage(ctx, m.ID, "w"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.MessageByID(ctx, m.ID); gymbro.ErrorCode(err) != gymbro.CodeMessageNotFound {
@@ -1188,17 +1187,16 @@ func testDiscard(t *testing.T, s gymbro.Store) {
 	retried := create(t, s, in) // not a replay
 	again := newMessage("u1", retried.ConversationID, "second", base())
 	second := create(t, s, again)
-	if err := s.DiscardMessage(ctx, second.ID); err != nil {
+	if err := s.DiscardMessage(ctx, second.ID, "w"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.ConversationMessages(ctx, "u1", retried.ConversationID, gymbro.Page{}); err != nil {
 		t.Fatalf("a conversation with other messages was deleted: %v", err)
 	}
-	if err := s.StartMessage(ctx, retried.ID, "w", base().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	wantErr(t, s.DiscardMessage(ctx, retried.ID), gymbro.KindConflict, "message_not_queued")
-	wantErr(t, s.DiscardMessage(ctx, newID()), gymbro.KindNotFound, gymbro.CodeMessageNotFound)
+	wantErr(t, s.DiscardMessage(ctx, retried.ID, "another"), gymbro.KindConflict, "message_not_held")
+	finish(t, s, retried.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	wantErr(t, s.DiscardMessage(ctx, retried.ID, "w"), gymbro.KindConflict, "message_not_held")
+	wantErr(t, s.DiscardMessage(ctx, newID(), "w"), gymbro.KindNotFound, gymbro.CodeMessageNotFound)
 }
 
 // BenchmarkCreateMessage measures CreateMessage with an idempotency key, one
@@ -1210,7 +1208,8 @@ func BenchmarkCreateMessage(b *testing.B, s gymbro.Store, parallelism int) {
 		return gymbro.NewMessage{
 			ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "bench",
 			Provider: gymbro.ProviderSupabase, Text: "How many sets of squats should I do?",
-			IdempotencyKey: uuid.NewString(), RequestHash: "h", Now: time.Now(),
+			IdempotencyKey: uuid.NewString(), RequestHash: "h",
+			Lease: gymbro.Lease{Owner: "bench", Until: time.Now().Add(time.Minute)}, Now: time.Now(),
 		}
 	}
 	b.Run("serial", func(b *testing.B) {
@@ -1240,7 +1239,8 @@ func BenchmarkCreateMessage(b *testing.B, s gymbro.Store, parallelism int) {
 func FinishIsAtomic(t *testing.T, s gymbro.Store, blockOutbox func(id string)) {
 	t.Helper()
 	ctx := context.Background()
-	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x", Now: time.Now()}
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x",
+		Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}
 	if _, _, err := s.CreateMessage(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -1254,7 +1254,7 @@ func FinishIsAtomic(t *testing.T, s gymbro.Store, blockOutbox func(id string)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != gymbro.StatusQueued || m.Reply != "" || m.CompletedAt != nil {
+	if m.Status != gymbro.StatusWorking || m.Reply != "" || m.CompletedAt != nil {
 		t.Errorf("message changed by a rolled-back finish: %+v", m)
 	}
 }
