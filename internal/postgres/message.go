@@ -60,10 +60,10 @@ func getMessage(ctx context.Context, q querier, id string) (*gymbro.Message, err
 }
 
 // CreateMessage stores a new exchange, taken by its generation; see
-// gymbro.Store and sqlstore.CreateMessage, which decides. It costs two
-// round trips: one pipelined batch begins the transaction, locks and reads
-// the admission; the other writes the conversation and the message and
-// commits.
+// gymbro.Store and sqlstore.CreateMessage, which decides. It costs one
+// round trip: a pipelined batch of BEGIN, the lock, the idempotent prior,
+// one statement that reads the rest of the admission and writes only when
+// it admits, and COMMIT.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
 	var (
 		out      *gymbro.Message
@@ -82,15 +82,56 @@ func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.
 // createTx is PostgreSQL's half of the create-message transaction.
 type createTx struct{ p *pipe }
 
-// Admit takes one transaction-scoped advisory lock and reads, in the same
-// round trip, the idempotent prior, the running count and the day's tokens.
-// Creates of one user take turns on the user's lock when a cap or a budget
-// is in force, so two instances cannot both count n-1 and both insert;
-// otherwise creates with the same key take turns on the key's lock, so the
-// loser of a race sees the winner's row and replays it instead of failing
-// on the unique index (which stays as the backstop).
-func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Admission, error) {
-	var a sqlstore.Admission
+// qCreate reads the admission (running count and the day's tokens, each
+// only when its limit is set; whether the idempotency key is taken) and,
+// in the same statement and snapshot, writes the conversation and the
+// message only when sqlstore.Admits would: the rule in SQL, so that the
+// decision costs no round trip of its own. The message goes only into a
+// conversation of the same user: another user's conversation id touches
+// no row, so nothing is inserted (and the id is then reported missing).
+// Its one row: running, tokens, whether the message was inserted.
+//
+// $1 id, $2 conversation, $3 user, $4 provider, $5 text, $6 status,
+// $7 trace, $8 key, $9 request hash, $10 at, $11 lease owner, $12 lease
+// until, $13 new conversation, $14 its title, $15 cap, $16 budget, $17 day.
+const qCreate = `WITH a AS (
+	SELECT CASE WHEN $15::int > 0 THEN (SELECT count(*) FROM messages
+			WHERE user_id = $3 AND status IN ('queued', 'working')) ELSE 0 END AS running,
+		CASE WHEN $16::bigint > 0 THEN (SELECT coalesce(sum(tokens), 0) FROM token_usage
+			WHERE user_id = $3 AND day = $17) ELSE 0 END AS tokens,
+		EXISTS (SELECT 1 FROM messages WHERE user_id = $3 AND idempotency_key = $8) AS prior
+), ok AS (
+	SELECT 1 FROM a WHERE NOT prior AND ($15 <= 0 OR running < $15) AND ($16 <= 0 OR tokens < $16)
+), conv AS (
+	INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+	SELECT $2, $3, $14, $10, $10 FROM ok WHERE $13
+	RETURNING id
+), bumped AS (
+	UPDATE conversations SET updated_at = greatest(updated_at, $10)
+	WHERE id = $2 AND user_id = $3 AND NOT $13 AND EXISTS (SELECT 1 FROM ok)
+	RETURNING id
+), msg AS (
+	INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
+		trace_id, idempotency_key, request_hash, created_at, updated_at, lease_owner, lease_until)
+	SELECT $1, c.id, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12
+	FROM (SELECT id FROM conv UNION ALL SELECT id FROM bumped) c
+	RETURNING 1
+)
+SELECT running, tokens, EXISTS (SELECT 1 FROM msg), EXISTS (SELECT 1 FROM ok) FROM a`
+
+// Create takes one transaction-scoped advisory lock, reads the idempotent
+// prior and runs qCreate, all in one pipelined batch with COMMIT. Creates
+// of one user take turns on the user's lock when a cap or a budget is in
+// force, so two instances cannot both count n-1 and both insert; otherwise
+// creates with the same key take turns on the key's lock, so the loser of
+// a race sees the winner's row and replays it instead of failing on the
+// unique index (which stays as the backstop). Each statement after the
+// lock reads what the lock's previous holders committed.
+func (c createTx) Create(ctx context.Context, in gymbro.NewMessage, r sqlstore.Row) (sqlstore.Admission, sqlstore.Outcome, error) {
+	var (
+		a                  sqlstore.Admission
+		inserted, admitted bool
+	)
 	b := &pgx.Batch{}
 	switch {
 	case in.MaxRunning > 0 || in.DailyTokens > 0:
@@ -98,7 +139,9 @@ func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Adm
 	case in.IdempotencyKey != "":
 		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "gymbro_idem:"+in.UserID+"\x1f"+in.IdempotencyKey)
 	}
+	var key *string
 	if in.IdempotencyKey != "" {
+		key = &in.IdempotencyKey
 		b.Queue(`SELECT `+messageColumns+`, request_hash FROM messages WHERE user_id = $1 AND idempotency_key = $2`,
 			in.UserID, in.IdempotencyKey).QueryRow(func(row pgx.Row) error {
 			m, err := scanMessage(row, &a.PriorHash)
@@ -109,56 +152,26 @@ func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Adm
 			return err
 		})
 	}
-	if in.MaxRunning > 0 {
-		b.Queue(`SELECT count(*) FROM messages WHERE user_id = $1 AND status IN ('queued', 'working')`,
-			in.UserID).QueryRow(func(row pgx.Row) error { return row.Scan(&a.Running) })
-	}
-	if in.DailyTokens > 0 {
-		b.Queue(`SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
-			in.UserID, gymbro.UsageDay(in.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&a.TokensUsed) })
-	}
-	return a, c.p.send(ctx, b, false)
-}
-
-// Insert writes the conversation and the message and commits, in one
-// pipelined batch. The message is inserted only into a conversation of the
-// same user, so another user's conversation id inserts nothing (and is
-// then reported missing) although the batch commits.
-func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
 	m := r.Message
-	b := &pgx.Batch{}
-	if r.NewConversation {
-		b.Queue(`INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-			m.ConversationID, m.UserID, r.Title, m.CreatedAt)
-	} else {
-		b.Queue(`UPDATE conversations SET updated_at = greatest(updated_at, $1) WHERE id = $2 AND user_id = $3`,
-			m.CreatedAt, m.ConversationID, m.UserID)
-	}
-	var key *string
-	if r.IdempotencyKey != "" {
-		key = &r.IdempotencyKey
-	}
-	inserted := false
-	b.Queue(`INSERT INTO messages (id, conversation_id, user_id, provider, text, status,
-		trace_id, idempotency_key, request_hash, created_at, updated_at, lease_owner, lease_until)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12
-		WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $2 AND user_id = $3)`,
-		m.ID, m.ConversationID, m.UserID, m.Provider, m.Text, string(m.Status),
-		m.TraceID, key, r.RequestHash, m.CreatedAt, r.Lease.Owner, ts(r.Lease.Until)).Exec(func(tag pgconn.CommandTag) error {
-		inserted = tag.RowsAffected() == 1
-		return nil
-	})
+	b.Queue(qCreate, m.ID, m.ConversationID, m.UserID, m.Provider, m.Text, string(m.Status),
+		m.TraceID, key, r.RequestHash, m.CreatedAt, r.Lease.Owner, ts(r.Lease.Until),
+		r.NewConversation, r.Title, in.MaxRunning, in.DailyTokens, gymbro.UsageDay(in.Now),
+	).QueryRow(func(row pgx.Row) error { return row.Scan(&a.Running, &a.TokensUsed, &inserted, &admitted) })
 	err := c.p.send(ctx, b, true)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "conversations":
-		return sqlstore.ConversationExists, nil
+		return a, sqlstore.ConversationExists, nil
 	case isUnique(err):
-		return sqlstore.MessageExists, nil
-	case err == nil && !inserted:
-		return sqlstore.ConversationMissing, nil
+		return a, sqlstore.MessageExists, nil
+	case err != nil:
+		return a, 0, err
+	case !admitted:
+		return a, sqlstore.NotAdmitted, nil
+	case !inserted:
+		return a, sqlstore.ConversationMissing, nil
 	}
-	return sqlstore.Inserted, err
+	return a, sqlstore.Inserted, nil
 }
 
 // Message returns the user's exchange; another user's reads as missing so

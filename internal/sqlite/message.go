@@ -137,7 +137,17 @@ type createTx struct {
 	tx *sql.Tx
 }
 
-func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Admission, error) {
+// Create reads the admission and, when sqlstore.Admits, inserts.
+func (c createTx) Create(ctx context.Context, in gymbro.NewMessage, r sqlstore.Row) (sqlstore.Admission, sqlstore.Outcome, error) {
+	a, err := c.admit(ctx, in)
+	if err != nil || !sqlstore.Admits(in, a) {
+		return a, sqlstore.NotAdmitted, err
+	}
+	outcome, err := c.insert(ctx, r)
+	return a, outcome, err
+}
+
+func (c createTx) admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Admission, error) {
 	var a sqlstore.Admission
 	if in.IdempotencyKey != "" {
 		m, err := c.scanOne(ctx, qPrior, []any{&a.PriorHash}, in.UserID, in.IdempotencyKey)
@@ -159,7 +169,7 @@ func (c createTx) Admit(ctx context.Context, in gymbro.NewMessage) (sqlstore.Adm
 	return a, nil
 }
 
-func (c createTx) Insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
+func (c createTx) insert(ctx context.Context, r sqlstore.Row) (sqlstore.Outcome, error) {
 	m := r.Message
 	at := micros(m.CreatedAt)
 	if r.NewConversation {

@@ -48,12 +48,13 @@ type Row struct {
 	RequestHash     string
 }
 
-// Outcome is how CreateTx.Insert went.
+// Outcome is how CreateTx.Create went.
 type Outcome int
 
-// Outcomes of an insert. Anything but Inserted rolls the transaction back.
+// Outcomes of a create. Anything but Inserted leaves nothing written.
 const (
 	Inserted            Outcome = iota
+	NotAdmitted                 // Admits refused the Admission: nothing was written
 	ConversationExists          // the new conversation's id is taken
 	ConversationMissing         // the user has no conversation with that id
 	MessageExists               // the message id is taken
@@ -62,10 +63,20 @@ const (
 // CreateTx is a dialect's half of the create-message transaction; the
 // store calls CreateMessage with it inside one transaction.
 type CreateTx interface {
-	// Admit reads the Admission for in.
-	Admit(ctx context.Context, in gymbro.NewMessage) (Admission, error)
-	// Insert writes the conversation (new or touched) and the exchange.
-	Insert(ctx context.Context, r Row) (Outcome, error)
+	// Create reads the Admission for in and, when Admits(in, a), writes r
+	// (the conversation, new or touched, and the exchange), or reports
+	// NotAdmitted. A dialect may evaluate Admits itself (PostgreSQL does,
+	// in SQL, so that reading and writing are one round trip); the
+	// Admission it returns must be what it decided on.
+	Create(ctx context.Context, in gymbro.NewMessage, r Row) (Admission, Outcome, error)
+}
+
+// Admits is the admission rule: no exchange under the same idempotency
+// key, the user's running exchanges under the cap, the day's tokens under
+// the budget (a cap or budget of zero or less is none).
+func Admits(in gymbro.NewMessage, a Admission) bool {
+	return a.Prior == nil && (in.MaxRunning <= 0 || a.Running < in.MaxRunning) &&
+		(in.DailyTokens <= 0 || a.TokensUsed < in.DailyTokens)
 }
 
 // CreateMessage decides and writes a new exchange; see gymbro.Store. An
@@ -75,27 +86,26 @@ func CreateMessage(ctx context.Context, tx CreateTx, in gymbro.NewMessage, now t
 	if in.Lease.Owner == "" {
 		return nil, false, gymbro.Errorf(gymbro.KindInvalid, "lease_missing", "A new message needs its generation's lease.")
 	}
-	a, err := tx.Admit(ctx, in)
+	r := newRow(in, now)
+	a, outcome, err := tx.Create(ctx, in, r)
 	if err != nil {
 		return nil, false, err
 	}
-	if a.Prior != nil {
-		if a.PriorHash != in.RequestHash {
-			return nil, false, gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
-				"The Idempotency-Key was already used with a different request.")
-		}
+	if admitted := outcome != NotAdmitted; admitted != Admits(in, a) {
+		// A dialect that decides in SQL decided otherwise than Admits: a bug.
+		return nil, false, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal,
+			"The store's admission disagrees with its rule (admitted %t).", admitted)
+	}
+	switch {
+	case a.Prior != nil && a.PriorHash != in.RequestHash:
+		return nil, false, gymbro.Errorf(gymbro.KindConflict, "idempotency_conflict",
+			"The Idempotency-Key was already used with a different request.")
+	case a.Prior != nil:
 		return a.Prior, true, nil
-	}
-	if in.MaxRunning > 0 && a.Running >= in.MaxRunning {
+	case in.MaxRunning > 0 && a.Running >= in.MaxRunning:
 		return nil, false, gymbro.TooManyRunning()
-	}
-	if in.DailyTokens > 0 && a.TokensUsed >= in.DailyTokens {
+	case in.DailyTokens > 0 && a.TokensUsed >= in.DailyTokens:
 		return nil, false, gymbro.BudgetExhausted(now)
-	}
-	r := newRow(in, now)
-	switch outcome, err := tx.Insert(ctx, r); {
-	case err != nil:
-		return nil, false, err
 	case outcome == ConversationExists:
 		return nil, false, gymbro.Errorf(gymbro.KindConflict, "conversation_exists", "The conversation already exists.")
 	case outcome == ConversationMissing:
