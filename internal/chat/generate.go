@@ -202,7 +202,7 @@ func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gy
 	var done *gymbro.Message
 	var err error
 	for attempt := 1; ; attempt++ {
-		done, err = s.store.FinishMessage(ctx, m.ID, r)
+		done, err = s.store.FinishMessage(ctx, m, r)
 		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || attempt >= attempts || ctx.Err() != nil {
 			break
 		}

@@ -119,6 +119,16 @@ type Result struct {
 	At           time.Time
 }
 
+// Finished returns a copy of m with the terminal result r applied at at:
+// the exchange as FinishMessage stores it.
+func (m *Message) Finished(r Result, at time.Time) *Message {
+	done := *m
+	done.Status, done.Reply, done.ErrorCode, done.ErrorMessage = r.Status, r.Reply, r.ErrorCode, r.ErrorMessage
+	done.Model, done.FinishReason, done.Usage, done.LastSeq = r.Model, r.FinishReason, r.Usage, r.LastSeq
+	done.UpdatedAt, done.CompletedAt = at, &at
+	return &done
+}
+
 // Page asks for one page of a cursor-paginated list, newest first.
 type Page struct {
 	Cursor string // opaque, from the previous page's NextCursor; empty for the first page
@@ -153,11 +163,17 @@ type Store interface {
 	// so a crash keeps the partial text).
 	SaveReply(ctx context.Context, id, reply string) error
 
-	// FinishMessage records the terminal result and, in the same
+	// FinishMessage records the terminal result of m and, in the same
 	// transaction, enqueues the exchange's chat record in the outbox and
-	// adds its tokens to the user's count for the UTC day of r.At. It fails
-	// with KindConflict when the exchange is already terminal.
-	FinishMessage(ctx context.Context, id string, r Result) (*Message, error)
+	// adds its tokens to the user's count for the UTC day of r.At; it
+	// returns m.Finished(r, r.At). m is the exchange as CreateMessage
+	// returned it or as read since: its id names it, and its fields set at
+	// creation (which never change) fill the record, which is therefore
+	// built before the write and written with it in one statement where
+	// the dialect allows. It fails with KindConflict (message_terminal)
+	// when the exchange is already terminal, and with KindInternal when
+	// m's creation fields are not the stored ones.
+	FinishMessage(ctx context.Context, m *Message, r Result) (*Message, error)
 
 	// DiscardMessage deletes an exchange that owner holds and has not
 	// finished, with its conversation when no other exchange is in it: the

@@ -82,7 +82,7 @@ func finish(t testing.TB, s gymbro.Store, n int, at time.Time) []string {
 		if err != nil {
 			t.Fatalf("CreateMessage: %v", err)
 		}
-		if _, err := s.FinishMessage(ctx, m.ID, gymbro.Result{
+		if _, err := s.FinishMessage(ctx, m, gymbro.Result{
 			Status: gymbro.StatusCompleted, Reply: "8 to 12", Model: "demo", FinishReason: "stop",
 			Usage: gymbro.Usage{PromptTokens: 5, CompletionTokens: 3, TotalTokens: 8}, LastSeq: 4, At: at,
 		}); err != nil {

@@ -244,64 +244,55 @@ func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
 }
 
 // FinishMessage records the result, its outbox record and the user's
-// tokens in one transaction of two round trips (BEGIN and the update in
-// one batch, the outbox row, the tokens and COMMIT in the other); see
+// tokens in one statement, a transaction of its own; see
 // sqlstore.FinishMessage.
-func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
-	var out *gymbro.Message
-	err := db.pipelined(ctx, func(p *pipe) (err error) {
-		out, err = sqlstore.FinishMessage(ctx, finishTx{p}, id, r, ts(orNow(r.At, db.now)))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+func (db *DB) FinishMessage(ctx context.Context, m *gymbro.Message, r gymbro.Result) (*gymbro.Message, error) {
+	done, err := sqlstore.FinishMessage(ctx, finishTx{db}, m, r, ts(orNow(r.At, db.now)))
+	return done, dbErr(err)
 }
 
 // finishTx is PostgreSQL's half of the finish-message transaction.
-type finishTx struct{ p *pipe }
+type finishTx struct{ db *DB }
 
-func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (m *gymbro.Message, err error) {
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE messages SET status = $1, reply = $2, error_code = $3,
-		error_message = $4, model = $5, finish_reason = $6, prompt_tokens = $7, completion_tokens = $8,
-		total_tokens = $9, last_seq = $10, completed_at = $11, updated_at = $11,
-		lease_owner = NULL, lease_until = NULL
-		WHERE id = $12 AND status IN ('queued', 'working')
-		RETURNING `+messageColumns,
-		string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
-		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, at, id).QueryRow(func(row pgx.Row) error {
-		m, err = scanMessage(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			m, err = nil, nil
-		}
-		return err
-	})
-	if serr := f.p.send(ctx, b, false); serr != nil {
-		return nil, serr
+// qFinish updates the exchange if it is running and its creation fields
+// match, and with the updated row, and only then, inserts the outbox
+// record and adds the tokens (when there are any): one statement, so it
+// all commits or none of it does. Its one row counts the updated rows.
+//
+// $1 status, $2 reply, $3 error code, $4 error message, $5 model, $6 finish
+// reason, $7–$9 usage, $10 last seq, $11 at, $12 id, $13 user, $14
+// conversation, $15 provider, $16 text, $17 trace, $18 created at, $19
+// record, $20 day, $21 tokens.
+const qFinish = `WITH done AS (
+	UPDATE messages SET status = $1, reply = $2, error_code = $3, error_message = $4, model = $5,
+		finish_reason = $6, prompt_tokens = $7, completion_tokens = $8, total_tokens = $9, last_seq = $10,
+		completed_at = $11, updated_at = $11, lease_owner = NULL, lease_until = NULL
+	WHERE id = $12 AND status IN ('queued', 'working') AND user_id = $13 AND conversation_id = $14
+		AND provider = $15 AND text = $16 AND trace_id = $17 AND created_at = $18
+	RETURNING id, user_id
+), synced AS (
+	INSERT INTO outbox (id, record, next_attempt_at, created_at) SELECT id, $19::jsonb, $11, $11 FROM done
+), counted AS (
+	INSERT INTO token_usage (user_id, day, tokens) SELECT user_id, $20::date, $21::bigint FROM done WHERE $21::bigint > 0
+	ON CONFLICT (user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens
+)
+SELECT count(*) FROM done`
+
+func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string) (bool, error) {
+	var n int
+	err := f.db.q.QueryRow(ctx, qFinish, string(m.Status), m.Reply, m.ErrorCode, m.ErrorMessage, m.Model,
+		m.FinishReason, m.Usage.PromptTokens, m.Usage.CompletionTokens, m.Usage.TotalTokens, m.LastSeq,
+		m.UpdatedAt, m.ID, m.UserID, m.ConversationID, m.Provider, m.Text, m.TraceID, ts(m.CreatedAt),
+		string(record), day, m.BudgetTokens()).Scan(&n)
+	return n == 1, err
+}
+
+func (f finishTx) Stored(ctx context.Context, id string) (*gymbro.Message, error) {
+	m, err := getMessage(ctx, f.db.q, id)
+	if gymbro.ErrorCode(err) == gymbro.CodeMessageNotFound {
+		return nil, nil
 	}
 	return m, err
-}
-
-func (f finishTx) Exists(ctx context.Context, id string) (ok bool, err error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)`, id).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
-	return ok, f.p.send(ctx, b, false)
-}
-
-// Record writes the outbox row and the day's tokens and commits, in one
-// round trip.
-func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error {
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES ($1, $2, $3, $3)`,
-		m.ID, string(record), at)
-	if n := m.BudgetTokens(); n > 0 {
-		b.Queue(`INSERT INTO token_usage (user_id, day, tokens) VALUES ($1, $2, $3)
-			ON CONFLICT (user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`,
-			m.UserID, day, n)
-	}
-	return f.p.send(ctx, b, true)
 }
 
 // TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.

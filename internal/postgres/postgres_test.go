@@ -235,7 +235,7 @@ func TestBudgetAcrossInstances(t *testing.T) {
 		return m, err
 	}
 	finish := func(m *gymbro.Message, tokens int64) {
-		if _, err := a.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "r", Usage: gymbro.Usage{TotalTokens: tokens}, At: at}); err != nil {
+		if _, err := a.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "r", Usage: gymbro.Usage{TotalTokens: tokens}, At: at}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -25,8 +25,8 @@ const (
 	qFinish = `UPDATE messages SET status = ?, reply = ?, error_code = ?, error_message = ?,
 		model = ?, finish_reason = ?, prompt_tokens = ?, completion_tokens = ?, total_tokens = ?,
 		last_seq = ?, completed_at = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
-		WHERE id = ? AND status IN ('queued', 'working')
-		RETURNING ` + messageColumns
+		WHERE id = ? AND status IN ('queued', 'working') AND user_id = ? AND conversation_id = ?
+		AND provider = ? AND text = ? AND trace_id = ? AND created_at = ?`
 	qEnqueue   = `INSERT INTO outbox (id, record, next_attempt_at, created_at) VALUES (?, ?, ?, ?)`
 	qAddTokens = `INSERT INTO token_usage (user_id, day, tokens) VALUES (?, ?, ?)
 		ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + excluded.tokens`
@@ -276,10 +276,10 @@ func (db *DB) SaveReply(ctx context.Context, id, reply string) error {
 
 // FinishMessage records the result, its outbox record and the user's
 // tokens in one transaction; see sqlstore.FinishMessage.
-func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*gymbro.Message, error) {
+func (db *DB) FinishMessage(ctx context.Context, m *gymbro.Message, r gymbro.Result) (*gymbro.Message, error) {
 	var out *gymbro.Message
 	err := db.writeTx(ctx, func(tx *sql.Tx) (err error) {
-		out, err = sqlstore.FinishMessage(ctx, finishTx{createTx{db, tx}}, id, r, fromMicros(micros(orNow(r.At, db.now))))
+		out, err = sqlstore.FinishMessage(ctx, finishTx{db, tx}, m, r, fromMicros(micros(orNow(r.At, db.now))))
 		return err
 	})
 	if err != nil {
@@ -289,30 +289,44 @@ func (db *DB) FinishMessage(ctx context.Context, id string, r gymbro.Result) (*g
 }
 
 // finishTx is SQLite's half of the finish-message transaction.
-type finishTx struct{ createTx }
+type finishTx struct {
+	db *DB
+	tx *sql.Tx
+}
 
-func (f finishTx) Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
-	m, err := f.scanOne(ctx, qFinish, nil,
-		string(r.Status), r.Reply, r.ErrorCode, r.ErrorMessage, r.Model, r.FinishReason,
-		r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.TotalTokens, r.LastSeq, micros(at), micros(at), id)
+func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string) (bool, error) {
+	at := micros(m.UpdatedAt)
+	res, err := f.db.exec(ctx, f.tx, qFinish,
+		string(m.Status), m.Reply, m.ErrorCode, m.ErrorMessage, m.Model, m.FinishReason,
+		m.Usage.PromptTokens, m.Usage.CompletionTokens, m.Usage.TotalTokens, m.LastSeq, at, at,
+		m.ID, m.UserID, m.ConversationID, m.Provider, m.Text, m.TraceID, micros(m.CreatedAt))
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	if _, err := f.db.exec(ctx, f.tx, qEnqueue, m.ID, string(record), at, at); err != nil {
+		return false, err
+	}
+	if n := m.BudgetTokens(); n > 0 {
+		if _, err := f.db.exec(ctx, f.tx, qAddTokens, m.UserID, day, n); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (f finishTx) Stored(ctx context.Context, id string) (*gymbro.Message, error) {
+	row, err := f.db.queryRow(ctx, f.tx, qGetMsg, id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := scanMessage(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	return m, err
-}
-
-func (f finishTx) Exists(ctx context.Context, id string) (bool, error) { return exists(ctx, f.tx, id) }
-
-func (f finishTx) Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error {
-	if _, err := f.db.exec(ctx, f.tx, qEnqueue, m.ID, string(record), micros(at), micros(at)); err != nil {
-		return err
-	}
-	if n := m.BudgetTokens(); n > 0 {
-		if _, err := f.db.exec(ctx, f.tx, qAddTokens, m.UserID, day, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.

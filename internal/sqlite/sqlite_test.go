@@ -43,10 +43,11 @@ func TestReopenKeepsData(t *testing.T) {
 		ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1",
 		Provider: gymbro.ProviderSupabase, Text: "remember me", Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now(),
 	}
-	if _, _, err := db.CreateMessage(ctx, in); err != nil {
+	m, _, err := db.CreateMessage(ctx, in)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "ok", At: time.Now()}); err != nil {
+	if _, err := db.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "ok", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -55,7 +56,7 @@ func TestReopenKeepsData(t *testing.T) {
 
 	db = open(t, path)
 	defer db.Close()
-	m, err := db.Message(ctx, "u1", in.ID)
+	m, err = db.Message(ctx, "u1", in.ID)
 	if err != nil {
 		t.Fatalf("after reopen: %v", err)
 	}

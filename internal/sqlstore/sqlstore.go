@@ -133,38 +133,46 @@ func newRow(in gymbro.NewMessage, now time.Time) Row {
 
 // FinishTx is a dialect's half of the finish-message transaction.
 type FinishTx interface {
-	// Finish applies r to the exchange if it is queued or working and
-	// returns it as stored; nil (and no error) when no row was in that state.
-	Finish(ctx context.Context, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error)
-	// Exists reports whether the exchange exists at all.
-	Exists(ctx context.Context, id string) (bool, error)
-	// Record enqueues the exchange's chat record in the outbox and adds its
-	// tokens to the user's count for day (YYYY-MM-DD, UTC).
-	Record(ctx context.Context, m *gymbro.Message, record []byte, at time.Time, day string) error
+	// Finish writes done over the stored exchange, with its outbox record
+	// and its tokens added to the user's count for day (YYYY-MM-DD, UTC),
+	// if the exchange is queued or working and its fields set at creation
+	// are done's; false, and nothing written, otherwise.
+	Finish(ctx context.Context, done *gymbro.Message, record []byte, day string) (bool, error)
+	// Stored reads the exchange as stored; nil when it does not exist.
+	Stored(ctx context.Context, id string) (*gymbro.Message, error)
 }
 
 // FinishMessage records a terminal result with its outbox record and the
 // user's token count in one transaction, so an exchange is never finished
 // without being synced and counted (nor synced without being finished).
-func FinishMessage(ctx context.Context, tx FinishTx, id string, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
+// The finished exchange and its record are built from m before the write,
+// which checks that m's fields set at creation are the stored ones, so
+// what is synced is what is stored.
+func FinishMessage(ctx context.Context, tx FinishTx, m *gymbro.Message, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
 	if !r.Status.Terminal() {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
 	}
-	m, err := tx.Finish(ctx, id, r, at)
+	done := m.Finished(r, at)
+	rec, err := json.Marshal(done.ChatRecord())
 	if err != nil {
 		return nil, err
 	}
-	if m == nil {
-		return nil, StateError(ctx, tx.Exists, id, "message_terminal", "The message is already finished.")
-	}
-	rec, err := json.Marshal(m.ChatRecord())
-	if err != nil {
+	switch ok, err := tx.Finish(ctx, done, rec, gymbro.UsageDay(at)); {
+	case err != nil:
 		return nil, err
+	case ok:
+		return done, nil
 	}
-	if err := tx.Record(ctx, m, rec, at, gymbro.UsageDay(at)); err != nil {
+	stored, err := tx.Stored(ctx, m.ID)
+	switch {
+	case err != nil:
 		return nil, err
+	case stored == nil:
+		return nil, gymbro.MessageNotFound()
+	case stored.Status.Terminal():
+		return nil, gymbro.Errorf(gymbro.KindConflict, "message_terminal", "The message is already finished.")
 	}
-	return m, nil
+	return nil, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "The message to finish differs from the stored one.")
 }
 
 // StateError explains why a guarded update touched no row: the exchange is

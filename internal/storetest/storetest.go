@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
 		{"Lease", testLease},
 		{"SaveReply", testSaveReply},
 		{"Finish", testFinish},
+		{"FinishMismatch", testFinishMismatch},
 		{"FinishRace", testFinishRace},
 		{"FinishInvalid", testFinishInvalid},
 		{"ExpiredLeases", testExpiredLeases},
@@ -96,10 +97,10 @@ func create(t *testing.T, s gymbro.Store, in gymbro.NewMessage) *gymbro.Message 
 	return m
 }
 
-func finish(t *testing.T, s gymbro.Store, id string, status gymbro.Status, at time.Time) *gymbro.Message {
+func finish(t *testing.T, s gymbro.Store, m *gymbro.Message, status gymbro.Status, at time.Time) *gymbro.Message {
 	t.Helper()
-	m, err := s.FinishMessage(context.Background(), id, gymbro.Result{
-		Status: status, Reply: "reply to " + id, Model: "demo", FinishReason: "stop",
+	m, err := s.FinishMessage(context.Background(), m, gymbro.Result{
+		Status: status, Reply: "reply to " + m.ID, Model: "demo", FinishReason: "stop",
 		Usage: gymbro.Usage{PromptTokens: 3, CompletionTokens: 4, TotalTokens: 7}, LastSeq: 5, At: at,
 	})
 	if err != nil {
@@ -353,7 +354,7 @@ func testLease(t *testing.T, s gymbro.Store) {
 		t.Fatalf("ExpiredLeases after the lease = %v, %v; want [%s]", exp, err, m.ID)
 	}
 
-	finish(t, s, m.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	finish(t, s, m, gymbro.StatusCompleted, base().Add(time.Second))
 	wantErr(t, s.RenewLease(ctx, m.ID, "worker-a", until), gymbro.KindConflict, "lease_lost")
 }
 
@@ -371,7 +372,7 @@ func testSaveReply(t *testing.T, s gymbro.Store) {
 		t.Errorf("after SaveReply: reply %q status %s", got.Reply, got.Status)
 	}
 	wantErr(t, s.SaveReply(ctx, newID(), "x"), gymbro.KindNotFound, "message_not_found")
-	finish(t, s, m.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	finish(t, s, m, gymbro.StatusCompleted, base().Add(time.Second))
 	wantErr(t, s.SaveReply(ctx, m.ID, "late"), gymbro.KindConflict, "message_terminal")
 	got, err = s.MessageByID(ctx, m.ID)
 	if err != nil {
@@ -392,7 +393,7 @@ func testFinish(t *testing.T, s gymbro.Store) {
 		Model: "gpt-x", FinishReason: "length", Usage: gymbro.Usage{PromptTokens: 10, CompletionTokens: 2, TotalTokens: 12},
 		LastSeq: 9, At: at,
 	}
-	got, err := s.FinishMessage(ctx, m.ID, r)
+	got, err := s.FinishMessage(ctx, m, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,12 +408,42 @@ func testFinish(t *testing.T, s gymbro.Store) {
 	}
 	wantFinishedStored(t, s, got, at)
 
-	_, err = s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "again", At: at})
+	_, err = s.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "again", At: at})
 	wantErr(t, err, gymbro.KindConflict, "message_terminal")
-	_, err = s.FinishMessage(ctx, newID(), r)
+	_, err = s.FinishMessage(ctx, &gymbro.Message{ID: newID()}, r)
 	wantErr(t, err, gymbro.KindNotFound, "message_not_found")
 
 	wantFinishRecord(t, s, m, in.TraceID, at)
+}
+
+// testFinishMismatch: a finish given an exchange whose fields set at
+// creation are not the stored ones (a caller's bug) writes nothing, since
+// the record it would sync is not what is stored.
+func testFinishMismatch(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	m := create(t, s, newMessage("u1", "", "how many sets?", base()))
+	for name, change := range map[string]func(*gymbro.Message){
+		"text":         func(m *gymbro.Message) { m.Text = "how many reps?" },
+		"user":         func(m *gymbro.Message) { m.UserID = "u2" },
+		"conversation": func(m *gymbro.Message) { m.ConversationID = newID() },
+		"created at":   func(m *gymbro.Message) { m.CreatedAt = m.CreatedAt.Add(time.Millisecond) },
+		"trace":        func(m *gymbro.Message) { m.TraceID = "other" },
+		"provider":     func(m *gymbro.Message) { m.Provider = gymbro.ProviderFirebase },
+	} {
+		wrong := *m
+		change(&wrong)
+		_, err := s.FinishMessage(ctx, &wrong, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "r", At: base()})
+		if gymbro.ErrorKind(err) != gymbro.KindInternal {
+			t.Errorf("finish with another %s: err = %v, want KindInternal", name, err)
+		}
+	}
+	if got, err := s.MessageByID(ctx, m.ID); err != nil || got.Status != gymbro.StatusWorking {
+		t.Fatalf("after refused finishes: %+v, %v; want it still working", got, err)
+	}
+	if st, err := s.OutboxStats(ctx); err != nil || st.Pending != 0 {
+		t.Errorf("outbox = %+v, %v after refused finishes; want empty", st, err)
+	}
+	finish(t, s, m, gymbro.StatusCompleted, base().Add(time.Second))
 }
 
 // wantFinishedStored checks that the store holds the finished message got as
@@ -478,7 +509,7 @@ func testFinishRace(t *testing.T, s gymbro.Store) {
 	)
 	for i := range n {
 		wg.Go(func() {
-			_, err := s.FinishMessage(ctx, m.ID, gymbro.Result{
+			_, err := s.FinishMessage(ctx, m, gymbro.Result{
 				Status: gymbro.StatusCompleted, Reply: fmt.Sprintf("reply %d", i), LastSeq: int64(i + 1), At: base(),
 			})
 			mu.Lock()
@@ -521,7 +552,7 @@ func testFinishRace(t *testing.T, s gymbro.Store) {
 func testFinishInvalid(t *testing.T, s gymbro.Store) {
 	ctx := context.Background()
 	m := create(t, s, newMessage("u1", "", "x", base()))
-	_, err := s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusWorking})
+	_, err := s.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusWorking})
 	if err == nil {
 		t.Fatal("FinishMessage accepted a non-terminal status")
 	}
@@ -551,7 +582,7 @@ func testExpiredLeases(t *testing.T, s gymbro.Store) {
 	live := leased("live", b.Add(2*time.Second), now.Add(time.Minute))
 	done := leased("done", b.Add(3*time.Second), now.Add(-time.Second))
 	lateLive := leased("late live", b.Add(20*time.Second), now.Add(2*time.Minute))
-	finish(t, s, done.ID, gymbro.StatusCompleted, b.Add(4*time.Second))
+	finish(t, s, done, gymbro.StatusCompleted, b.Add(4*time.Second))
 
 	ids := func(ms []*gymbro.Message) []string {
 		var out []string
@@ -748,9 +779,9 @@ func testHistory(t *testing.T, s gymbro.Store) {
 	m4 := create(t, s, newMessage("u1", conv, "m4", b.Add(4*time.Second)))
 	elsewhere := create(t, s, newMessage("u1", "", "other", b.Add(time.Second)))
 	for _, m := range []*gymbro.Message{m0, m1, m3, elsewhere} {
-		finish(t, s, m.ID, gymbro.StatusCompleted, b.Add(10*time.Second))
+		finish(t, s, m, gymbro.StatusCompleted, b.Add(10*time.Second))
 	}
-	finish(t, s, m2.ID, gymbro.StatusFailed, b.Add(10*time.Second))
+	finish(t, s, m2, gymbro.StatusFailed, b.Add(10*time.Second))
 
 	texts := func(ms []*gymbro.Message) []string {
 		out := []string{}
@@ -791,7 +822,7 @@ func testCountRunning(t *testing.T, s gymbro.Store) {
 	create(t, s, newMessage("u1", a.ConversationID, "b", base()))
 	create(t, s, newMessage("u1", a.ConversationID, "c", base()))
 	create(t, s, newMessage("u2", "", "d", base()))
-	finish(t, s, a.ID, gymbro.StatusCanceled, base())
+	finish(t, s, a, gymbro.StatusCanceled, base())
 	if n, err := s.CountRunning(ctx, "u1"); err != nil || n != 2 {
 		t.Errorf("CountRunning(u1) = %d, %v; want 2", n, err)
 	}
@@ -819,7 +850,7 @@ func testRunningCap(t *testing.T, s gymbro.Store) {
 	if err != nil || !replayed || m.ID != a.ID {
 		t.Fatalf("replay at the cap = %v, %v, %v", m, replayed, err)
 	}
-	finish(t, s, a.ID, gymbro.StatusCompleted, base())
+	finish(t, s, a, gymbro.StatusCompleted, base())
 	create(t, s, capped("d", ""))
 	other := newMessage("u2", "", "e", base())
 	other.MaxRunning = 2
@@ -863,7 +894,7 @@ func enqueue(t *testing.T, s gymbro.Store, n int, b time.Time) []string {
 	var ids []string
 	for i := range n {
 		m := create(t, s, newMessage("u1", "", "x", b))
-		finish(t, s, m.ID, gymbro.StatusCompleted, b.Add(time.Duration(i)*time.Millisecond))
+		finish(t, s, m, gymbro.StatusCompleted, b.Add(time.Duration(i)*time.Millisecond))
 		ids = append(ids, m.ID)
 	}
 	return ids
@@ -1091,7 +1122,7 @@ func testPing(t *testing.T, s gymbro.Store) {
 func spend(t *testing.T, s gymbro.Store, user string, tokens int64, at time.Time) {
 	t.Helper()
 	m := create(t, s, newMessage(user, "", "spend", at))
-	_, err := s.FinishMessage(context.Background(), m.ID, gymbro.Result{
+	_, err := s.FinishMessage(context.Background(), m, gymbro.Result{
 		Status: gymbro.StatusCompleted, Reply: "ok", Usage: gymbro.Usage{TotalTokens: tokens}, At: at,
 	})
 	if err != nil {
@@ -1130,7 +1161,7 @@ func testBudget(t *testing.T, s gymbro.Store) {
 	}
 	// A reply without reported usage counts an estimate, not nothing.
 	m := create(t, s, newMessage("u3", "", "twelve chars", noon))
-	if _, err := s.FinishMessage(ctx, m.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "twelve chars", At: noon}); err != nil {
+	if _, err := s.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "twelve chars", At: noon}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.TokensUsed(ctx, "u3", "2026-03-09"); n != 6 {
@@ -1194,7 +1225,7 @@ func testDiscard(t *testing.T, s gymbro.Store) {
 		t.Fatalf("a conversation with other messages was deleted: %v", err)
 	}
 	wantErr(t, s.DiscardMessage(ctx, retried.ID, "another"), gymbro.KindConflict, "message_not_held")
-	finish(t, s, retried.ID, gymbro.StatusCompleted, base().Add(time.Second))
+	finish(t, s, retried, gymbro.StatusCompleted, base().Add(time.Second))
 	wantErr(t, s.DiscardMessage(ctx, retried.ID, "w"), gymbro.KindConflict, "message_not_held")
 	wantErr(t, s.DiscardMessage(ctx, newID(), "w"), gymbro.KindNotFound, gymbro.CodeMessageNotFound)
 }
@@ -1241,11 +1272,12 @@ func FinishIsAtomic(t *testing.T, s gymbro.Store, blockOutbox func(id string)) {
 	ctx := context.Background()
 	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u1", Text: "x",
 		Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}
-	if _, _, err := s.CreateMessage(ctx, in); err != nil {
+	created, _, err := s.CreateMessage(ctx, in)
+	if err != nil {
 		t.Fatal(err)
 	}
 	blockOutbox(in.ID)
-	if _, err := s.FinishMessage(ctx, in.ID, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "done", At: time.Now()}); err == nil {
+	if _, err := s.FinishMessage(ctx, created, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "done", At: time.Now()}); err == nil {
 		t.Fatal("FinishMessage succeeded although its outbox insert must fail")
 	} else if gymbro.ErrorKind(err) != gymbro.KindInternal || gymbro.ErrorMessage(err) != "Storage failed." {
 		t.Errorf("err = %v (message %q), want an internal error that hides the driver text", err, gymbro.ErrorMessage(err))
