@@ -154,22 +154,9 @@ type PostInput struct {
 // starts generating the reply in the background. It returns before any
 // model work. replayed reports an idempotent repeat of an earlier Post.
 func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
-	text := strings.TrimSpace(in.Text)
-	switch {
-	case !utf8.ValidString(in.Text):
-		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextInvalidUTF8, "text must be valid UTF-8.")
-	case text == "":
-		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextEmpty, "text must not be empty.")
-	case utf8.RuneCountInString(text) > s.opts.MaxMessageChars:
-		return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeTextTooLong, "text must be at most %d characters.", s.opts.MaxMessageChars)
-	}
-	if in.ConversationID != "" {
-		if _, err := uuid.Parse(in.ConversationID); err != nil {
-			return nil, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeInvalidConversationID, "conversation_id must be a UUID returned by an earlier message.")
-		}
-	}
-	if k := in.IdempotencyKey; k != "" && (len(k) > 255 || !printableASCII(k)) {
-		return nil, false, gymbro.Errorf(gymbro.KindInvalid, CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1-255 printable ASCII characters.")
+	text, err := s.check(in)
+	if err != nil {
+		return nil, false, err
 	}
 	if s.opts.Limiter != nil {
 		ok, wait, err := s.opts.Limiter.Allow(ctx, "msg:"+p.UID)
@@ -216,6 +203,28 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	accepted.Status = gymbro.StatusQueued
 	s.start(m, p, in.ConversationID == "")
 	return &accepted, false, nil
+}
+
+// check validates a post's input and returns its text, trimmed.
+func (s *Service) check(in PostInput) (string, error) {
+	text := strings.TrimSpace(in.Text)
+	switch {
+	case !utf8.ValidString(in.Text):
+		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextInvalidUTF8, "text must be valid UTF-8.")
+	case text == "":
+		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextEmpty, "text must not be empty.")
+	case utf8.RuneCountInString(text) > s.opts.MaxMessageChars:
+		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextTooLong, "text must be at most %d characters.", s.opts.MaxMessageChars)
+	}
+	if in.ConversationID != "" {
+		if _, err := uuid.Parse(in.ConversationID); err != nil {
+			return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeInvalidConversationID, "conversation_id must be a UUID returned by an earlier message.")
+		}
+	}
+	if k := in.IdempotencyKey; k != "" && (len(k) > 255 || !printableASCII(k)) {
+		return "", gymbro.Errorf(gymbro.KindInvalid, CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1-255 printable ASCII characters.")
+	}
+	return text, nil
 }
 
 // refuse undoes a stored exchange whose queued event could not be
