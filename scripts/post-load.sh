@@ -22,22 +22,11 @@ DURATION=${DURATION:-30s}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable&pool_max_conns=16}
 SCHEMA=gymbro_postload_$$
 
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+on_exit() {
 	if [ "$STORE" = postgres ]; then psql -q "${DATABASE_URL%%\?*}" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true; fi
-	rm -rf "$DIR"
 }
-trap cleanup EXIT INT TERM
-
-GYMBRO_BIN=${GYMBRO_BIN:-}
-LOAD_BIN=${LOAD_BIN:-}
-if [ -z "$GYMBRO_BIN" ]; then GYMBRO_BIN=$DIR/gymbro; CGO_ENABLED=0 go build -o "$GYMBRO_BIN" ./cmd/gymbro; fi
-if [ -z "$LOAD_BIN" ]; then LOAD_BIN=$DIR/gymbro-load; go build -o "$LOAD_BIN" ./cmd/gymbro-load; fi
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 MODEL_PORT=$(freeport)
 PORT=$(freeport)
 
