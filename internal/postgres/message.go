@@ -89,7 +89,8 @@ type createTx struct{ p *pipe }
 // decision costs no round trip of its own. The message goes only into a
 // conversation of the same user: another user's conversation id touches
 // no row, so nothing is inserted (and the id is then reported missing).
-// Its one row: running, tokens, whether the message was inserted.
+// Its one row: running, tokens, whether the message was inserted, whether
+// the admission admitted it.
 //
 // $1 id, $2 conversation, $3 user, $4 provider, $5 text, $6 status,
 // $7 trace, $8 key, $9 request hash, $10 at, $11 lease owner, $12 lease
