@@ -111,11 +111,11 @@ func (db *DB) getMessage(ctx context.Context, id string) (*gymbro.Message, error
 	return m, err
 }
 
-// CreateMessage stores a new exchange, taken by its generation; see gymbro.Store and
-// sqlstore.CreateMessage, which decides. The single write connection
-// serializes creates, so the admission's reads and the insert cannot
-// interleave with a concurrent create; the unique indexes stay as the
-// backstop.
+// CreateMessage stores a new exchange, taken by its generation; see
+// gymbro.Store and sqlstore.CreateMessage, which decides. The single write
+// connection serializes creates, so the admission's reads and the insert
+// cannot interleave with a concurrent create; the unique indexes stay as
+// the backstop.
 func (db *DB) CreateMessage(ctx context.Context, in gymbro.NewMessage) (*gymbro.Message, bool, error) {
 	var (
 		out      *gymbro.Message
