@@ -35,10 +35,10 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) {
 
 // generate streams the model's reply into the log, in steps: announce the
 // exchange working (the store holds it so since its creation, under this
-// instance's lease), stream the model under a renewed lease, write out any events held through an event-log outage,
-// then persist the result and publish the terminal event. The terminal step
-// always persists before it publishes, so a reply a client saw completed is
-// stored.
+// instance's lease), stream the model under a renewed lease, write out any
+// events held through an event-log outage, then persist the result and
+// publish the terminal event. The terminal step always persists before it
+// publishes, so a reply a client saw completed is stored.
 func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool) {
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
