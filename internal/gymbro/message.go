@@ -140,9 +140,9 @@ type Page struct {
 type Store interface {
 	// CreateMessage stores a new exchange, working under in.Lease. It fails
 	// with KindInvalid (code lease_missing) without a lease owner. With an
-	// IdempotencyKey that the
-	// user used before it returns the earlier exchange and replayed=true, or
-	// an *Error with code idempotency_conflict (KindConflict) when the
+	// IdempotencyKey that the user used before it returns the earlier
+	// exchange and replayed=true, or an *Error with code
+	// idempotency_conflict (KindConflict) when the
 	// RequestHash differs. A ConversationID the user does not own fails with
 	// KindNotFound, code conversation_not_found. See NewMessage.MaxRunning
 	// for too_many_running.

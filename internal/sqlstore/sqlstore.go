@@ -38,7 +38,7 @@ type Admission struct {
 	TokensUsed int64
 }
 
-// Row is a new exchange as CreateTx.Insert writes it: working, under Lease.
+// Row is a new exchange as CreateTx.Create writes it: working, under Lease.
 type Row struct {
 	Message         *gymbro.Message
 	Lease           gymbro.Lease
