@@ -142,10 +142,10 @@ type Store interface {
 	// with KindInvalid (code lease_missing) without a lease owner. With an
 	// IdempotencyKey that the user used before it returns the earlier
 	// exchange and replayed=true, or an *Error with code
-	// idempotency_conflict (KindConflict) when the
-	// RequestHash differs. A ConversationID the user does not own fails with
-	// KindNotFound, code conversation_not_found. See NewMessage.MaxRunning
-	// for too_many_running.
+	// idempotency_conflict (KindConflict) when the RequestHash differs. A
+	// ConversationID the user does not own fails with KindNotFound, code
+	// conversation_not_found. See NewMessage.MaxRunning for
+	// too_many_running.
 	CreateMessage(ctx context.Context, in NewMessage) (m *Message, replayed bool, err error)
 
 	// Message returns the user's exchange, or KindNotFound (code
