@@ -407,11 +407,12 @@ func (v *Verifier) checkClaims(st *issuerState, claims map[string]any, now time.
 		return nil, fail(errSubjectLong)
 	}
 	p := &gymbro.Principal{
-		UID:       sub,
-		Provider:  st.cfg.Provider,
-		Issuer:    st.cfg.Issuer,
-		ExpiresAt: exp,
-		Claims:    claims,
+		UID:         sub,
+		ProviderUID: sub,
+		Provider:    st.cfg.Provider,
+		Issuer:      st.cfg.Issuer,
+		ExpiresAt:   exp,
+		Claims:      claims,
 	}
 	for _, c := range []struct {
 		name string

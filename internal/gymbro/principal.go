@@ -17,14 +17,18 @@ const (
 // token by a Verifier; nothing past the auth layer knows which provider
 // signed the token.
 type Principal struct {
-	UID       string         // the token's sub
-	Email     string         // may be empty (phone or anonymous sign-in)
-	Provider  string         // ProviderSupabase, ProviderFirebase or ProviderOIDC
-	Issuer    string         // the token's iss
-	SessionID string         // Supabase session_id; empty when the provider has none
-	Role      string         // Supabase role ("authenticated"); empty otherwise
-	ExpiresAt time.Time      // the token's exp
-	Claims    map[string]any // every claim of the token, as decoded
+	UID string // the user's identity here: the key of everything stored or limited per user
+	// ProviderUID is the token's own sub, as its issuer knows the user.
+	ProviderUID   string
+	Email         string         // may be empty (phone or anonymous sign-in)
+	EmailVerified bool           // the token's email_verified claim
+	Provider      string         // ProviderSupabase, ProviderFirebase or ProviderOIDC
+	Issuer        string         // the token's iss
+	SessionID     string         // Supabase session_id; empty when the provider has none
+	Role          string         // Supabase role ("authenticated"); empty otherwise
+	AuthTime      time.Time      // the token's auth_time (when the user signed in); zero when absent
+	ExpiresAt     time.Time      // the token's exp
+	Claims        map[string]any // every claim of the token, as decoded
 }
 
 // LogValue keeps claims (which may hold personal data) out of logs.
@@ -73,9 +77,9 @@ type UserDetails struct {
 // seed's get_user_details. Implementations sit behind this interface so the
 // rest of the code does not know the provider's API.
 type IdentityProvider interface {
-	// UserDetails returns the user with the given uid, or an *Error with
+	// UserDetails returns what p's provider knows of p, or an *Error with
 	// KindNotFound when the provider has no such user.
-	UserDetails(ctx context.Context, uid string) (*UserDetails, error)
+	UserDetails(ctx context.Context, p *Principal) (*UserDetails, error)
 }
 
 // Session-check codes: the token is genuine but its session is over, or the

@@ -198,7 +198,7 @@ func TestMeBody(t *testing.T) {
 		{"details", map[string]any{"aud": "authenticated", "exp": 1.7e9}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := &gymbro.Principal{UID: uid, Email: "a@example.com", Provider: gymbro.ProviderSupabase, Issuer: "https://x/auth/v1", SessionID: "s1", Role: "authenticated", ExpiresAt: exp, Claims: tc.claims}
+			p := &gymbro.Principal{UID: uid, ProviderUID: uid, Email: "a@example.com", Provider: gymbro.ProviderSupabase, Issuer: "https://x/auth/v1", SessionID: "s1", Role: "authenticated", ExpiresAt: exp, Claims: tc.claims}
 			target := "/api/v1/me"
 			if tc.details {
 				target += "?details=true"
@@ -217,7 +217,7 @@ func TestMeBody(t *testing.T) {
 				}
 			}
 			if tc.details {
-				d, err := idp.UserDetails(context.Background(), uid)
+				d, err := idp.User(context.Background(), uid)
 				if err != nil {
 					t.Fatal(err)
 				}

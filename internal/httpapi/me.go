@@ -42,7 +42,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	var details any
 	if r.URL.RawQuery != "" && r.URL.Query().Get("details") == "true" && s.opts.Identity != nil {
-		d, err := s.opts.Identity.UserDetails(r.Context(), p.UID)
+		d, err := s.opts.Identity.UserDetails(r.Context(), p)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

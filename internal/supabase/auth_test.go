@@ -531,7 +531,7 @@ func TestIdentityProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := supabase.NewIdentityProvider(e.client, supabase.IdentityOptions{TTL: time.Minute, Now: e.clock.Now})
-	d, err := p.UserDetails(ctx, u.ID)
+	d, err := p.User(ctx, u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,16 +543,16 @@ func TestIdentityProvider(t *testing.T) {
 	if err := e.client.DeleteUser(ctx, u.ID); err != nil {
 		t.Fatal(err)
 	}
-	cached, err := p.UserDetails(ctx, u.ID)
+	cached, err := p.User(ctx, u.ID)
 	if err != nil || cached.UserMetadata["name"] != "Ana" {
 		t.Fatalf("within TTL: %+v, %v (want the cached, unmodified user)", cached, err)
 	}
 	e.clock.Advance(time.Minute + time.Second)
-	_, err = p.UserDetails(ctx, u.ID)
+	_, err = p.User(ctx, u.ID)
 	if gymbro.ErrorKind(err) != gymbro.KindNotFound || gymbro.ErrorCode(err) != "user_not_found" {
 		t.Errorf("after TTL: %v, want KindNotFound user_not_found", err)
 	}
-	_, err = p.UserDetails(ctx, "not-a-uuid")
+	_, err = p.User(ctx, "not-a-uuid")
 	if gymbro.ErrorKind(err) != gymbro.KindNotFound {
 		t.Errorf("bad uid: %v", err)
 	}
@@ -567,7 +567,7 @@ func TestIdentityProviderBounded(t *testing.T) {
 		ids = append(ids, e.createUser(t, email, "squat-123").ID)
 	}
 	for _, id := range ids {
-		if _, err := p.UserDetails(ctx, id); err != nil {
+		if _, err := p.User(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -580,7 +580,7 @@ func TestIdentityProviderBounded(t *testing.T) {
 	}
 	hits := 0
 	for _, id := range ids {
-		if _, err := p.UserDetails(ctx, id); err == nil {
+		if _, err := p.User(ctx, id); err == nil {
 			hits++
 		}
 	}

@@ -54,10 +54,15 @@ func NewIdentityProvider(client *AuthClient, opts IdentityOptions) *IdentityProv
 	return &IdentityProvider{client: client, opts: opts, cache: map[string]identityEntry{}}
 }
 
-// UserDetails returns the user with uid, or an *gymbro.Error of KindNotFound
-// (code user_not_found) when Supabase has none. Failures to reach Supabase
-// keep their KindUnavailable/KindTimeout.
-func (p *IdentityProvider) UserDetails(ctx context.Context, uid string) (*gymbro.UserDetails, error) {
+// UserDetails returns the Supabase user pr names, or an *gymbro.Error of
+// KindNotFound (code user_not_found) when Supabase has none. Failures to
+// reach Supabase keep their KindUnavailable/KindTimeout.
+func (p *IdentityProvider) UserDetails(ctx context.Context, pr *gymbro.Principal) (*gymbro.UserDetails, error) {
+	return p.User(ctx, pr.ProviderUID)
+}
+
+// User returns the Supabase user with id uid, as UserDetails does.
+func (p *IdentityProvider) User(ctx context.Context, uid string) (*gymbro.UserDetails, error) {
 	if _, err := uuid.Parse(uid); err != nil {
 		// Supabase user ids are UUIDs; anything else cannot exist, and asking
 		// would only earn a 400.
