@@ -78,6 +78,7 @@ type streamed struct {
 	res        gymbro.ModelResult
 	err        error
 	firstChunk time.Duration
+	charged    int64 // the prompt's estimate, counted against the budget as it was sent
 }
 
 // stream asks the model and appends each chunk as a content_delta event,
@@ -89,6 +90,8 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		run.err = err
 		return run
 	}
+	wait := s.charge(m, &req)
+	defer func() { run.charged = wait() }()
 	lastSave := started
 	var answering string // the model's name, for the first delta only
 	req.Answering = func(name string) { answering = name }
@@ -119,7 +122,7 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 // ctx's cause. mine is false when someone else already ended the exchange
 // (a cancel on another instance closed its log).
 func (s *Service) result(ctx context.Context, m *gymbro.Message, run *streamed) (r gymbro.Result, mine bool) {
-	r = gymbro.Result{Reply: run.reply.String(), Model: run.res.Model, FinishReason: run.res.FinishReason, Usage: run.res.Usage}
+	r = gymbro.Result{Reply: run.reply.String(), Model: run.res.Model, FinishReason: run.res.FinishReason, Usage: run.res.Usage, Charged: run.charged}
 	if r.Model == "" {
 		r.Model = s.model.Name()
 	}

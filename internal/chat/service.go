@@ -25,6 +25,7 @@ const (
 	CodeTextEmpty             = "text_empty"
 	CodeTextTooLong           = "text_too_long"
 	CodeTextInvalidUTF8       = "text_invalid_utf8"
+	CodeTextControlCharacter  = "text_control_character"
 	CodeInvalidConversationID = "invalid_conversation_id"
 	CodeIdempotencyKeyInvalid = "idempotency_key_invalid"
 	CodeTooManyRunning        = gymbro.CodeTooManyRunning
@@ -211,6 +212,12 @@ func (s *Service) check(in PostInput) (string, error) {
 	switch {
 	case !utf8.ValidString(in.Text):
 		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextInvalidUTF8, "text must be valid UTF-8.")
+	case hasControl(in.Text):
+		// PostgreSQL refuses NUL in text (SQLSTATE 22021) and Supabase would
+		// refuse the chat record forever; SQLite would store it. Refusing
+		// every C0 control but tab, CR and LF keeps both stores alike.
+		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextControlCharacter,
+			"text must not contain control characters (NUL and other C0 controls; tab, CR and LF are fine).")
 	case text == "":
 		return "", gymbro.Errorf(gymbro.KindUnprocessable, CodeTextEmpty, "text must not be empty.")
 	case utf8.RuneCountInString(text) > s.opts.MaxMessageChars:
@@ -354,6 +361,17 @@ func requestHash(text, conversationID string) string {
 	h.Write([]byte{0})
 	h.Write([]byte(text))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// hasControl reports whether s holds a C0 control character other than
+// tab, CR and LF.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return true
+		}
+	}
+	return false
 }
 
 func printableASCII(s string) bool {

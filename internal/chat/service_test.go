@@ -51,6 +51,9 @@ func TestPostValidates(t *testing.T) {
 		{chat.PostInput{Text: "   "}, chat.CodeTextEmpty},
 		{chat.PostInput{Text: strings.Repeat("x", 8001)}, chat.CodeTextTooLong},
 		{chat.PostInput{Text: "bad \xff"}, chat.CodeTextInvalidUTF8},
+		{chat.PostInput{Text: "nul \x00 inside"}, chat.CodeTextControlCharacter},
+		{chat.PostInput{Text: "escape \x1b[31m"}, chat.CodeTextControlCharacter},
+		{chat.PostInput{Text: "trailing bell\a"}, chat.CodeTextControlCharacter},
 		{chat.PostInput{Text: "hi", ConversationID: "nope"}, chat.CodeInvalidConversationID},
 		{chat.PostInput{Text: "hi", IdempotencyKey: "tab\there"}, chat.CodeIdempotencyKeyInvalid},
 		{chat.PostInput{Text: "hi", ConversationID: "01900000-0000-7000-8000-00000000ffff"}, gymbro.CodeConversationNotFound},
@@ -62,6 +65,9 @@ func TestPostValidates(t *testing.T) {
 	}
 	if n := e.model.calls.Load(); n != 0 {
 		t.Errorf("the model was called %d times for refused posts", n)
+	}
+	if _, _, err := e.svc.Post(context.Background(), alice, chat.PostInput{Text: "tab\there,\r\nand a new line"}); err != nil {
+		t.Errorf("tab, CR and LF refused: %v", err)
 	}
 }
 
@@ -286,5 +292,54 @@ func TestBudgetRefusesOverTheLimit(t *testing.T) {
 	}
 	if _, _, err := e.svc.Post(context.Background(), &gymbro.Principal{UID: "bob"}, chat.PostInput{Text: "mine"}); err != nil {
 		t.Fatalf("bob has his own budget: %v", err)
+	}
+}
+
+// TestBudgetChargesSentPrompts: a prompt counts against the budget once it
+// is sent, whatever becomes of its reply: canceled or interrupted by a
+// shutdown before the first delta, it is still charged its estimate (the
+// system prompt, the history and the text), and the budget then refuses.
+func TestBudgetChargesSentPrompts(t *testing.T) {
+	system := strings.Repeat("You are a coach. ", 20) // 340 bytes
+	text := strings.Repeat("How do I squat? ", 120)   // 1,920 bytes
+	want := gymbro.EstimateTokens(len(system) + len(strings.TrimSpace(text)))
+	e := newEnv(t, &script{chunks: []string{"never sent"}, hold: make(chan struct{})},
+		func(o *chat.Options) { o.DailyTokens = 500; o.SystemPrompt = system })
+	ctx := context.Background()
+
+	m := e.post(t, text)
+	waitCalls(t, e.model, 1)
+	if _, err := e.svc.Cancel(ctx, alice, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := e.svc.Usage(ctx, alice); u.TokensUsed != want {
+		t.Fatalf("a prompt canceled before its first delta counted %d tokens, want its estimate %d", u.TokensUsed, want)
+	}
+	if _, _, err := e.svc.Post(ctx, alice, chat.PostInput{Text: "again"}); gymbro.ErrorCode(err) != gymbro.CodeBudgetExhausted {
+		t.Fatalf("a post after the canceled one = %v, want budget_exhausted", err)
+	}
+
+	bob := &gymbro.Principal{UID: "bob", Provider: gymbro.ProviderSupabase}
+	if _, _, err := e.svc.Post(ctx, bob, chat.PostInput{Text: text}); err != nil {
+		t.Fatal(err)
+	}
+	waitCalls(t, e.model, 2)
+	if err := e.svc.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := e.svc.Usage(ctx, bob); u.TokensUsed != want {
+		t.Fatalf("a prompt interrupted by a shutdown counted %d tokens, want %d", u.TokensUsed, want)
+	}
+}
+
+// waitCalls waits until the model has been asked n times.
+func waitCalls(t *testing.T, m *script, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.calls.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the model was asked %d times, want %d", m.calls.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -25,26 +25,50 @@ func BudgetExhausted(now time.Time) *Error {
 		Message: "You have used today's AI budget; it resets at midnight UTC."}
 }
 
-// Usage reads what users spent. The store keeps it, so every instance of a
-// fleet on one PostgreSQL enforces the same budget.
-type UsageReader interface {
+// UsageLedger keeps what users spent. The store keeps it, so every
+// instance of a fleet on one PostgreSQL enforces the same budget.
+type UsageLedger interface {
 	// TokensUsed returns the tokens the user's exchanges used on day
-	// (YYYY-MM-DD, UTC): prompt and completion, as the model reported them.
+	// (YYYY-MM-DD, UTC): what was charged as their prompts were sent, and
+	// what their finishes added (see Message.BudgetTokens).
 	TokensUsed(ctx context.Context, userID, day string) (int64, error)
+	// ChargeTokens adds tokens to the user's count for day at once: the
+	// estimate of a prompt sent to the model, counted before its reply
+	// ends so that no cancel, failure or crash makes it free. The
+	// exchange's finish then adds only the rest (see Result.Charged).
+	ChargeTokens(ctx context.Context, userID, day string, tokens int64) error
 }
 
-// BudgetTokens is what an exchange counts against its user's daily budget:
-// the tokens the model reported, or when it reported none and wrote a reply
-// an estimate of four characters a token of the user's text and the reply.
-func (m *Message) BudgetTokens() int64 {
-	if m.Usage.TotalTokens > 0 {
-		return m.Usage.TotalTokens
+// EstimateTokens is the budget's estimate of the tokens in text of n bytes
+// when the model reports none: four bytes a token, rounded up.
+func EstimateTokens(n int) int64 { return int64(n+3) / 4 }
+
+// EstimatePrompt is the estimate of req's prompt tokens: the system prompt
+// and every turn, the history included.
+func (req *ModelRequest) EstimatePrompt() int64 {
+	n := len(req.System)
+	for _, t := range req.Turns {
+		n += len(t.Content)
 	}
-	if n := m.Usage.PromptTokens + m.Usage.CompletionTokens; n > 0 {
-		return n
+	return EstimateTokens(n)
+}
+
+// BudgetTokens is what an exchange counts against its user's daily budget
+// in all, charged of it having been counted when its prompt was sent: the
+// tokens the model reported, or when it reported none and wrote a reply an
+// estimate of the user's text and the reply; and never less than charged
+// plus an estimate of the reply, so that a reported usage lower than the
+// charge refunds nothing. Its finish adds BudgetTokens(charged) - charged.
+func (m *Message) BudgetTokens(charged int64) int64 {
+	n := m.Usage.TotalTokens
+	if n == 0 {
+		n = m.Usage.PromptTokens + m.Usage.CompletionTokens
 	}
-	if m.Reply == "" {
-		return 0 // nothing was generated
+	if n == 0 && m.Reply != "" {
+		n = EstimateTokens(len(m.Text) + len(m.Reply))
 	}
-	return int64(len(m.Text)+len(m.Reply)+3) / 4
+	if charged > 0 {
+		n = max(n, charged+EstimateTokens(len(m.Reply)))
+	}
+	return n
 }

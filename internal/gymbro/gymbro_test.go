@@ -72,3 +72,82 @@ func TestEventValidate(t *testing.T) {
 		t.Error("terminal sets are wrong")
 	}
 }
+
+// TestUserIDsOfIssuersNeverMeet: one sub from three issuers is three uids;
+// a Supabase id is kept as it is, the others are namespaced, and
+// ProviderUIDOf gives each sub back (a bare, earlier uid too).
+func TestUserIDsOfIssuersNeverMeet(t *testing.T) {
+	const sub = "6f1c2b9e-8a47-4d3e-9b15-0c2d7e4a9f61"
+	const iss = "https://login.example.com/realms/gym"
+	ns := OIDCNamespace(iss)
+	if len(ns) != OIDCNamespaceLen || ns == OIDCNamespace(iss+"/") {
+		t.Fatalf("namespace %q", ns)
+	}
+	cases := []struct{ provider, issuer, want string }{
+		{ProviderSupabase, "https://x.supabase.co/auth/v1", sub},
+		{ProviderFirebase, "https://securetoken.google.com/gym", "firebase:" + sub},
+		{ProviderOIDC, iss, "oidc:" + ns + ":" + sub},
+	}
+	seen := map[string]bool{}
+	for _, c := range cases {
+		uid := UserID(c.provider, c.issuer, sub)
+		if uid != c.want || seen[uid] {
+			t.Errorf("UserID(%s) = %q, want %q, distinct", c.provider, uid, c.want)
+		}
+		seen[uid] = true
+		if got := ProviderUIDOf(c.provider, uid); got != sub {
+			t.Errorf("ProviderUIDOf(%s, %q) = %q", c.provider, uid, got)
+		}
+		if got := ProviderUIDOf(c.provider, sub); got != sub {
+			t.Errorf("ProviderUIDOf(%s) of a bare sub = %q", c.provider, got)
+		}
+	}
+	if got := ProviderUIDOf(ProviderOIDC, "oidc:"+ns+":a:b"); got != "a:b" {
+		t.Errorf("a sub with a colon: %q", got)
+	}
+}
+
+// TestChatRecordCarriesTheProvidersID: the record names the sub as the
+// provider knows it, and a non-Supabase record carries the uid (which
+// names an OIDC user's issuer) in its metadata.
+func TestChatRecordCarriesTheProvidersID(t *testing.T) {
+	m := &Message{ID: "m", UserID: "oidc:0123456789ab:u-7", Provider: ProviderOIDC}
+	r := m.ChatRecord()
+	if r.UserID != m.UserID || r.ProviderUID != "u-7" || r.Metadata["uid"] != m.UserID {
+		t.Errorf("oidc record %+v", r)
+	}
+	m = &Message{ID: "m", UserID: "6f1c2b9e-8a47-4d3e-9b15-0c2d7e4a9f61", Provider: ProviderSupabase}
+	if r := m.ChatRecord(); r.ProviderUID != m.UserID || r.Metadata["uid"] != nil {
+		t.Errorf("supabase record %+v", r)
+	}
+}
+
+// TestBudgetTokens: without a charge an exchange counts what the model
+// reported, or an estimate of its text and reply; with one, never less
+// than the charge plus the reply's estimate.
+func TestBudgetTokens(t *testing.T) {
+	cases := []struct {
+		name    string
+		m       Message
+		charged int64
+		want    int64
+	}{
+		{"reported", Message{Text: "hi", Reply: "hello", Usage: Usage{TotalTokens: 9}}, 0, 9},
+		{"reported in parts", Message{Usage: Usage{PromptTokens: 4, CompletionTokens: 3}}, 0, 7},
+		{"estimated", Message{Text: "twelve chars", Reply: "twelve chars"}, 0, 6},
+		{"nothing generated", Message{Text: "twelve chars"}, 0, 0},
+		{"charged, nothing generated", Message{Text: "twelve chars"}, 40, 40},
+		{"charged, reported more", Message{Reply: "eight ch", Usage: Usage{TotalTokens: 90}}, 40, 90},
+		{"charged, reported less", Message{Reply: "eight ch", Usage: Usage{TotalTokens: 10}}, 40, 42},
+		{"charged, estimated", Message{Text: "twelve chars", Reply: "eight ch"}, 40, 42},
+	}
+	for _, c := range cases {
+		if got := c.m.BudgetTokens(c.charged); got != c.want {
+			t.Errorf("%s: BudgetTokens(%d) = %d, want %d", c.name, c.charged, got, c.want)
+		}
+	}
+	req := ModelRequest{System: "1234", Turns: []Turn{{Content: "12345678"}, {Content: "1"}}}
+	if got := req.EstimatePrompt(); got != 4 {
+		t.Errorf("EstimatePrompt = %d, want 4 (13 bytes)", got)
+	}
+}

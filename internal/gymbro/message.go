@@ -117,6 +117,10 @@ type Result struct {
 	Usage        Usage
 	LastSeq      int64 // the seq of the terminal event that will be appended
 	At           time.Time
+	// Charged is what the exchange's generation already added to the
+	// user's token count (UsageLedger.ChargeTokens) as its prompt was sent;
+	// finishing adds only the rest.
+	Charged int64
 }
 
 // Finished returns a copy of m with the terminal result r applied at at:
@@ -203,7 +207,7 @@ type Store interface {
 	// CountRunning counts the user's exchanges that are queued or working.
 	CountRunning(ctx context.Context, userID string) (int, error)
 
-	UsageReader
+	UsageLedger
 	Outbox
 
 	// Ping reports whether the store can serve requests.

@@ -2,7 +2,10 @@ package gymbro
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -17,11 +20,17 @@ const (
 // token by a Verifier; nothing past the auth layer knows which provider
 // signed the token.
 type Principal struct {
-	UID string // the user's identity here: the key of everything stored or limited per user
+	// UID is the user's identity here, the key of everything stored or
+	// limited per user: UserID(Provider, Issuer, ProviderUID), so that two
+	// issuers can never share one.
+	UID string
 	// ProviderUID is the token's own sub, as its issuer knows the user.
-	ProviderUID   string
-	Email         string         // may be empty (phone or anonymous sign-in)
-	EmailVerified bool           // the token's email_verified claim
+	ProviderUID string
+	Email       string // may be empty (phone or anonymous sign-in)
+	// EmailVerified is the token's email_verified claim (Firebase and OIDC
+	// send it). Supabase access tokens carry none, so it is false for them;
+	// user_metadata.email_verified is the user's to edit and never read.
+	EmailVerified bool
 	Provider      string         // ProviderSupabase, ProviderFirebase or ProviderOIDC
 	Issuer        string         // the token's iss
 	SessionID     string         // Supabase session_id; empty when the provider has none
@@ -29,6 +38,53 @@ type Principal struct {
 	AuthTime      time.Time      // the token's auth_time (when the user signed in); zero when absent
 	ExpiresAt     time.Time      // the token's exp
 	Claims        map[string]any // every claim of the token, as decoded
+}
+
+// OIDCNamespaceLen is how many hex digits of the SHA-256 of an OIDC
+// issuer's iss its users' uids carry: 12 digits (48 bits) keep uids short
+// while two configured issuers sharing a namespace stays out of reach
+// (and the verifier refuses such a configuration).
+const OIDCNamespaceLen = 12
+
+// UserID is the uid of the user an issuer knows as sub: a Supabase user
+// keeps their Supabase id (chat_records.user_id and its row-level security
+// rely on it); a Firebase user is "firebase:<sub>"; a user of another
+// OpenID Connect issuer is "oidc:<namespace>:<sub>", the namespace being
+// OIDCNamespace(issuer). A namespaced uid holds a colon and a Supabase id
+// (a UUID) never does, so no two issuers can share a uid.
+func UserID(provider, issuer, sub string) string {
+	switch provider {
+	case ProviderFirebase:
+		return ProviderFirebase + ":" + sub
+	case ProviderOIDC:
+		return ProviderOIDC + ":" + OIDCNamespace(issuer) + ":" + sub
+	}
+	return sub
+}
+
+// OIDCNamespace is the part of an OIDC user's uid that names their issuer:
+// the first OIDCNamespaceLen hex digits of the SHA-256 of its iss, e.g.
+// printf %s "$ISS" | sha256sum | cut -c1-12.
+func OIDCNamespace(issuer string) string {
+	sum := sha256.Sum256([]byte(issuer))
+	return hex.EncodeToString(sum[:])[:OIDCNamespaceLen]
+}
+
+// ProviderUIDOf is the inverse of UserID: the sub inside uid, the user's id
+// as provider knows them. A uid stored before uids were namespaced (a bare
+// sub) is returned as it is.
+func ProviderUIDOf(provider, uid string) string {
+	switch provider {
+	case ProviderFirebase:
+		return strings.TrimPrefix(uid, ProviderFirebase+":")
+	case ProviderOIDC:
+		if rest, ok := strings.CutPrefix(uid, ProviderOIDC+":"); ok {
+			if _, sub, ok := strings.Cut(rest, ":"); ok {
+				return sub
+			}
+		}
+	}
+	return uid
 }
 
 // LogValue keeps claims (which may hold personal data) out of logs.

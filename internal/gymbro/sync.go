@@ -8,9 +8,13 @@ import (
 // ChatRecord is an exchange as it is written to Supabase's
 // public.chat_records table.
 type ChatRecord struct {
-	ID               string         `json:"id"`
-	UserID           string         `json:"user_id"`
-	Provider         string         `json:"provider"`
+	ID       string `json:"id"`
+	UserID   string `json:"user_id"` // the uid (see UserID)
+	Provider string `json:"provider"`
+	// ProviderUID is the user's id as their provider knows it (the token's
+	// sub). Records enqueued by an earlier version lack it; their UserID is
+	// that sub.
+	ProviderUID      string         `json:"provider_uid,omitempty"`
 	ConversationID   string         `json:"conversation_id"`
 	UserMessage      string         `json:"user_message"`
 	AIResponse       string         `json:"ai_response"`
@@ -85,10 +89,16 @@ func (m *Message) ChatRecord() ChatRecord {
 	if m.ErrorMessage != "" {
 		meta["error_message"] = m.ErrorMessage
 	}
+	if m.Provider != ProviderSupabase && m.Provider != "" {
+		// provider_uid alone does not tell two OIDC issuers' users apart;
+		// the uid does (it names the issuer).
+		meta["uid"] = m.UserID
+	}
 	return ChatRecord{
 		ID:               m.ID,
 		UserID:           m.UserID,
 		Provider:         m.Provider,
+		ProviderUID:      ProviderUIDOf(m.Provider, m.UserID),
 		ConversationID:   m.ConversationID,
 		UserMessage:      m.Text,
 		AIResponse:       m.Reply,

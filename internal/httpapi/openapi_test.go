@@ -674,7 +674,7 @@ var clientCodes = []string{
 	gymbro.CodeSessionRevoked, gymbro.CodeAuthUnavailable,
 	// Request decoding and validation (httpapi, chat).
 	gymbro.CodeInvalidJSON, "invalid_utf8", gymbro.CodeBodyTooLarge, "unsupported_media_type", gymbro.CodeInvalidRequest,
-	chat.CodeTextEmpty, chat.CodeTextTooLong, chat.CodeTextInvalidUTF8, chat.CodeInvalidConversationID,
+	chat.CodeTextEmpty, chat.CodeTextTooLong, chat.CodeTextInvalidUTF8, chat.CodeTextControlCharacter, chat.CodeInvalidConversationID,
 	chat.CodeIdempotencyKeyInvalid, "invalid_limit", "invalid_last_event_id",
 	// Chat and store (chat, sqlite, postgres).
 	chat.CodeMessageNotFound, "conversation_not_found", "idempotency_conflict", "invalid_cursor",

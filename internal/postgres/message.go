@@ -279,12 +279,12 @@ const qFinish = `WITH done AS (
 )
 SELECT count(*) FROM done`
 
-func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string) (bool, error) {
+func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string, tokens int64) (bool, error) {
 	var n int
 	err := f.db.q.QueryRow(ctx, qFinish, string(m.Status), m.Reply, m.ErrorCode, m.ErrorMessage, m.Model,
 		m.FinishReason, m.Usage.PromptTokens, m.Usage.CompletionTokens, m.Usage.TotalTokens, m.LastSeq,
 		m.UpdatedAt, m.ID, m.UserID, m.ConversationID, m.Provider, m.Text, m.TraceID, ts(m.CreatedAt),
-		string(record), day, m.BudgetTokens()).Scan(&n)
+		string(record), day, tokens).Scan(&n)
 	return n == 1, err
 }
 
@@ -296,12 +296,22 @@ func (f finishTx) Stored(ctx context.Context, id string) (*gymbro.Message, error
 	return m, err
 }
 
-// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
+// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageLedger.
 func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error) {
 	var n int64
 	err := db.q.QueryRow(ctx, `SELECT coalesce(sum(tokens), 0) FROM token_usage WHERE user_id = $1 AND day = $2`,
 		userID, day).Scan(&n)
 	return n, dbErr(err)
+}
+
+// ChargeTokens adds tokens to the user's count for day; see gymbro.UsageLedger.
+func (db *DB) ChargeTokens(ctx context.Context, userID, day string, tokens int64) error {
+	if tokens <= 0 {
+		return nil
+	}
+	_, err := db.q.Exec(ctx, `INSERT INTO token_usage (user_id, day, tokens) VALUES ($1, $2::date, $3)
+		ON CONFLICT (user_id, day) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`, userID, day, tokens)
+	return dbErr(err)
 }
 
 // DiscardMessage deletes an exchange owner holds, and its conversation

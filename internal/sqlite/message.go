@@ -294,7 +294,7 @@ type finishTx struct {
 	tx *sql.Tx
 }
 
-func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string) (bool, error) {
+func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, day string, tokens int64) (bool, error) {
 	at := micros(m.UpdatedAt)
 	res, err := f.db.exec(ctx, f.tx, qFinish,
 		string(m.Status), m.Reply, m.ErrorCode, m.ErrorMessage, m.Model, m.FinishReason,
@@ -309,8 +309,8 @@ func (f finishTx) Finish(ctx context.Context, m *gymbro.Message, record []byte, 
 	if _, err := f.db.exec(ctx, f.tx, qEnqueue, m.ID, string(record), at, at); err != nil {
 		return false, err
 	}
-	if n := m.BudgetTokens(); n > 0 {
-		if _, err := f.db.exec(ctx, f.tx, qAddTokens, m.UserID, day, n); err != nil {
+	if tokens > 0 {
+		if _, err := f.db.exec(ctx, f.tx, qAddTokens, m.UserID, day, tokens); err != nil {
 			return false, err
 		}
 	}
@@ -329,11 +329,22 @@ func (f finishTx) Stored(ctx context.Context, id string) (*gymbro.Message, error
 	return m, err
 }
 
-// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageReader.
+// TokensUsed returns what the user's exchanges used on day; see gymbro.UsageLedger.
 func (db *DB) TokensUsed(ctx context.Context, userID, day string) (int64, error) {
 	var n int64
 	err := db.readRow(ctx, qTokensUsed, userID, day).Scan(&n)
 	return n, dbErr(err)
+}
+
+// ChargeTokens adds tokens to the user's count for day; see gymbro.UsageLedger.
+func (db *DB) ChargeTokens(ctx context.Context, userID, day string, tokens int64) error {
+	if tokens <= 0 {
+		return nil
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, qAddTokens, userID, day, tokens)
+		return err
+	})
 }
 
 // DiscardMessage deletes an exchange owner holds, and its conversation

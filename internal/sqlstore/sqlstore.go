@@ -134,10 +134,11 @@ func newRow(in gymbro.NewMessage, now time.Time) Row {
 // FinishTx is a dialect's half of the finish-message transaction.
 type FinishTx interface {
 	// Finish writes done over the stored exchange, with its outbox record
-	// and its tokens added to the user's count for day (YYYY-MM-DD, UTC),
-	// if the exchange is queued or working and its fields set at creation
-	// are done's; false, and nothing written, otherwise.
-	Finish(ctx context.Context, done *gymbro.Message, record []byte, day string) (bool, error)
+	// and tokens (when positive) added to the user's count for day
+	// (YYYY-MM-DD, UTC), if the exchange is queued or working and its
+	// fields set at creation are done's; false, and nothing written,
+	// otherwise.
+	Finish(ctx context.Context, done *gymbro.Message, record []byte, day string, tokens int64) (bool, error)
 	// Stored reads the exchange as stored; nil when it does not exist.
 	Stored(ctx context.Context, id string) (*gymbro.Message, error)
 }
@@ -147,7 +148,8 @@ type FinishTx interface {
 // without being synced and counted (nor synced without being finished).
 // The finished exchange and its record are built from m before the write,
 // which checks that m's fields set at creation are the stored ones, so
-// what is synced is what is stored.
+// what is synced is what is stored. The tokens added are what the
+// exchange counts in all less what its generation charged already.
 func FinishMessage(ctx context.Context, tx FinishTx, m *gymbro.Message, r gymbro.Result, at time.Time) (*gymbro.Message, error) {
 	if !r.Status.Terminal() {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_status", "The status %q is not terminal.", r.Status)
@@ -157,7 +159,8 @@ func FinishMessage(ctx context.Context, tx FinishTx, m *gymbro.Message, r gymbro
 	if err != nil {
 		return nil, err
 	}
-	switch ok, err := tx.Finish(ctx, done, rec, gymbro.UsageDay(at)); {
+	tokens := done.BudgetTokens(r.Charged) - r.Charged
+	switch ok, err := tx.Finish(ctx, done, rec, gymbro.UsageDay(at), tokens); {
 	case err != nil:
 		return nil, err
 	case ok:

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) gymbro.Store) {
 		{"RunningCapRace", testRunningCapRace},
 		{"Budget", testBudget},
 		{"BudgetRace", testBudgetRace},
+		{"BudgetCharge", testBudgetCharge},
 		{"Discard", testDiscard},
 		{"Outbox", testOutbox},
 		{"OutboxBuryRedrive", testOutboxBuryRedrive},
@@ -477,7 +478,7 @@ func wantFinishRecord(t *testing.T, s gymbro.Store, m *gymbro.Message, trace str
 	it := items[0]
 	model, code := "gpt-x", gymbro.CodeAITimeout
 	wantRec := gymbro.ChatRecord{
-		ID: m.ID, UserID: "u1", Provider: gymbro.ProviderSupabase, ConversationID: m.ConversationID,
+		ID: m.ID, UserID: "u1", Provider: gymbro.ProviderSupabase, ProviderUID: "u1", ConversationID: m.ConversationID,
 		UserMessage: "how many sets?", AIResponse: "Three", Status: gymbro.StatusFailed,
 		ErrorCode: &code, Model: &model, PromptTokens: 10, CompletionTokens: 2, TotalTokens: 12,
 		TraceID: &trace, CreatedAt: m.CreatedAt, CompletedAt: &at,
@@ -1166,6 +1167,72 @@ func testBudget(t *testing.T, s gymbro.Store) {
 	}
 	if n, _ := s.TokensUsed(ctx, "u3", "2026-03-09"); n != 6 {
 		t.Errorf("estimated tokens = %d, want 6 (24 characters / 4)", n)
+	}
+}
+
+// testBudgetCharge: a prompt charged as it is sent counts at once (the
+// budget refuses the next post before the first finishes), and its finish
+// adds only the rest: the reported usage when it is more, else an estimate
+// of the reply; a reported usage below the charge refunds nothing, and a
+// finish without a reply adds nothing to the charge.
+func testBudgetCharge(t *testing.T, s gymbro.Store) {
+	ctx := context.Background()
+	noon := time.Date(2026, 3, 9, 12, 0, 0, 0, time.UTC)
+	used := func(user string) int64 {
+		t.Helper()
+		n, err := s.TokensUsed(ctx, user, "2026-03-09")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	finishWith := func(m *gymbro.Message, r gymbro.Result) {
+		t.Helper()
+		r.At = noon
+		if _, err := s.FinishMessage(ctx, m, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	charge := func(user string, n int64) {
+		t.Helper()
+		if err := s.ChargeTokens(ctx, user, "2026-03-09", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m := create(t, s, budgeted("c1", "sent, then canceled", 100, noon))
+	charge("c1", 120)
+	_, _, err := s.CreateMessage(ctx, budgeted("c1", "refused while the first runs", 100, noon))
+	wantErr(t, err, gymbro.KindRateLimited, gymbro.CodeBudgetExhausted)
+	finishWith(m, gymbro.Result{Status: gymbro.StatusCanceled, Charged: 120})
+	if n := used("c1"); n != 120 {
+		t.Errorf("canceled before any reply: %d tokens, want the 120 charged", n)
+	}
+
+	m = create(t, s, newMessage("c2", "", "text", noon))
+	charge("c2", 50)
+	finishWith(m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "eight ch", Charged: 50,
+		Usage: gymbro.Usage{PromptTokens: 70, CompletionTokens: 10, TotalTokens: 80}})
+	if n := used("c2"); n != 80 {
+		t.Errorf("reported usage above the charge: %d tokens, want the 80 reported", n)
+	}
+
+	m = create(t, s, newMessage("c3", "", "text", noon))
+	charge("c3", 50)
+	finishWith(m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "eight ch", Charged: 50,
+		Usage: gymbro.Usage{TotalTokens: 20}})
+	if n := used("c3"); n != 52 {
+		t.Errorf("reported usage below the charge: %d tokens, want 52 (the charge and the reply's 2)", n)
+	}
+
+	m = create(t, s, newMessage("c4", "", "text", noon))
+	charge("c4", 50)
+	finishWith(m, gymbro.Result{Status: gymbro.StatusFailed, Reply: "twelve chars", Charged: 50, ErrorCode: "ai_unavailable"})
+	if n := used("c4"); n != 53 {
+		t.Errorf("a failure after a partial reply: %d tokens, want 53 (the charge and the reply's 3)", n)
+	}
+	if err := s.ChargeTokens(ctx, "c4", "2026-03-09", 0); err != nil || used("c4") != 53 {
+		t.Errorf("a charge of nothing: %v, %d tokens", err, used("c4"))
 	}
 }
 

@@ -2,6 +2,7 @@ package supabase
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,12 +83,14 @@ type chatRow struct {
 	ProviderUID string  `json:"provider_uid"`
 }
 
-// rowOf maps the domain record to the table. The record's user_id is the
-// provider's uid; the table's user_id is a Supabase Auth uid (a UUID that
-// the RLS policy compares with auth.uid()), so only a Supabase uid goes
-// there, and every uid, Firebase's included, goes to provider_uid.
+// rowOf maps the domain record to the table. The record's user_id is our
+// uid; the table's user_id is a Supabase Auth uid (a UUID that the RLS
+// policy compares with auth.uid()), so only a Supabase uid goes there, and
+// every provider's own id (the token's sub, Firebase's included) goes to
+// provider_uid. A record enqueued before uids were namespaced has no
+// provider_uid; its user_id was that sub.
 func rowOf(r gymbro.ChatRecord) chatRow {
-	row := chatRow{ChatRecord: r, ProviderUID: r.UserID}
+	row := chatRow{ChatRecord: r, ProviderUID: cmp.Or(r.ProviderUID, r.UserID)}
 	if row.Provider == "" {
 		row.Provider = gymbro.ProviderSupabase // the column's default
 	}

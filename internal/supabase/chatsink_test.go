@@ -41,9 +41,12 @@ func TestChatSinkUpsertsRows(t *testing.T) {
 
 	supaUID := uuid.NewString()
 	supa := record(gymbro.ProviderSupabase, supaUID)
-	fire := record(gymbro.ProviderFirebase, "kL3x9FirebaseUid0000000000")
+	fire := record(gymbro.ProviderFirebase, "firebase:kL3x9FirebaseUid0000000000")
+	fire.ProviderUID = "kL3x9FirebaseUid0000000000"
 	fire.Status, fire.ErrorCode, fire.AIResponse, fire.Metadata, fire.Model = gymbro.StatusFailed, strp("ai_unavailable"), "", nil, nil
-	if err := sink.Upsert(ctx, []gymbro.ChatRecord{supa, fire}); err != nil {
+	// Enqueued by an earlier version: no provider_uid, and user_id the bare sub.
+	legacy := record(gymbro.ProviderFirebase, "kL3x9FirebaseUid0000000000")
+	if err := sink.Upsert(ctx, []gymbro.ChatRecord{supa, fire, legacy}); err != nil {
 		t.Fatalf("Upsert: %v", err)
 	}
 	if v := fake.Violations(); len(v) != 0 {
@@ -61,11 +64,14 @@ func TestChatSinkUpsertsRows(t *testing.T) {
 	if diff := cmp.Diff(wantSupa, fake.Row(supa.ID)); diff != "" {
 		t.Errorf("supabase row (-want +got):\n%s", diff)
 	}
-	got := fake.Row(fire.ID)
-	// A Firebase uid is not a UUID: it lives in provider_uid only.
-	if got["user_id"] != nil || got["provider"] != "firebase" || got["provider_uid"] != fire.UserID {
-		t.Errorf("firebase row identity = %v/%v/%v, want nil/firebase/%s", got["user_id"], got["provider"], got["provider_uid"], fire.UserID)
+	// A Firebase uid is not a Supabase uid: the sub lives in provider_uid only.
+	for _, r := range []gymbro.ChatRecord{fire, legacy} {
+		got := fake.Row(r.ID)
+		if got["user_id"] != nil || got["provider"] != "firebase" || got["provider_uid"] != "kL3x9FirebaseUid0000000000" {
+			t.Errorf("firebase row identity = %v/%v/%v, want nil/firebase/the sub", got["user_id"], got["provider"], got["provider_uid"])
+		}
 	}
+	got := fake.Row(fire.ID)
 	if diff := cmp.Diff(map[string]any{}, got["metadata"]); diff != "" {
 		t.Errorf("nil metadata must be sent as {} (NOT NULL column): %s", diff)
 	}
@@ -78,7 +84,7 @@ func TestChatSinkUpsertsRows(t *testing.T) {
 	if err := sink.Upsert(ctx, []gymbro.ChatRecord{supa}); err != nil {
 		t.Fatalf("second Upsert: %v", err)
 	}
-	if fake.Len() != 2 || fake.Row(supa.ID)["ai_response"] != supa.AIResponse {
+	if fake.Len() != 3 || fake.Row(supa.ID)["ai_response"] != supa.AIResponse {
 		t.Errorf("after re-delivery: %d rows, ai_response %v", fake.Len(), fake.Row(supa.ID)["ai_response"])
 	}
 	if err := sink.Upsert(ctx, nil); err != nil || fake.Requests() != 2 {
