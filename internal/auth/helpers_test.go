@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/testenv"
@@ -256,13 +257,23 @@ func newFixture(t testing.TB, change ...func(*Config)) *fixture {
 	return f
 }
 
-// supabaseClaims are the claims of a Supabase access token for sub.
+// subject is the Supabase user id of a test's user called name: a UUID,
+// as Supabase issues (and the verifier requires), the same for one name.
+func subject(name string) string {
+	if canonicalUUID(name) {
+		return name
+	}
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(name)).String()
+}
+
+// supabaseClaims are the claims of a Supabase access token for the user
+// called sub (its sub claim is subject(sub)).
 func (f *fixture) supabaseClaims(sub string) jwt.MapClaims {
 	now := f.clock.Now()
 	return jwt.MapClaims{
 		"iss":          f.supaIss,
 		"aud":          "authenticated",
-		"sub":          sub,
+		"sub":          subject(sub),
 		"email":        sub + "@example.com",
 		"phone":        "",
 		"role":         "authenticated",

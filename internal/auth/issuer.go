@@ -76,6 +76,24 @@ func FirebaseIssuer(projectID, jwksURL string) Issuer {
 	}
 }
 
+// maxOIDCSubject is the longest sub an OIDC issuer may send: OpenID Connect
+// Core 1.0 §2 caps it at 255 ASCII characters.
+const maxOIDCSubject = 255
+
+// OIDCIssuer returns an OpenID Connect issuer (GYMBRO_OIDC_ISSUERS): tokens
+// with iss issuer and aud audience, checked with the keys at jwksURL and
+// only the given algorithms; sub at most 255 characters.
+func OIDCIssuer(issuer, audience, jwksURL string, algorithms []string) Issuer {
+	return Issuer{
+		Provider:      gymbro.ProviderOIDC,
+		Issuer:        issuer,
+		Audiences:     []string{audience},
+		JWKSURL:       jwksURL,
+		Algorithms:    slices.Clone(algorithms),
+		MaxSubjectLen: maxOIDCSubject,
+	}
+}
+
 // LogValue describes the issuer without its secret.
 func (i Issuer) LogValue() slog.Value {
 	return slog.GroupValue(

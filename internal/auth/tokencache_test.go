@@ -28,8 +28,9 @@ func TestCacheHit(t *testing.T) {
 			if p1 == p2 {
 				t.Fatal("two callers got the same *Principal")
 			}
+			want := p1.UID
 			p1.UID = "changed by a caller"
-			if p3 := mustVerify(t, f.v, token); p3.UID != "u" {
+			if p3 := mustVerify(t, f.v, token); p3.UID != want {
 				t.Fatalf("a caller's change reached the cache: %q", p3.UID)
 			}
 		})

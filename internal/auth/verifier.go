@@ -28,6 +28,7 @@ import (
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
@@ -94,6 +95,9 @@ type issuerState struct {
 	cfg     Issuer
 	methods map[string]jwt.SigningMethod // the allowed algorithms
 	keys    *issuerKeys                  // nil for an HMAC-only issuer
+	// uidPrefix is what the issuer's users' uids start with, the sub
+	// following: gymbro.UserID(provider, iss, "") ("" for Supabase).
+	uidPrefix string
 }
 
 // New returns a Verifier for cfg, or an error naming what is wrong with it.
@@ -151,6 +155,7 @@ func (cfg *Config) check() error {
 		return errors.New("auth: negative duration or size in Config")
 	}
 	seen := make(map[string]bool, len(cfg.Issuers))
+	namespaces := map[string]string{}
 	for _, iss := range cfg.Issuers {
 		if err := iss.validate(); err != nil {
 			return err
@@ -159,6 +164,16 @@ func (cfg *Config) check() error {
 			return fmt.Errorf("auth: issuer %q configured twice", iss.Issuer)
 		}
 		seen[iss.Issuer] = true
+		if iss.Provider != gymbro.ProviderOIDC {
+			continue
+		}
+		// Two OIDC issuers in one namespace would share uids: refused,
+		// however unlikely (48 bits of SHA-256).
+		ns := gymbro.OIDCNamespace(iss.Issuer)
+		if other, ok := namespaces[ns]; ok {
+			return fmt.Errorf("auth: OIDC issuers %q and %q share the uid namespace %s; their users could not be told apart", other, iss.Issuer, ns)
+		}
+		namespaces[ns] = iss.Issuer
 	}
 	return nil
 }
@@ -170,7 +185,8 @@ func newIssuerState(iss Issuer, client *jwksClient) *issuerState {
 	iss.Audiences = slices.Clone(iss.Audiences)
 	iss.Algorithms = slices.Clone(iss.Algorithms)
 	iss.HMACSecret = slices.Clone(iss.HMACSecret)
-	st := &issuerState{cfg: iss, methods: make(map[string]jwt.SigningMethod, len(iss.Algorithms))}
+	st := &issuerState{cfg: iss, methods: make(map[string]jwt.SigningMethod, len(iss.Algorithms)),
+		uidPrefix: gymbro.UserID(iss.Provider, iss.Issuer, "")}
 	for _, alg := range iss.Algorithms {
 		st.methods[alg] = jwt.GetSigningMethod(alg)
 	}
@@ -406,8 +422,14 @@ func (v *Verifier) checkClaims(st *issuerState, claims map[string]any, now time.
 	if st.cfg.MaxSubjectLen > 0 && len(sub) > st.cfg.MaxSubjectLen {
 		return nil, fail(errSubjectLong)
 	}
+	if st.cfg.Provider == gymbro.ProviderSupabase && !canonicalUUID(sub) {
+		// Supabase user ids are UUIDs, and the uid of every other issuer
+		// holds a colon: a Supabase sub of another form (only a holder of
+		// the legacy JWT secret could sign one) could pass for them.
+		return nil, claimInvalid("sub")
+	}
 	p := &gymbro.Principal{
-		UID:         sub,
+		UID:         st.uidPrefix + sub,
 		ProviderUID: sub,
 		Provider:    st.cfg.Provider,
 		Issuer:      st.cfg.Issuer,
@@ -422,7 +444,20 @@ func (v *Verifier) checkClaims(st *issuerState, claims map[string]any, now time.
 			return nil, err
 		}
 	}
+	// Only a JSON true: some providers send other shapes, which vouch for
+	// nothing here.
+	p.EmailVerified = claims["email_verified"] == true
+	// checkTimes refused a bad auth_time where the issuer requires one;
+	// elsewhere a malformed one is left out.
+	p.AuthTime, _ = numericDate(claims, "auth_time", false)
 	return p, nil
+}
+
+// canonicalUUID reports whether s is a UUID in the lower-case hyphenated
+// form Supabase Auth writes (uuid.Parse also takes "urn:uuid:…" and braces).
+func canonicalUUID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
 }
 
 // checkTimes checks the time claims against now, allowing the leeway: exp

@@ -33,15 +33,16 @@ func TestVerifyPrincipal(t *testing.T) {
 		claims func(p *gymbro.Principal) bool // the token's own claims are there
 	}{
 		{"supabase", f.sbES.sign(t, sb, nil), &gymbro.Principal{
-			UID: "5f1c1f9e-user", ProviderUID: "5f1c1f9e-user", Email: "5f1c1f9e-user@example.com", Provider: gymbro.ProviderSupabase,
+			UID: subject("5f1c1f9e-user"), ProviderUID: subject("5f1c1f9e-user"), Email: "5f1c1f9e-user@example.com", Provider: gymbro.ProviderSupabase,
 			Issuer: f.supaIss, SessionID: "7b0d5ad4-0c52-4a8e-9d55-5c8f2b4a0e11", Role: "authenticated",
 			ExpiresAt: time.Unix(sb["exp"].(int64), 0),
 		}, func(p *gymbro.Principal) bool {
 			return p.Claims["aal"] == "aal1" && p.Claims["app_metadata"].(map[string]any)["provider"] == "email"
 		}},
 		{"firebase", f.fbRS.sign(t, fb, nil), &gymbro.Principal{
-			UID: "fbUser123", ProviderUID: "fbUser123", Email: "fbUser123@example.com", Provider: gymbro.ProviderFirebase,
-			Issuer: firebaseIss, ExpiresAt: time.Unix(fb["exp"].(int64), 0),
+			UID: "firebase:fbUser123", ProviderUID: "fbUser123", Email: "fbUser123@example.com", EmailVerified: true,
+			Provider: gymbro.ProviderFirebase, Issuer: firebaseIss, ExpiresAt: time.Unix(fb["exp"].(int64), 0),
+			AuthTime: time.Unix(fb["auth_time"].(int64), 0),
 		}, func(p *gymbro.Principal) bool {
 			return p.Claims["firebase"].(map[string]any)["sign_in_provider"] == "password"
 		}},
