@@ -56,8 +56,14 @@ func NewIdentityProvider(client *AuthClient, opts IdentityOptions) *IdentityProv
 
 // UserDetails returns the Supabase user pr names, or an *gymbro.Error of
 // KindNotFound (code user_not_found) when Supabase has none. Failures to
-// reach Supabase keep their KindUnavailable/KindTimeout.
+// reach Supabase keep their KindUnavailable/KindTimeout. Only a Supabase
+// principal is looked up: the sub of another provider's token names nobody
+// here, whatever it looks like (an identity.Router sends each principal to
+// its own issuer's provider in the first place).
 func (p *IdentityProvider) UserDetails(ctx context.Context, pr *gymbro.Principal) (*gymbro.UserDetails, error) {
+	if pr.Provider != gymbro.ProviderSupabase {
+		return nil, gymbro.Errorf(gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
+	}
 	return p.User(ctx, pr.ProviderUID)
 }
 

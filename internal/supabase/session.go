@@ -129,11 +129,12 @@ func (c *SessionChecker) CheckSession(ctx context.Context, p *gymbro.Principal, 
 	}
 }
 
-// sessionKey is the session_id, or a digest of the token for a token that
-// has none, so that no token is kept in memory.
+// sessionKey is the uid and the session_id, or a digest of the token for a
+// token that has none, so that no token is kept in memory. The uid keeps
+// one user's answer from ever serving another's token.
 func sessionKey(p *gymbro.Principal, token string) string {
 	if p.SessionID != "" {
-		return p.SessionID
+		return p.UID + "/" + p.SessionID
 	}
 	sum := sha256.Sum256([]byte(token))
 	return "token:" + hex.EncodeToString(sum[:16])
