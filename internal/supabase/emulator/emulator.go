@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/gymbro/gymbro-api/internal/datadir"
 )
 
 // Options configures an Emulator.
@@ -73,6 +75,12 @@ type Emulator struct {
 	log     *slog.Logger
 	handler http.Handler
 	signIns *signInLimiter
+	// decoy is a hash of no one's password at the users' cost: a sign-in
+	// with an unknown email is compared with it, so that it takes as long as
+	// a wrong password and timing tells no one which emails have accounts.
+	decoy func() []byte
+	// compare checks a password against a hash: bcrypt's (tests count it).
+	compare func(hash, password []byte) error
 }
 
 // Open opens (creating when needed) the emulator's state in opts.Dir.
@@ -105,10 +113,18 @@ func Open(ctx context.Context, opts Options) (*Emulator, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	opts.Issuer = strings.TrimRight(opts.Issuer, "/")
-	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("emulator: create data dir: %w", err)
+	if err := datadir.Create(opts.Dir); err != nil {
+		return nil, fmt.Errorf("emulator: %w", err)
 	}
-	e := &Emulator{opts: opts, log: opts.Logger, anon: opts.AnonKey, service: opts.ServiceRoleKey, signIns: newSignInLimiter(opts.SignInsPerMinute)}
+	e := &Emulator{opts: opts, log: opts.Logger, anon: opts.AnonKey, service: opts.ServiceRoleKey,
+		signIns: newSignInLimiter(opts.SignInsPerMinute), compare: bcrypt.CompareHashAndPassword}
+	e.decoy = sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte(randomString(32)), opts.BcryptCost)
+		if err != nil {
+			panic(err) // only for a cost out of range, which Open's callers never give
+		}
+		return h
+	})
 	if e.anon == "" {
 		k, err := loadOrCreateAPIKeys(opts.Dir)
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/gymbro/gymbro-api/internal/datadir"
 )
 
 // Names of the files the emulator keeps in Options.Dir beside auth.db.
@@ -81,6 +83,8 @@ func openKeyring(dir string, now time.Time) (*keyring, error) {
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("emulator: stat signing keys: %w", err)
+	} else if err := datadir.Restrict(path); err != nil { // written 0644 by an earlier version
+		return nil, fmt.Errorf("emulator: %w", err)
 	}
 	kr := &keyring{path: path}
 	if err := kr.reload(true); err != nil {
@@ -171,7 +175,11 @@ func (kr *keyring) published(now time.Time, ttl time.Duration) []signingKey {
 // file on its next request. The retired key stays published in the JWKS for
 // as long as tokens it signed can be valid. Two rotations racing each other
 // may lose one; run it from one place.
+// The directory is created (0700) when missing, as a server would.
 func RotateKeyInDir(dir string) (kid string, err error) {
+	if err := datadir.Create(dir); err != nil {
+		return "", fmt.Errorf("emulator: %w", err)
+	}
 	return rotateKeyFile(filepath.Join(dir, signingKeysFile), time.Now())
 }
 
@@ -250,41 +258,21 @@ func readKeyFile(path string) (keyFile, error) {
 	return f, nil
 }
 
-// writeFileAtomic replaces path with data so a concurrent reader sees the
-// old file or the new one, never a torn write.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("emulator: write %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
 func writeKeyFile(path string, f keyFile) error {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("emulator: encode signing keys: %w", err)
 	}
-	return writeFileAtomic(path, b)
+	return writeFile(path, b)
+}
+
+// writeFile writes one of the emulator's files, 0600: whoever reads the
+// signing keys can mint tokens the local server trusts.
+func writeFile(path string, data []byte) error {
+	if err := datadir.WriteFile(path, data); err != nil {
+		return fmt.Errorf("emulator: %w", err)
+	}
+	return nil
 }
 
 // jwk is one public key as RFC 7517 lists it, with the key_ops Supabase
@@ -332,6 +320,9 @@ func loadOrCreateAPIKeys(dir string) (apiKeys, error) {
 		if err := json.Unmarshal(b, &k); err != nil {
 			return k, fmt.Errorf("emulator: decode API keys: %w", err)
 		}
+		if err := datadir.Restrict(path); err != nil {
+			return k, fmt.Errorf("emulator: %w", err)
+		}
 		if k.Anon == "" || k.Service == "" {
 			return k, errors.New("emulator: API key file is incomplete")
 		}
@@ -345,7 +336,7 @@ func loadOrCreateAPIKeys(dir string) (apiKeys, error) {
 	if err != nil {
 		return k, fmt.Errorf("emulator: encode API keys: %w", err)
 	}
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := writeFile(path, b); err != nil {
 		return k, err
 	}
 	return k, nil

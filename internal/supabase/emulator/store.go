@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver: no cgo in the binary
+
+	"github.com/gymbro/gymbro-api/internal/datadir"
 )
 
 const schema = `
@@ -62,7 +64,11 @@ func openDB(ctx context.Context, dir string) (*sql.DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "synchronous(NORMAL)")
-	dsn := "file:" + filepath.Join(dir, "auth.db") + "?" + q.Encode()
+	path := filepath.Join(dir, "auth.db")
+	if err := datadir.PrepareSQLite(path); err != nil { // 0600, and so its WAL and SHM
+		return nil, fmt.Errorf("emulator: open auth.db: %w", err)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("emulator: open auth.db: %w", err)

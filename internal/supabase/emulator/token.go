@@ -9,7 +9,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // parseJWT verifies a token we signed: ES256 only, kid required and known,
@@ -150,7 +149,9 @@ func invalidCredentials() *httpError {
 }
 
 // passwordGrant signs a user in. An unknown email and a wrong password get
-// the same answer so the endpoint cannot be used to enumerate accounts.
+// the same answer, after the same work (a bcrypt comparison, against the
+// decoy for an unknown email), so neither the answer nor its timing tells
+// which emails have accounts.
 func (e *Emulator) passwordGrant(w http.ResponseWriter, r *http.Request) (*tokenResponse, error) {
 	var p struct {
 		Email    string `json:"email"`
@@ -170,15 +171,17 @@ func (e *Emulator) passwordGrant(w http.ResponseWriter, r *http.Request) (*token
 	err := inTx(ctx, e.db, func(tx *sql.Tx) error {
 		email, herr := normalizeEmail(p.Email)
 		if herr != nil {
+			_ = e.compare(e.decoy(), []byte(p.Password))
 			return invalidCredentials()
 		}
 		u, err := getUserByEmail(ctx, tx, email)
 		if errors.Is(err, errNoRows) {
+			_ = e.compare(e.decoy(), []byte(p.Password))
 			return invalidCredentials()
 		} else if err != nil {
 			return err
 		}
-		if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(p.Password)) != nil {
+		if e.compare([]byte(u.PasswordHash), []byte(p.Password)) != nil {
 			return invalidCredentials()
 		}
 		if u.EmailConfirmedAt == nil {
