@@ -281,3 +281,27 @@ func TestBudgetAcrossInstances(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationToNamespacedUIDs: the migration moves a Firebase user's
+// rows, stored under the bare sub, to firebase:<sub>; see
+// storetest.LegacyUIDs.
+func TestMigrationToNamespacedUIDs(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
+	db := open(t, url, schema)
+	legacy := storetest.StoreLegacyUIDs(t, db)
+	db.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `DELETE FROM `+pgx.Identifier{schema, "schema_migrations"}.Sanitize()+` WHERE version = 3`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = open(t, url, schema)
+	defer db.Close()
+	legacy.Check(t, db)
+}

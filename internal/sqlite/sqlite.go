@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gymbro/gymbro-api/internal/datadir"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sqlmigrate"
 	"github.com/gymbro/gymbro-api/internal/sqlstore"
@@ -71,6 +72,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	}
 	if path == "" || strings.Contains(path, "?") {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_path", "The SQLite path %q is not usable.", path)
+	}
+	// The file is made (or kept) 0600 before SQLite opens it: SQLite gives
+	// the -wal and -shm files it creates the database file's mode. A path
+	// that cannot be opened at all fails here, named, and not as an outage
+	// to retry: no retry creates a missing directory or grants access.
+	if err := datadir.PrepareSQLite(path); err != nil {
+		return nil, gymbro.Wrap(err, gymbro.KindInvalid, "invalid_path", "The SQLite database cannot be opened: "+err.Error())
 	}
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction that reads
 	// and then writes cannot fail half-way with SQLITE_BUSY when another

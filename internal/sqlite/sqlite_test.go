@@ -3,7 +3,9 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,9 +95,38 @@ func TestOpenRefusesBadPath(t *testing.T) {
 	if gymbro.ErrorKind(err) != gymbro.KindInvalid {
 		t.Fatalf("err = %v, want KindInvalid", err)
 	}
-	_, err = sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "missing-dir", "x.db"))
-	if err == nil {
-		t.Fatal("Open in a missing directory succeeded")
+	missing := filepath.Join(t.TempDir(), "missing-dir", "x.db")
+	_, err = sqlite.Open(context.Background(), missing)
+	// A path that cannot be opened is no outage: the message names it and
+	// does not ask to try again.
+	if gymbro.ErrorKind(err) != gymbro.KindInvalid || !strings.Contains(gymbro.ErrorMessage(err), missing) ||
+		strings.Contains(strings.ToLower(gymbro.ErrorMessage(err)), "try again") {
+		t.Fatalf("Open in a missing directory: %v", err)
+	}
+}
+
+// TestFilesArePrivate: the database and its WAL and SHM are 0600 in a
+// directory that is 0755, and a database an earlier version left 0644 is
+// made 0600.
+func TestFilesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gymbro.db")
+	db := open(t, path)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, want 0600", p, err)
+		}
+	}
+	db.Close()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open(t, path).Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("an earlier 0644 database: %v, %v", fi.Mode().Perm(), err)
 	}
 }
 
@@ -120,4 +151,25 @@ func TestFinishIsAtomic(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestMigrationToNamespacedUIDs: the migration moves a Firebase user's
+// rows, stored under the bare sub, to firebase:<sub>; see
+// storetest.LegacyUIDs.
+func TestMigrationToNamespacedUIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gymbro.db")
+	db := open(t, path)
+	legacy := storetest.StoreLegacyUIDs(t, db)
+	db.Close()
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version = 4`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	db = open(t, path)
+	defer db.Close()
+	legacy.Check(t, db)
 }
