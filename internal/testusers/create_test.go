@@ -321,7 +321,7 @@ func TestTestUsersBelongToTheirCreator(t *testing.T) {
 	if again := create(t, s, mine.Username); !again.Reused || again.UserID != mine.UserID {
 		t.Fatalf("the creator's reuse: %+v", again)
 	}
-	op := &gymbro.Principal{UID: "op-uid", Email: "Ops@GymBro.Cloud", Provider: gymbro.ProviderSupabase}
+	op := e.supabaseUser(t, "Ops@GymBro.Cloud", true)
 	if again, err := s.Create(t.Context(), op, gymbro.TestUserRequest{UsernamePrefix: mine.Username}); err != nil || !again.Reused {
 		t.Fatalf("an operator's reuse: %+v, %v", again, err)
 	}

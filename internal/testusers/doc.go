@@ -40,4 +40,13 @@
 // call, refused or not, writes one audit line "test user" with the caller,
 // the name, whether it was reused and the outcome code; never a password,
 // token or key.
+//
+// # Operators
+//
+// An operator is named by a claim its own provider vouches for: a Supabase
+// uid (a token of the configured Supabase project only), an email that
+// Supabase Auth confirms is that Supabase user's own confirmed address
+// (asked through the Admin API, since an access token does not say), or
+// issuer|sub for a user of any issuer. Another issuer's email claim is
+// whatever its user typed at sign-up, so it never makes an operator.
 package testusers

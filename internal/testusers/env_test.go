@@ -69,10 +69,24 @@ func newEnv(t testing.TB, wrap func(em *emulator.Emulator, next http.Handler) ht
 // verified caller, a generous rate.
 func (e *env) options() testusers.Options {
 	return testusers.Options{
-		Auth: e.admin, ServiceKeySet: true, Verifier: e.verifier, Enabled: true,
+		Auth: e.admin, ServiceKeySet: true, Verifier: e.verifier, Enabled: true, SupabaseIssuer: e.issuer(),
 		PerMinute: 1 << 20, Now: e.clock.Now,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)),
 	}
+}
+
+// issuer is the iss of the emulator's tokens.
+func (e *env) issuer() string { return e.srv.URL + "/auth/v1" }
+
+// supabaseUser makes a Supabase user with email, confirmed or not, and
+// returns the principal its token would become.
+func (e *env) supabaseUser(t testing.TB, email string, confirmed bool) *gymbro.Principal {
+	t.Helper()
+	u, err := e.admin.CreateUser(context.Background(), supabase.AdminUserParams{Email: email, Password: "correct horse", EmailConfirm: confirmed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &gymbro.Principal{UID: u.ID, ProviderUID: u.ID, Email: email, Provider: gymbro.ProviderSupabase, Issuer: e.issuer()}
 }
 
 func (e *env) newService(t testing.TB, mutate func(*testusers.Options)) *testusers.Service {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -80,10 +81,19 @@ type Options struct {
 	// Production limits callers to Admins.
 	Production bool
 	// Admins (GYMBRO_TEST_USERS_ADMINS, plus the development operator) are
-	// the operators: the uids or emails allowed to make test users in
-	// production (required there; in development any verified user may),
-	// and, in both, to reuse a test user someone else made.
+	// the operators: who may make test users in production (required
+	// there; in development any verified user may), and, in both, reuse a
+	// test user someone else made. An entry is a Supabase uid, an email or
+	// issuer|sub. A uid or an email matches only a token of SupabaseIssuer,
+	// an email only once Supabase confirms it is the user's own, confirmed
+	// address (the Admin API's email_confirmed_at): another issuer's email
+	// claim is whatever its user typed. issuer|sub names a user of any
+	// issuer by the token's exact iss and sub.
 	Admins []string
+	// SupabaseIssuer is the iss of the tokens of the Supabase project Auth
+	// talks to: the only issuer whose users a uid or email entry of Admins
+	// can name.
+	SupabaseIssuer string
 	// Prefixes (GYMBRO_TEST_USERS_PREFIXES) are the allowed name prefixes;
 	// default [DefaultPrefix]. Each is lower-case letters, digits, '.', '_'
 	// and '-', not ending in -<digits> (that would make names ambiguous).
@@ -119,6 +129,8 @@ type Service struct {
 	production  bool
 	adminUIDs   map[string]bool
 	adminEmails map[string]bool
+	adminSubs   map[string]bool // issuer|sub
+	supabaseIss string
 	prefixes    []string
 	domain      string
 	now         func() time.Time
@@ -143,6 +155,8 @@ func New(opts Options) (*Service, error) {
 		production:  opts.Production,
 		adminUIDs:   map[string]bool{},
 		adminEmails: map[string]bool{},
+		adminSubs:   map[string]bool{},
+		supabaseIss: opts.SupabaseIssuer,
 		domain:      cmp.Or(strings.ToLower(strings.TrimSpace(opts.EmailDomain)), DefaultEmailDomain),
 		now:         opts.Now,
 		rand:        cmp.Or(opts.Rand, rand.Reader),
@@ -193,12 +207,16 @@ func (s *Service) setPrefixes(prefixes []string) error {
 	return nil
 }
 
-// setAdmins sorts the operators into uids and (lower-cased) emails.
+// setAdmins sorts the operators into issuer|sub entries, (lower-cased)
+// emails and uids.
 func (s *Service) setAdmins(admins []string) {
 	for _, a := range admins {
 		a = strings.TrimSpace(a)
 		switch {
 		case a == "":
+		case strings.Contains(a, "|"):
+			iss, sub, _ := strings.Cut(a, "|")
+			s.adminSubs[strings.TrimSpace(iss)+"|"+strings.TrimSpace(sub)] = true
 		case strings.Contains(a, "@"):
 			s.adminEmails[strings.ToLower(a)] = true
 		default:
@@ -216,8 +234,8 @@ func (s *Service) checkEnabled() error {
 	if s.verifier == nil {
 		return errors.New("testusers: a Verifier is required when test users are enabled")
 	}
-	if s.production && len(s.adminUIDs)+len(s.adminEmails) == 0 {
-		return errors.New("testusers: GYMBRO_TEST_USERS_ADMINS must name at least one uid or email in production")
+	if s.production && len(s.adminUIDs)+len(s.adminEmails)+len(s.adminSubs) == 0 {
+		return errors.New("testusers: GYMBRO_TEST_USERS_ADMINS must name at least one uid, email or issuer|sub in production")
 	}
 	return nil
 }
@@ -230,7 +248,7 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 	var username string
 	defer func() { s.audit(ctx, caller, req, username, res, err) }()
 
-	name, err := s.admit(caller, req)
+	name, op, err := s.admit(ctx, caller, req)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +256,7 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 		username = name.String()
 	}
 
-	u, sess, err := s.obtain(ctx, caller, name, req.MailAPIKey, &username)
+	u, sess, err := s.obtain(ctx, caller, op, name, req.MailAPIKey, &username)
 	if err != nil {
 		return nil, err
 	}
@@ -280,44 +298,76 @@ func (s *Service) Create(ctx context.Context, caller *gymbro.Principal, req gymb
 	}, nil
 }
 
-// admit checks every guard of Create, in order, and returns the parsed name.
-func (s *Service) admit(caller *gymbro.Principal, req gymbro.TestUserRequest) (name, error) {
+// admit checks every guard of Create, in order, and returns the parsed
+// name and whether the caller is an operator.
+func (s *Service) admit(ctx context.Context, caller *gymbro.Principal, req gymbro.TestUserRequest) (name, bool, error) {
 	if !s.enabled {
-		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeDisabled,
+		return name{}, false, gymbro.Errorf(gymbro.KindForbidden, CodeDisabled,
 			"Test users are disabled; set GYMBRO_TEST_USERS_ENABLED=true to enable them.")
 	}
 	if caller == nil || caller.UID == "" {
-		return name{}, gymbro.Errorf(gymbro.KindUnauthenticated, codeTokenMissing, "Sign in to create test users.")
+		return name{}, false, gymbro.Errorf(gymbro.KindUnauthenticated, codeTokenMissing, "Sign in to create test users.")
 	}
-	if s.production && !s.isAdmin(caller) {
-		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeNotOperator,
-			"Only operators may create test users in production; add your uid or email to GYMBRO_TEST_USERS_ADMINS.")
+	op, err := s.operator(ctx, caller)
+	if err != nil {
+		return name{}, false, err
+	}
+	if s.production && !op {
+		return name{}, false, gymbro.Errorf(gymbro.KindForbidden, CodeNotOperator,
+			"Only operators may create test users in production; add your Supabase uid or email (or issuer|sub) to GYMBRO_TEST_USERS_ADMINS.")
 	}
 	if s.isTestUser(caller) {
-		return name{}, gymbro.Errorf(gymbro.KindForbidden, CodeTestUserCaller,
+		return name{}, false, gymbro.Errorf(gymbro.KindForbidden, CodeTestUserCaller,
 			"A test user cannot create test users; sign in as yourself (or the operator).")
 	}
 	n, err := s.parseName(req.UsernamePrefix)
 	if err != nil {
-		return name{}, err
+		return name{}, false, err
 	}
 	if ok, wait, _ := s.limiter.Allow(context.Background(), caller.UID); !ok { // the in-memory limiter never fails
-		return name{}, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: wait,
+		return name{}, false, &gymbro.Error{Kind: gymbro.KindRateLimited, Code: gymbro.CodeRateLimited, RetryAfter: wait,
 			Message: fmt.Sprintf("Too many test users; try again in %d s.", int((wait+time.Second-1)/time.Second))}
 	}
 	if s.auth == nil {
-		return name{}, gymbro.Errorf(gymbro.KindUnavailable, CodeServiceKeyMissing,
+		return name{}, false, gymbro.Errorf(gymbro.KindUnavailable, CodeServiceKeyMissing,
 			"Creating test users needs the Supabase service role key; set SUPABASE_SERVICE_ROLE_KEY (the project's secret key).")
 	}
 	if req.MailAPIKey != "" && s.mail == nil {
-		return name{}, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotConfigured,
+		return name{}, false, gymbro.Errorf(gymbro.KindUnprocessable, CodeMailAPINotConfigured,
 			"This server has no mail API configured; leave mail_api_key empty to use a fixed test domain.")
 	}
-	return n, nil
+	return n, op, nil
 }
 
-func (s *Service) isAdmin(p *gymbro.Principal) bool {
-	return s.adminUIDs[p.UID] || (p.Email != "" && s.adminEmails[strings.ToLower(p.Email)])
+// operator reports whether p is one of Admins: by issuer|sub; or, for a
+// user of the Supabase project only, by uid, or by an email that Supabase
+// confirms is their own confirmed address. Only an email entry costs a
+// call, and only for a caller whose token claims that email.
+func (s *Service) operator(ctx context.Context, p *gymbro.Principal) (bool, error) {
+	if s.adminSubs[p.Issuer+"|"+p.ProviderUID] {
+		return true, nil
+	}
+	if p.Provider != gymbro.ProviderSupabase || p.Issuer == "" || p.Issuer != s.supabaseIss {
+		return false, nil // another issuer's uid or email claim names no one here
+	}
+	if s.adminUIDs[p.UID] {
+		return true, nil
+	}
+	if p.Email == "" || !s.adminEmails[strings.ToLower(p.Email)] || s.auth == nil {
+		return false, nil
+	}
+	// A Supabase access token carries the email without saying whether it
+	// was confirmed (a project may let users sign in unconfirmed); the
+	// Admin API says, and gives the address as it is now.
+	u, err := s.auth.GetUser(ctx, p.UID)
+	var ae *supabase.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+		return false, nil
+	case err != nil:
+		return false, supabaseError(err)
+	}
+	return u.EmailConfirmedAt != nil && s.adminEmails[strings.ToLower(u.Email)], nil
 }
 
 // isTestUser reports whether p is itself a test user: its token carries
@@ -329,12 +379,13 @@ func (s *Service) isTestUser(p *gymbro.Principal) bool {
 	return flagged || strings.HasSuffix(strings.ToLower(p.Email), "@"+s.domain)
 }
 
-// mayReuse reports whether caller may take over the existing test user u:
-// its creator and operators may; nobody else, so one developer cannot read
-// another's test conversations by resetting the password.
-func (s *Service) mayReuse(caller *gymbro.Principal, u *supabase.User) bool {
+// mayReuse reports whether caller (an operator when op) may take over the
+// existing test user u: its creator and operators may; nobody else, so one
+// developer cannot read another's test conversations by resetting the
+// password.
+func mayReuse(caller *gymbro.Principal, op bool, u *supabase.User) bool {
 	creator, _ := u.UserMetadata["created_by"].(string)
-	return s.isAdmin(caller) || (creator != "" && creator == caller.UID)
+	return op || (creator != "" && creator == caller.UID)
 }
 
 // account is the outcome of obtain: who was signed in, and with what.
@@ -351,7 +402,7 @@ func (a account) LogValue() slog.Value {
 // obtain finds or creates the user for n and signs it in, all under the
 // allocation lock. It sets *username as soon as a name is chosen, so the
 // audit line names it even when a later step fails.
-func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, mailKey string, username *string) (*account, *supabase.Session, error) {
+func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, op bool, n name, mailKey string, username *string) (*account, *supabase.Session, error) {
 	select {
 	case s.alloc <- struct{}{}:
 	case <-ctx.Done():
@@ -372,7 +423,7 @@ func (s *Service) obtain(ctx context.Context, caller *gymbro.Principal, n name, 
 			return nil, nil, err
 		} else if u != nil {
 			*username = target.String()
-			if !s.mayReuse(caller, u) {
+			if !mayReuse(caller, op, u) {
 				return nil, nil, gymbro.Errorf(gymbro.KindForbidden, CodeNotYours,
 					"%s was created by someone else; only they or an operator may reuse it. Send the prefix alone for a new one.", target.String())
 			}
