@@ -285,7 +285,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.validate(&r)
 	c.settleSessionCheck(&r)
-	for _, o := range r.oidc() {
+	for _, o := range r.oidc(c.Production()) {
 		c.OIDCIssuers = append(c.OIDCIssuers, o)
 	}
 	if len(r.problems) > 0 {
@@ -395,7 +395,7 @@ func (c *Config) validateStorage(r *reader) {
 
 // validateProduction holds production's extra rules.
 func (c *Config) validateProduction(r *reader) {
-	if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc()) == 0 {
+	if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc(c.Production())) == 0 {
 		r.fail("SUPABASE_URL", "is required in production (or FIREBASE_PROJECT_ID): no token issuer is configured, and the local Auth emulator never runs in production")
 	}
 	for _, o := range c.CORSOrigins {
@@ -556,9 +556,24 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// oidcAlgorithms are the algorithms an OIDC issuer may be given, by their
+// upper-case spelling (GYMBRO_OIDC_ISSUERS is matched in any case), each
+// mapped to its registered JOSE name (RFC 7518; RFC 8037 for EdDSA, whose
+// name is not all capitals). Only asymmetric ones: an OIDC issuer's keys
+// come from its JWKS.
+var oidcAlgorithms = map[string]string{
+	"RS256": "RS256", "RS384": "RS384", "RS512": "RS512",
+	"ES256": "ES256", "ES384": "ES384", "ES512": "ES512",
+	"PS256": "PS256", "PS384": "PS384", "PS512": "PS512",
+	"EDDSA": "EdDSA",
+}
+
 // oidc reads GYMBRO_OIDC_ISSUERS: entries separated by ";", each
-// "issuer|audience|jwks_url|ALG,ALG" (algorithms default to RS256).
-func (r *reader) oidc() []OIDCIssuer {
+// "issuer|audience|jwks_url|ALG,ALG" (algorithms default to RS256). In
+// production every JWKS URL must be https, as FIREBASE_JWKS_URL: keys
+// fetched in the clear can be swapped by anyone on the path. The first
+// call decides; later ones return its result.
+func (r *reader) oidc(production bool) []OIDCIssuer {
 	if r.oidcRead {
 		return r.oidcs
 	}
@@ -581,16 +596,15 @@ func (r *reader) oidc() []OIDCIssuer {
 		if len(parts) == 4 {
 			o.Algorithms = nil
 			for _, a := range strings.Split(parts[3], ",") {
-				a = strings.ToUpper(strings.TrimSpace(a))
-				switch a {
-				case "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EDDSA":
-					o.Algorithms = append(o.Algorithms, a)
-				default:
+				a = strings.TrimSpace(a)
+				if name, ok := oidcAlgorithms[strings.ToUpper(a)]; ok {
+					o.Algorithms = append(o.Algorithms, name)
+				} else {
 					r.fail("GYMBRO_OIDC_ISSUERS", "entry %q has algorithm %q; only asymmetric algorithms are allowed", o.Issuer, a)
 				}
 			}
 		}
-		r.url("GYMBRO_OIDC_ISSUERS", o.JWKSURL, false)
+		r.url("GYMBRO_OIDC_ISSUERS", o.JWKSURL, production)
 		if o.Issuer == "" || o.Audience == "" {
 			r.fail("GYMBRO_OIDC_ISSUERS", "entry %q needs an issuer and an audience", entry)
 			continue

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,39 @@ func TestOIDCIssuers(t *testing.T) {
 	}
 	if _, err := Load(env(map[string]string{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|https://id.example.com/jwks|HS256"})); err == nil {
 		t.Fatal("HS256 accepted for an OIDC issuer")
+	}
+	// EdDSA keeps its registered name, however it is spelled.
+	for _, alg := range []string{"EdDSA", "eddsa", "EDDSA"} {
+		c, err := Load(env(map[string]string{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|https://id.example.com/jwks|" + alg + ",es256"}))
+		if err != nil || !slices.Equal(c.OIDCIssuers[0].Algorithms, []string{"EdDSA", "ES256"}) {
+			t.Fatalf("%s: %v, %v", alg, c, err)
+		}
+	}
+}
+
+// TestProductionRequiresHTTPSForEveryJWKS: an OIDC issuer's key set over
+// plain http (off loopback) stops a production start, with the message
+// FIREBASE_JWKS_URL gets; development allows it.
+func TestProductionRequiresHTTPSForEveryJWKS(t *testing.T) {
+	prod := map[string]string{"GYMBRO_ENV": "production", "GYMBRO_SESSION_CHECK": "off", "GYMBRO_DATA_DIR": "/tmp/x",
+		"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|http://id.example.com/jwks"}
+	_, err := Load(env(prod))
+	const msg = "must use https in production (plain http is allowed only for loopback hosts)"
+	if err == nil || !strings.Contains(err.Error(), "GYMBRO_OIDC_ISSUERS "+msg) {
+		t.Fatalf("http OIDC JWKS in production: %v", err)
+	}
+	delete(prod, "GYMBRO_OIDC_ISSUERS")
+	prod["FIREBASE_PROJECT_ID"], prod["FIREBASE_JWKS_URL"] = "gym", "http://id.example.com/jwks"
+	if _, err := Load(env(prod)); err == nil || !strings.Contains(err.Error(), "FIREBASE_JWKS_URL "+msg) {
+		t.Fatalf("the Firebase message changed: %v", err)
+	}
+	prod["FIREBASE_JWKS_URL"] = "https://id.example.com/jwks"
+	prod["GYMBRO_OIDC_ISSUERS"] = "https://id.example.com|api|http://127.0.0.1:9000/jwks"
+	if _, err := Load(env(prod)); err != nil {
+		t.Fatalf("https, and http on loopback: %v", err)
+	}
+	if _, err := Load(env(map[string]string{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|http://id.example.com/jwks"})); err != nil {
+		t.Fatalf("http OIDC JWKS in development: %v", err)
 	}
 }
 

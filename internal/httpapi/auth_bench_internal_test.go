@@ -210,7 +210,7 @@ func TestMeBody(t *testing.T) {
 
 			// The reference: encoding/json of the view with the selected
 			// claims in a map, as handleMe built it before writing it by hand.
-			ref := meView{UID: p.UID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt, Claims: map[string]any{}}
+			ref := meView{UID: p.UID, ProviderUID: p.ProviderUID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt, Claims: map[string]any{}}
 			for _, k := range selectedClaims {
 				if c, ok := p.Claims[k]; ok {
 					ref.Claims[k] = c

@@ -15,15 +15,16 @@ import (
 // meView is the body of GET /api/v1/me. Claims and Details are the last
 // members: handleMe writes them itself (see there).
 type meView struct {
-	UID       string         `json:"uid"`
-	Email     string         `json:"email,omitempty"`
-	Provider  string         `json:"provider"`
-	Issuer    string         `json:"issuer"`
-	SessionID string         `json:"session_id,omitempty"`
-	Role      string         `json:"role,omitempty"`
-	ExpiresAt time.Time      `json:"expires_at"`
-	Claims    map[string]any `json:"claims"`
-	Details   any            `json:"details,omitempty"`
+	UID         string         `json:"uid"`
+	ProviderUID string         `json:"provider_uid"` // the token's sub, as its issuer knows the user
+	Email       string         `json:"email,omitempty"`
+	Provider    string         `json:"provider"`
+	Issuer      string         `json:"issuer"`
+	SessionID   string         `json:"session_id,omitempty"`
+	Role        string         `json:"role,omitempty"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+	Claims      map[string]any `json:"claims"`
+	Details     any            `json:"details,omitempty"`
 }
 
 // selectedClaims are the claims /me shows: identity and session facts, not
@@ -31,8 +32,10 @@ type meView struct {
 // order encoding/json gives a map's keys.
 var selectedClaims = []string{"aal", "amr", "app_metadata", "aud", "auth_time", "email_verified", "exp", "firebase", "iat", "is_anonymous", "name", "phone", "user_metadata"}
 
-// handleMe serves GET /api/v1/me: the verified user, and the provider's
-// details with ?details=true.
+// handleMe serves GET /api/v1/me: the verified user, and with
+// ?details=true what the provider of the token's issuer knows of them
+// (Options.Identity routes by issuer; no provider there is 404
+// user_not_found, never another provider's answer).
 //
 // The body without details depends on the principal alone, and an app
 // sends the same access token for up to an hour, so the body is kept per
@@ -81,7 +84,7 @@ func encodeMe(p *gymbro.Principal, details any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // as writeJSON
-	err := enc.Encode(meView{UID: p.UID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt})
+	err := enc.Encode(meView{UID: p.UID, ProviderUID: p.ProviderUID, Email: p.Email, Provider: p.Provider, Issuer: p.Issuer, SessionID: p.SessionID, Role: p.Role, ExpiresAt: p.ExpiresAt})
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +174,7 @@ func (c *meCache) put(p *gymbro.Principal, body []byte) {
 // samePrincipal reports whether a and b are equal field by field, with
 // their Claims the same map.
 func samePrincipal(a, b *gymbro.Principal) bool {
-	return a.UID == b.UID && a.SessionID == b.SessionID && a.Email == b.Email && a.Provider == b.Provider &&
+	return a.UID == b.UID && a.ProviderUID == b.ProviderUID && a.SessionID == b.SessionID && a.Email == b.Email && a.Provider == b.Provider &&
 		a.Issuer == b.Issuer && a.Role == b.Role && a.ExpiresAt.Equal(b.ExpiresAt) &&
 		a.ExpiresAt.Location() == b.ExpiresAt.Location() &&
 		reflect.ValueOf(a.Claims).UnsafePointer() == reflect.ValueOf(b.Claims).UnsafePointer()
