@@ -25,9 +25,11 @@ import (
 	"github.com/gymbro/gymbro-api/internal/auth"
 	"github.com/gymbro/gymbro-api/internal/chat"
 	"github.com/gymbro/gymbro-api/internal/config"
+	"github.com/gymbro/gymbro-api/internal/datadir"
 	"github.com/gymbro/gymbro-api/internal/demo"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
+	idrouter "github.com/gymbro/gymbro-api/internal/identity"
 	"github.com/gymbro/gymbro-api/internal/inmem"
 	"github.com/gymbro/gymbro-api/internal/mailapi"
 	"github.com/gymbro/gymbro-api/internal/metrics"
@@ -88,8 +90,8 @@ func NewMain(cfg *config.Config, w io.Writer) *Main {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	if cfg.DataDir != "" {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return fmt.Errorf("data directory: %w", err)
+		if err := datadir.Create(cfg.DataDir); err != nil {
+			return err
 		}
 	}
 	for _, w := range cfg.Warnings {
@@ -222,7 +224,8 @@ func (m *Main) openIdentity(ctx context.Context) (identity, error) {
 func (m *Main) openVerifier(supabaseURL string, mx *metrics.Metrics) error {
 	cfg := m.Config
 	v, err := auth.New(auth.Config{
-		HTTPClient:      &http.Client{Transport: mx.JWKSTransport(nil)}, // the verifier fetches nothing but key sets
+		// The verifier fetches nothing but key sets; the emulator's, in process.
+		HTTPClient:      &http.Client{Transport: mx.JWKSTransport(m.emulatorTransport())},
 		Issuers:         issuers(cfg, supabaseURL),
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
@@ -236,6 +239,16 @@ func (m *Main) openVerifier(supabaseURL string, mx *metrics.Metrics) error {
 	m.verifier = v
 	m.closers = append(m.closers, func() error { v.Close(); return nil })
 	return nil
+}
+
+// emulatorTransport is what reaches the local Auth emulator, when it runs:
+// in process (see emulator.Transport), never through GYMBRO_PUBLIC_URL,
+// whoever answers there; nil (the default transport) otherwise.
+func (m *Main) emulatorTransport() http.RoundTripper {
+	if m.Emulator == nil {
+		return nil
+	}
+	return m.Emulator.Transport(nil)
 }
 
 // startOutbox runs the worker that delivers finished exchanges from the
@@ -294,18 +307,16 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 // serverOptions gathers what the HTTP layer serves besides the chat.
 func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options, error) {
 	cfg := m.Config
-	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: id.supabaseURL, AnonKey: id.anonKey, ServiceRoleKey: id.serviceKey})
-	var users gymbro.IdentityProvider
-	if id.serviceKey != "" {
-		users = supabase.NewIdentityProvider(authClient, supabase.IdentityOptions{})
-	}
+	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: id.supabaseURL, AnonKey: id.anonKey, ServiceRoleKey: id.serviceKey,
+		HTTPClient: &http.Client{Transport: m.emulatorTransport()}})
+	router := m.identityRouter(authClient, id, mx)
 	mail, err := mailapi.NewMailSlurp(mailapi.MailSlurpOptions{BaseURL: cfg.MailAPIURL})
 	if err != nil {
 		return httpapi.Options{}, fmt.Errorf("GYMBRO_MAIL_API_URL: %w", err)
 	}
 	testUsers, err := testusers.New(testusers.Options{
 		Auth: authClient, ServiceKeySet: id.serviceKey != "", Verifier: m.verifier, Mail: mail,
-		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: operators(cfg, id),
+		Enabled: cfg.TestUsersEnabled, Production: cfg.Production(), Admins: operators(cfg, id), SupabaseIssuer: supabaseIssuer(id),
 		Prefixes: cfg.TestUsersPrefixes, EmailDomain: cfg.TestUsersEmailDomain, PerMinute: cfg.TestUsersPerMinute,
 		Logger: m.Logger,
 	})
@@ -332,9 +343,9 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 		CORSOrigins: cfg.CORSOrigins, SelfOrigins: m.selfOrigins(), CORSLocalhost: !cfg.Production(),
 		CheckHost: !cfg.Production(), AllowedHosts: m.allowedHosts(), Streams: m.streamCap(),
 		SSEHeartbeat: cfg.SSEHeartbeat, SSERetry: cfg.SSERetry, Checks: m.readinessChecks(),
-		Console: consoleFS, AuthEmulator: emu, Identity: users, TestUsers: testUsers, Logger: m.Logger,
+		Console: consoleFS, AuthEmulator: emu, Identity: router, TestUsers: testUsers, Logger: m.Logger,
 		Metrics: mx, MetricsHandler: m.publicMetrics(mx),
-		Sessions: m.sessionChecker(authClient, id, mx), SessionCheckAll: cfg.SessionCheck == config.SessionCheckAll,
+		Sessions: router, SessionCheckAll: cfg.SessionCheck == config.SessionCheckAll,
 		ConsoleConfig: func() httpapi.ConsoleConfig {
 			return httpapi.ConsoleConfig{
 				Env: cfg.Env, AuthURL: id.supabaseURL + "/auth/v1", AnonKey: id.anonKey, Emulator: m.Emulator != nil,
@@ -344,16 +355,48 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 	}, nil
 }
 
+// identityRouter sends the questions only a user's provider can answer
+// (details for /me?details=true, session checks) to the provider of the
+// token's issuer: here Supabase's (the project, or the local emulator) for
+// the Supabase issuer. A principal of an issuer with no provider gets 404
+// user_not_found for details and no session check; it never reaches
+// another provider. Other providers register beside Supabase.
+func (m *Main) identityRouter(client *supabase.AuthClient, id identity, mx *metrics.Metrics) *idrouter.Router {
+	r := idrouter.NewRouter()
+	if id.supabaseURL == "" {
+		return r
+	}
+	var details gymbro.IdentityProvider
+	if id.serviceKey != "" {
+		details = supabase.NewIdentityProvider(client, supabase.IdentityOptions{})
+	}
+	var sessions gymbro.SessionChecker
+	if s := m.sessionChecker(client, id, mx); s != nil {
+		sessions = s
+	}
+	r.Register(supabaseIssuer(id), details, sessions)
+	return r
+}
+
+// supabaseIssuer is the iss of the Supabase project's tokens; "" without
+// one.
+func supabaseIssuer(id identity) string {
+	if id.supabaseURL == "" {
+		return ""
+	}
+	return id.supabaseURL + "/auth/v1"
+}
+
 // sessionChecker confirms Supabase sessions with Auth's GET /user, unless
 // GYMBRO_SESSION_CHECK=off or there is no Supabase issuer (or anon key) to
-// ask. Firebase and OIDC tokens are never checked: they have no such API.
-func (m *Main) sessionChecker(client *supabase.AuthClient, id identity, mx *metrics.Metrics) gymbro.SessionChecker {
+// ask; nil then.
+func (m *Main) sessionChecker(client *supabase.AuthClient, id identity, mx *metrics.Metrics) *supabase.SessionChecker {
 	cfg := m.Config
 	if cfg.SessionCheck == config.SessionCheckOff || id.supabaseURL == "" || id.anonKey == "" {
 		return nil
 	}
 	return supabase.NewSessionChecker(supabase.SessionCheckConfig{
-		Client: client, Issuer: id.supabaseURL + "/auth/v1",
+		Client: client, Issuer: supabaseIssuer(id),
 		TTL: cfg.SessionCheckTTL, Stale: cfg.SessionCheckStale, Logger: m.Logger,
 		Observe: func(r supabase.SessionResult) { mx.SessionCheck(string(r)) },
 	})
@@ -483,6 +526,10 @@ func (m *Main) openStore(ctx context.Context) error {
 		m.closers = append(m.closers, db.Close)
 		return nil
 	}
+	// Every command that opens the store makes the directory, as serve does.
+	if err := datadir.Create(m.Config.DataDir); err != nil {
+		return fmt.Errorf("SQLite in GYMBRO_DATA_DIR: %w", err)
+	}
 	db, err := sqlite.Open(ctx, filepath.Join(m.Config.DataDir, "gymbro.db"))
 	if err != nil {
 		return fmt.Errorf("SQLite in GYMBRO_DATA_DIR: %w", err)
@@ -594,14 +641,16 @@ func (m *Main) devOperator(ctx context.Context) (*httpapi.Credentials, error) {
 	path := filepath.Join(m.Config.DataDir, "dev-operator.json")
 	var c httpapi.Credentials
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &c) == nil && c.Email != "" {
-		// keep it
+		if err := datadir.Restrict(path); err != nil { // an earlier version's may be 0644
+			return nil, err
+		}
 	} else {
 		b := make([]byte, 18)
 		_, _ = rand.Read(b)
 		c = httpapi.Credentials{Email: "operator@gymbro.local", Password: base64.RawURLEncoding.EncodeToString(b)}
 		data, _ := json.Marshal(c)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", path, err)
+		if err := datadir.WriteFile(path, data); err != nil {
+			return nil, err
 		}
 	}
 	if _, _, err := m.Emulator.EnsureUser(ctx, c.Email, c.Password, map[string]any{"username": "operator"}); err != nil {
@@ -624,7 +673,7 @@ func issuers(cfg *config.Config, supabaseURL string) []auth.Issuer {
 		out = append(out, auth.FirebaseIssuer(cfg.FirebaseProjectID, cfg.FirebaseJWKSURL))
 	}
 	for _, o := range cfg.OIDCIssuers {
-		out = append(out, auth.Issuer{Provider: gymbro.ProviderOIDC, Issuer: o.Issuer, Audiences: []string{o.Audience}, JWKSURL: o.JWKSURL, Algorithms: o.Algorithms})
+		out = append(out, auth.OIDCIssuer(o.Issuer, o.Audience, o.JWKSURL, o.Algorithms))
 	}
 	return out
 }
