@@ -35,13 +35,16 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/gymbro ./cmd/gymbro \
  && test -f web/dist/index.html \
- && mkdir -p /out/data
+ && install -d -m 0700 /out/data
 
 # --- the runtime: nothing but the binary ---
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/gymbro /usr/local/bin/gymbro
 # The data directory (SQLite and the development Auth emulator's keys) must
-# be writable by the non-root user; a fleet keeps its state in PostgreSQL.
+# be writable by the non-root user, and by it alone: the build made it 0700
+# (COPY keeps the mode), since the databases hold conversations and tokens;
+# the service writes its files 0600 too. A fleet keeps its state in
+# PostgreSQL.
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV GYMBRO_ENV=production \
     GYMBRO_HTTP_ADDR=0.0.0.0:8080 \

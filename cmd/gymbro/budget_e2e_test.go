@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gymbro/gymbro-api/internal/gymbro"
 )
 
 // TestDailyBudgetOverHTTP: with GYMBRO_AI_DAILY_TOKENS a user who used the
@@ -38,4 +42,45 @@ func TestDailyBudgetOverHTTP(t *testing.T) {
 		t.Errorf("Retry-After %q, want about %v (until midnight UTC)", r.header.Get("Retry-After"), want)
 	}
 	a.post(a.user("other@example.com"), "Mine.", "")
+}
+
+// TestCanceledPromptsAreCharged: posts whose prompt reached the model and
+// were canceled before its first token (the model never answers) still
+// count their prompt's estimate, system prompt included, at once; once
+// they reach the budget, the next post is refused. Before, each counted
+// nothing, and the budget never refused.
+func TestCanceledPromptsAreCharged(t *testing.T) {
+	ai := newFakeOpenAI(t)
+	a := startApp(t, map[string]string{
+		"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": ai.URL + "/v1", "GYMBRO_AI_MODEL": "gpt-fake",
+		"GYMBRO_AI_DAILY_TOKENS": "1500", "GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0",
+	})
+	tok := a.user("canceler@example.com")
+	system := a.main.Config.AISystemPrompt
+	var charged int64
+	for i := 0; charged < 1500; i++ {
+		text := fmt.Sprintf("[hang] %d %s", i, strings.Repeat("How much should I squat? ", 60))
+		text = strings.TrimSpace(text) // as the service stores it
+		p := a.post(tok, text, "")
+		waitFor(t, "the prompt to reach the model", func() bool {
+			ai.mu.Lock()
+			defer ai.mu.Unlock()
+			return ai.calls[text] > 0
+		})
+		if r := a.do("POST", "/api/v1/messages/"+p.MessageID+"/cancel", tok, nil); r.status != http.StatusOK {
+			t.Fatalf("cancel: %d %s", r.status, r.body)
+		}
+		charged += gymbro.EstimateTokens(len(system) + len(text))
+		var u struct {
+			TokensUsed int64 `json:"tokens_used"`
+		}
+		a.do("GET", "/api/v1/me/usage", tok, nil).json(t, &u)
+		if u.TokensUsed != charged {
+			t.Fatalf("after %d canceled posts: tokens_used %d, want the prompts' estimate %d", i+1, u.TokensUsed, charged)
+		}
+	}
+	r := a.do("POST", "/api/v1/messages", tok, map[string]string{"text": "[hang] one more"})
+	if r.status != http.StatusTooManyRequests || r.problem(t)["code"] != "budget_exhausted" {
+		t.Fatalf("a post past the budget: %d %s", r.status, r.body)
+	}
 }

@@ -78,7 +78,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	// that cannot be opened at all fails here, named, and not as an outage
 	// to retry: no retry creates a missing directory or grants access.
 	if err := datadir.PrepareSQLite(path); err != nil {
-		return nil, gymbro.Wrap(err, gymbro.KindInvalid, "invalid_path", "The SQLite database cannot be opened: "+err.Error())
+		return nil, gymbro.Wrap(err, gymbro.KindInvalid, "invalid_path", "The SQLite database cannot be opened") // err names the path
 	}
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction that reads
 	// and then writes cannot fail half-way with SQLITE_BUSY when another
