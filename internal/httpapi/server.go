@@ -77,9 +77,12 @@ type Options struct {
 	ConsoleConfig   func() ConsoleConfig
 	AuthEmulator    http.Handler     // mounted at /auth/v1 when set (development only)
 	TestUsers       gymbro.TestUsers // nil: the test-user endpoint answers test_users_disabled
-	Identity        gymbro.IdentityProvider
-	// Sessions confirms that a token's session is live; nil checks nothing.
-	// It runs on the costly writes, and on every authenticated request when
+	// Identity answers /me?details=true; it must ask only the provider of
+	// the principal's issuer (an identity.Router). Nil: no details.
+	Identity gymbro.IdentityProvider
+	// Sessions confirms that a token's session is live, with the provider
+	// of its issuer only (an identity.Router); nil checks nothing. It runs
+	// on the costly writes, and on every authenticated request when
 	// SessionCheckAll is set (GYMBRO_SESSION_CHECK=all).
 	Sessions        gymbro.SessionChecker
 	SessionCheckAll bool
