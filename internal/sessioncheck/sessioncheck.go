@@ -118,6 +118,11 @@ func (c *Cache) Check(ctx context.Context, key string, ask Ask) error {
 		return c.judge(e, c.cfg.Now())
 	}
 	ch := c.flight.DoChan(key, func() (any, error) {
+		// A flight that ended between the look-up above and this one has
+		// just stored an answer: use it rather than ask again.
+		if e, ok := c.cached(key, c.cfg.Now()); ok {
+			return e, nil
+		}
 		return c.ask(context.WithoutCancel(ctx), key, ask), nil
 	})
 	select {
