@@ -16,6 +16,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/firebase"
 	"github.com/gymbro/gymbro-api/internal/firebase/firebasetest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/sessioncheck"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 	"github.com/gymbro/gymbro-api/internal/ttlcache"
 )
@@ -113,7 +114,7 @@ func TestEmulatorSessionChecks(t *testing.T) {
 	clock := testenv.NewClock(time.Now())
 	var logs testenv.LogBuffer
 	sc := firebase.NewSessionChecker(firebase.SessionCheckConfig{Client: emulatorClient(t, emu), Issuer: firebasetest.Issuer,
-		TTL: 30 * time.Second, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		Cache: sessioncheck.Config{TTL: 30 * time.Second, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))}})
 	var ps []*gymbro.Principal
 	for _, s := range sessions {
 		p := principal(t, s)

@@ -144,11 +144,12 @@ func TestProductionSessionChecks(t *testing.T) {
 	var logs testenv.LogBuffer
 	sc := firebase.NewSessionChecker(firebase.SessionCheckConfig{
 		Client: prodClient(t, g), Issuer: "https://securetoken.google.com/" + prodProject,
-		TTL: 30 * time.Second, Stale: 10 * time.Minute, Now: clock.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Observe: func(r sessioncheck.Result) {
-			n, _ := results.LoadOrStore(r, new(atomic.Int64))
-			n.(*atomic.Int64).Add(1)
-		},
+		Cache: sessioncheck.Config{TTL: 30 * time.Second, Stale: 10 * time.Minute, Now: clock.Now,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Observe: func(r sessioncheck.Result) {
+				n, _ := results.LoadOrStore(r, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+			}},
 	})
 	check := func(p *gymbro.Principal) error { return sc.CheckSession(t.Context(), p, "unused") }
 	g.setUser("dee", nil) // validSince 1700000000

@@ -2,9 +2,7 @@ package firebase
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
-	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sessioncheck"
@@ -14,15 +12,9 @@ import (
 type SessionCheckConfig struct {
 	Client *Client
 	Issuer string // only Firebase tokens of this issuer are checked
-	// TTL is how long an answer (either way) is reused; default 30s.
-	TTL time.Duration
-	// Stale is how long after its last confirmation a sign-in is still
-	// accepted while Firebase cannot be reached; default 10m.
-	Stale       time.Duration
-	MaxSessions int // bound of the cache; default 100,000
-	Now         func() time.Time
-	Logger      *slog.Logger
-	Observe     func(sessioncheck.Result) // optional, for metrics
+	// Cache tunes the answers' cache and the outage rules (TTL, stale
+	// window, bound, clock, logger, metrics); its Provider is set here.
+	Cache sessioncheck.Config
 }
 
 // SessionChecker confirms that a Firebase user's tokens still stand, as
@@ -39,10 +31,8 @@ type SessionChecker struct {
 
 // NewSessionChecker returns a checker with cfg's defaults filled in.
 func NewSessionChecker(cfg SessionCheckConfig) *SessionChecker {
-	return &SessionChecker{cfg: cfg, cache: sessioncheck.New(sessioncheck.Config{
-		Provider: "Firebase Auth", TTL: cfg.TTL, Stale: cfg.Stale, MaxEntries: cfg.MaxSessions,
-		Now: cfg.Now, Logger: cfg.Logger, Observe: cfg.Observe,
-	})}
+	cfg.Cache.Provider = "Firebase Auth"
+	return &SessionChecker{cfg: cfg, cache: sessioncheck.New(cfg.Cache)}
 }
 
 // CheckSession implements gymbro.SessionChecker. Tokens of other providers
