@@ -8,7 +8,7 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http lint tidy clean
+.PHONY: run modules build web console firebase-emulator test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http lint tidy clean
 
 ## run: build the console if it is missing, then start the service
 run: console modules
@@ -42,8 +42,17 @@ console:
 ## test: the whole suite: vet, Go tests with -race, a short fuzz run, the console's unit tests and the browser test
 test: lint test-go test-fuzz test-prom test-web test-e2e
 
-test-go:
+test-go: firebase-emulator
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+# firebase-emulator installs the Firebase Auth emulator and JS client that
+# the Firebase tests drive (test/firebase, pinned; npm's cache makes a
+# reinstall quick). Without npm those tests skip, saying why (CI fails them).
+firebase-emulator:
+	@test test/firebase/node_modules/.package-lock.json -nt test/firebase/package-lock.json || \
+		{ command -v npm >/dev/null && echo "make: installing the Firebase Auth emulator (first run: a minute or two)..." && \
+		  cd test/firebase && npm ci; } || \
+		echo "warning: the Firebase Auth emulator could not be installed (is npm there?): its tests will skip"
 
 # test-prom checks the alert rules and runs their unit tests (Debian's
 # prometheus package ships promtool; .ci/run installs it).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -35,6 +36,13 @@ type Issuer struct {
 	RequireAuthTime bool
 	// MaxSubjectLen, when positive, bounds the length of sub (Firebase: 128).
 	MaxSubjectLen int
+	// EmulatorHost, for a Firebase issuer only, is the host:port of the
+	// Firebase Auth emulator (FIREBASE_AUTH_EMULATOR_HOST, development
+	// only), whose ID tokens are unsigned. As Firebase's Admin SDKs do in
+	// that mode, the issuer then accepts those tokens, and only those (alg
+	// "none", no kid, an empty signature), with every claim still checked;
+	// it has no keys and no algorithms, and readiness asks the emulator.
+	EmulatorHost string
 }
 
 // SupabaseIssuer returns the issuer of Supabase Auth access tokens for the
@@ -94,6 +102,15 @@ func OIDCIssuer(issuer, audience, jwksURL string, algorithms []string) Issuer {
 	}
 }
 
+// FirebaseEmulatorIssuer returns the issuer of the Firebase Auth
+// emulator's unsigned ID tokens for the given project, the emulator
+// listening at host (host:port): FirebaseIssuer's claims, no keys.
+func FirebaseEmulatorIssuer(projectID, host string) Issuer {
+	iss := FirebaseIssuer(projectID, "")
+	iss.JWKSURL, iss.Algorithms, iss.EmulatorHost = "", nil, host
+	return iss
+}
+
 // LogValue describes the issuer without its secret.
 func (i Issuer) LogValue() slog.Value {
 	return slog.GroupValue(
@@ -103,6 +120,7 @@ func (i Issuer) LogValue() slog.Value {
 		slog.String("jwks_url", i.JWKSURL),
 		slog.Any("algorithms", i.Algorithms),
 		slog.Bool("hmac_secret", len(i.HMACSecret) > 0),
+		slog.String("emulator_host", i.EmulatorHost),
 	)
 }
 
@@ -113,8 +131,12 @@ func (i Issuer) String() string {
 	if len(i.HMACSecret) > 0 {
 		secret = " hmac_secret=[REDACTED]"
 	}
-	return fmt.Sprintf("{provider=%s iss=%s aud=%v jwks_url=%s algorithms=%v%s}",
-		i.Provider, i.Issuer, i.Audiences, i.JWKSURL, i.Algorithms, secret)
+	emulator := ""
+	if i.EmulatorHost != "" {
+		emulator = " emulator_host=" + i.EmulatorHost
+	}
+	return fmt.Sprintf("{provider=%s iss=%s aud=%v jwks_url=%s algorithms=%v%s%s}",
+		i.Provider, i.Issuer, i.Audiences, i.JWKSURL, i.Algorithms, secret, emulator)
 }
 
 // GoString is String, for %#v.
@@ -132,7 +154,8 @@ const (
 
 // algorithms are the alg values an issuer may allow, each with its key kind.
 // "none" is absent on purpose: unsigned tokens (the Firebase Auth emulator
-// issues them) are never accepted.
+// issues them) are accepted only from an issuer with EmulatorHost, and
+// never through an allow-list.
 var algorithms = map[string]algFamily{
 	"HS256": familyHMAC, "HS384": familyHMAC, "HS512": familyHMAC,
 	"RS256": familyRSA, "RS384": familyRSA, "RS512": familyRSA,
@@ -158,6 +181,39 @@ func (i *Issuer) validate() error {
 	if len(i.Audiences) == 0 || slices.Contains(i.Audiences, "") {
 		errs = append(errs, errors.New("no audience, or an empty one"))
 	}
+	if i.EmulatorHost != "" {
+		errs = append(errs, i.validateEmulator()...)
+	} else {
+		errs = append(errs, i.validateKeys()...)
+	}
+	if i.MaxSubjectLen < 0 {
+		errs = append(errs, errors.New("negative MaxSubjectLen"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("auth: issuer %q: %w", i.Issuer, err)
+	}
+	return nil
+}
+
+// validateEmulator checks an emulator issuer: Firebase's, at a host:port,
+// and with nothing that would verify a signature.
+func (i *Issuer) validateEmulator() []error {
+	var errs []error
+	if i.Provider != gymbro.ProviderFirebase {
+		errs = append(errs, errors.New("only a Firebase issuer can be the Auth emulator's"))
+	}
+	if _, _, err := net.SplitHostPort(i.EmulatorHost); err != nil {
+		errs = append(errs, fmt.Errorf("emulator host %q is not host:port", i.EmulatorHost))
+	}
+	if len(i.Algorithms) > 0 || i.JWKSURL != "" || len(i.HMACSecret) > 0 {
+		errs = append(errs, errors.New("the Auth emulator's issuer has no algorithms, JWKS URL or secret: its tokens are unsigned"))
+	}
+	return errs
+}
+
+// validateKeys checks the algorithms and the keys that verify them.
+func (i *Issuer) validateKeys() []error {
+	var errs []error
 	if len(i.Algorithms) == 0 {
 		errs = append(errs, errors.New("no algorithms allowed"))
 	}
@@ -186,11 +242,5 @@ func (i *Issuer) validate() error {
 	} else if i.JWKSURL != "" {
 		errs = append(errs, errors.New("a JWKS URL is set but no asymmetric algorithm is allowed"))
 	}
-	if i.MaxSubjectLen < 0 {
-		errs = append(errs, errors.New("negative MaxSubjectLen"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("auth: issuer %q: %w", i.Issuer, err)
-	}
-	return nil
+	return errs
 }

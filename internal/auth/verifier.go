@@ -85,6 +85,7 @@ type Verifier struct {
 	now     func() time.Time
 	log     *slog.Logger
 	cache   *tokenCache // nil when disabled
+	client  *jwksClient
 	cancel  context.CancelFunc
 }
 
@@ -132,6 +133,7 @@ func New(cfg Config) (*Verifier, error) {
 		leeway:  cmp.Or(cfg.Leeway, DefaultLeeway),
 		now:     cfg.Now,
 		log:     cfg.Logger,
+		client:  client,
 		cancel:  cancel,
 	}
 	if cfg.CacheSize > 0 {
@@ -201,11 +203,19 @@ func newIssuerState(iss Issuer, client *jwksClient) *issuerState {
 func (v *Verifier) Close() { v.cancel() }
 
 // Check reports whether every JWKS issuer has a usable key set, fetching the
-// ones that have none yet (within the cool-down). It is meant for readiness
-// probes; its error is a *gymbro.Error with code keys_unavailable.
+// ones that have none yet (within the cool-down), and whether every
+// emulator issuer's Firebase Auth emulator answers. It is meant for
+// readiness probes; its error is a *gymbro.Error with code
+// keys_unavailable.
 func (v *Verifier) Check(ctx context.Context) error {
 	var errs []error
 	for _, st := range v.order {
+		if st.cfg.EmulatorHost != "" {
+			if err := v.client.pingEmulator(ctx, st.cfg.EmulatorHost); err != nil {
+				errs = append(errs, fmt.Errorf("issuer %s: %w", st.cfg.Issuer, err))
+			}
+			continue
+		}
 		if st.keys == nil || st.keys.set.Load() != nil {
 			continue
 		}
@@ -281,12 +291,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*gy
 	if err != nil {
 		return nil, nil, v.refuse(ctx, err, issuerName(st, t.claims), kid)
 	}
-	alg := t.header["alg"].(string) // selectKey checked it
-	key := any(st.cfg.HMACSecret)
-	if vk != nil {
-		key = vk.key
-	}
-	if st.methods[alg].Verify(t.signingInput, t.signature, key) != nil {
+	if !signatureGood(st, vk, t) {
 		return nil, nil, v.refuse(ctx, fail(errSignature), st.cfg.Issuer, kid)
 	}
 	p, err := v.checkClaims(st, t.claims, now)
@@ -294,6 +299,20 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*gy
 		return nil, nil, v.refuse(ctx, err, st.cfg.Issuer, kid)
 	}
 	return p, &cacheEntry{principal: p, exp: p.ExpiresAt, issuer: st, key: vk}, nil
+}
+
+// signatureGood checks t's signature with the key selectKey chose. An
+// emulator issuer's tokens are unsigned, which selectKey checked.
+func signatureGood(st *issuerState, vk *verificationKey, t *jws) bool {
+	if st.cfg.EmulatorHost != "" {
+		return true
+	}
+	alg := t.header["alg"].(string) // selectKey checked it
+	key := any(st.cfg.HMACSecret)
+	if vk != nil {
+		key = vk.key
+	}
+	return st.methods[alg].Verify(t.signingInput, t.signature, key) == nil
 }
 
 // selectKey picks the issuer that the (as yet unverified) iss names, checks
@@ -308,6 +327,9 @@ func (v *Verifier) selectKey(ctx context.Context, t *jws, now time.Time) (st *is
 	}
 	if st, err = v.route(t.claims); err != nil {
 		return nil, nil, "", err
+	}
+	if st.cfg.EmulatorHost != "" {
+		return st, nil, "", checkUnsigned(t)
 	}
 	// jku, x5u and jwk headers are never read: keys come only from the
 	// issuer's configured JWKS URL.

@@ -312,6 +312,11 @@ func TestNew(t *testing.T) {
 		{"no iss", func(i *Issuer) { i.Issuer = "" }, false},
 		{"unknown provider", func(i *Issuer) { i.Provider = "okta" }, false},
 		{"HMAC only", func(i *Issuer) { i.Algorithms = []string{"HS256"}; i.HMACSecret = hmacSecret; i.JWKSURL = "" }, true},
+		{"firebase emulator", func(i *Issuer) { *i = FirebaseEmulatorIssuer("p", "127.0.0.1:9099") }, true},
+		{"emulator of a Supabase issuer", func(i *Issuer) { i.EmulatorHost = "127.0.0.1:9099"; i.Algorithms, i.JWKSURL = nil, "" }, false},
+		{"emulator with algorithms", func(i *Issuer) { *i = FirebaseEmulatorIssuer("p", "127.0.0.1:9099"); i.Algorithms = []string{"RS256"} }, false},
+		{"emulator with a JWKS URL", func(i *Issuer) { *i = FirebaseEmulatorIssuer("p", "127.0.0.1:9099"); i.JWKSURL = FirebaseJWKSURL }, false},
+		{"emulator host without port", func(i *Issuer) { *i = FirebaseEmulatorIssuer("p", "localhost") }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -353,6 +358,11 @@ func TestIssuerDefaults(t *testing.T) {
 	}
 	if got := FirebaseIssuer("proj", "http://127.0.0.1:9/k").JWKSURL; got != "http://127.0.0.1:9/k" {
 		t.Errorf("FirebaseIssuer ignored its JWKS URL: %s", got)
+	}
+	want = Issuer{Provider: gymbro.ProviderFirebase, Issuer: "https://securetoken.google.com/proj", Audiences: []string{"proj"},
+		RequireAuthTime: true, MaxSubjectLen: 128, EmulatorHost: "127.0.0.1:9099"}
+	if diff := cmp.Diff(want, FirebaseEmulatorIssuer("proj", "127.0.0.1:9099")); diff != "" {
+		t.Errorf("FirebaseEmulatorIssuer (-want +got):\n%s", diff)
 	}
 }
 

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,7 +80,16 @@ type Config struct {
 	SupabaseJWTSecret      Secret
 	FirebaseProjectID      string
 	FirebaseJWKSURL        string
-	OIDCIssuers            []OIDCIssuer
+	// FirebaseEmulatorHost is FIREBASE_AUTH_EMULATOR_HOST (host:port,
+	// development only): the Firebase issuer is then the Auth emulator's,
+	// whose unsigned tokens are accepted, and users are looked up there.
+	FirebaseEmulatorHost string
+	// FirebaseServiceAccountJSON is the Google service account key that
+	// Firebase user look-ups (details, session checks) authenticate with:
+	// FIREBASE_SERVICE_ACCOUNT_JSON, or the file GOOGLE_APPLICATION_CREDENTIALS
+	// names. Empty with the emulator, or when neither is set.
+	FirebaseServiceAccountJSON Secret
+	OIDCIssuers                []OIDCIssuer
 
 	// SessionCheck is when a Supabase token's session is confirmed with
 	// Auth's GET /user: "writes" (the costly POSTs), "all" or "off".
@@ -204,6 +214,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		SupabaseJWTSecret:      Secret(r.str("SUPABASE_JWT_SECRET", "")),
 		FirebaseProjectID:      r.str("FIREBASE_PROJECT_ID", ""),
 		FirebaseJWKSURL:        r.str("FIREBASE_JWKS_URL", ""),
+		FirebaseEmulatorHost:   r.str("FIREBASE_AUTH_EMULATOR_HOST", ""),
 
 		SessionCheck:      r.oneOf("GYMBRO_SESSION_CHECK", SessionCheckWrites, SessionCheckWrites, SessionCheckAll, SessionCheckOff),
 		SessionCheckTTL:   r.duration("GYMBRO_SESSION_CHECK_TTL", 30*time.Second, time.Second, time.Hour),
@@ -285,6 +296,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.validate(&r)
 	c.settleSessionCheck(&r)
+	c.settleFirebase(&r)
 	for _, o := range r.oidc(c.Production()) {
 		c.OIDCIssuers = append(c.OIDCIssuers, o)
 	}
@@ -425,6 +437,97 @@ func (c *Config) settleSessionCheck(r *reader) {
 	}
 	c.SessionCheck = SessionCheckOff
 	c.Warnings = append(c.Warnings, "SUPABASE_ANON_KEY is not set: session checks are off, so a signed-out, banned or deleted user's token works until it expires")
+}
+
+// settleFirebase checks FIREBASE_AUTH_EMULATOR_HOST, or reads the service
+// account key that Firebase user look-ups need: required in production
+// while session checks are on (else a disabled or revoked Firebase user
+// keeps working until the token expires), a warning elsewhere.
+func (c *Config) settleFirebase(r *reader) {
+	if c.FirebaseEmulatorHost != "" {
+		c.checkFirebaseEmulator(r)
+		return
+	}
+	if c.FirebaseProjectID == "" {
+		return
+	}
+	key, ok := c.serviceAccount(r)
+	c.FirebaseServiceAccountJSON = key
+	if key != "" || !ok {
+		return
+	}
+	if c.Production() && c.SessionCheck != SessionCheckOff {
+		r.fail(serviceAccountVars, "is required in production with FIREBASE_PROJECT_ID when GYMBRO_SESSION_CHECK=%s: "+
+			"Firebase users are checked with Identity Toolkit's accounts:lookup as that service account (or set GYMBRO_SESSION_CHECK=off)", c.SessionCheck)
+		return
+	}
+	c.Warnings = append(c.Warnings, "no Firebase service account ("+serviceAccountVars+"): /me?details=true has no details "+
+		"for Firebase users, and a disabled or revoked Firebase user's token works until it expires")
+}
+
+// serviceAccountVars names the variables that can hold the key.
+const serviceAccountVars = "FIREBASE_SERVICE_ACCOUNT_JSON (or GOOGLE_APPLICATION_CREDENTIALS)"
+
+// checkFirebaseEmulator refuses the emulator in production and checks that
+// it can be used: a host:port, and the project its tokens name.
+func (c *Config) checkFirebaseEmulator(r *reader) {
+	const name = "FIREBASE_AUTH_EMULATOR_HOST"
+	if c.Production() {
+		r.fail(name, "must not be set in production: the Firebase Auth emulator's tokens are unsigned, so anyone could sign in as any Firebase user")
+		return
+	}
+	if _, port, err := net.SplitHostPort(c.FirebaseEmulatorHost); err != nil || port == "" || strings.Contains(c.FirebaseEmulatorHost, "/") {
+		r.fail(name, "must be host:port like 127.0.0.1:9099 (no scheme), not %q", c.FirebaseEmulatorHost)
+	}
+	if c.FirebaseProjectID == "" {
+		r.fail("FIREBASE_PROJECT_ID", "is required with FIREBASE_AUTH_EMULATOR_HOST: the emulator's tokens name the project in iss and aud (e.g. demo-gymbro, as in `firebase emulators:start --project demo-gymbro`)")
+	}
+	if c.FirebaseJWKSURL != "" {
+		c.Warnings = append(c.Warnings, "FIREBASE_JWKS_URL is ignored: with FIREBASE_AUTH_EMULATOR_HOST the emulator's tokens are unsigned")
+	}
+}
+
+// serviceAccount reads the key from FIREBASE_SERVICE_ACCOUNT_JSON or, when
+// that is unset, the file GOOGLE_APPLICATION_CREDENTIALS names, and checks
+// that it is a service account's (never echoing it). ok is false when it
+// reported a problem.
+func (c *Config) serviceAccount(r *reader) (key Secret, ok bool) {
+	name, data := "FIREBASE_SERVICE_ACCOUNT_JSON", r.str("FIREBASE_SERVICE_ACCOUNT_JSON", "")
+	if path := r.str("GOOGLE_APPLICATION_CREDENTIALS", ""); data == "" && path != "" {
+		name = "GOOGLE_APPLICATION_CREDENTIALS"
+		b, err := os.ReadFile(path)
+		if err != nil {
+			r.fail(serviceAccountVars, "cannot be used: GOOGLE_APPLICATION_CREDENTIALS names a file that cannot be read: %v", err)
+			return "", false
+		}
+		data = string(b)
+	} else if data != "" && path != "" {
+		c.Warnings = append(c.Warnings, "GOOGLE_APPLICATION_CREDENTIALS is ignored for Firebase: FIREBASE_SERVICE_ACCOUNT_JSON is set")
+	}
+	if data == "" {
+		return "", true
+	}
+	var file struct {
+		Type        string `json:"type"`
+		ClientEmail string `json:"client_email"`
+		PrivateKey  string `json:"private_key"`
+		TokenURI    string `json:"token_uri"`
+	}
+	switch err := json.Unmarshal([]byte(data), &file); {
+	case err != nil:
+		r.fail(serviceAccountVars, "is not a service account key: %s holds no JSON", name)
+	case file.Type != "service_account" || file.ClientEmail == "" || file.PrivateKey == "":
+		r.fail(serviceAccountVars, "is not a service account key: %s holds a %q credential without client_email and private_key (download a key of the service account from the Google Cloud console)", name, file.Type)
+	default:
+		before := len(r.problems)
+		if file.TokenURI != "" {
+			r.url(name+"'s token_uri", file.TokenURI, c.Production())
+		}
+		if len(r.problems) == before {
+			return Secret(data), true
+		}
+	}
+	return "", false
 }
 
 type reader struct {

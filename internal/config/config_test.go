@@ -66,7 +66,8 @@ func TestEveryProblemOnItsOwnLine(t *testing.T) {
 	if !errors.As(err, &p) {
 		t.Fatalf("err = %v, want Problems", err)
 	}
-	want := []string{"GYMBRO_SSE_HEARTBEAT", "GYMBRO_CORS_ORIGINS", "GYMBRO_MAX_MESSAGE_CHARS", "GYMBRO_DATABASE_URL", "FIREBASE_JWKS_URL"}
+	want := []string{"GYMBRO_SSE_HEARTBEAT", "GYMBRO_CORS_ORIGINS", "GYMBRO_MAX_MESSAGE_CHARS", "GYMBRO_DATABASE_URL", "FIREBASE_JWKS_URL",
+		"FIREBASE_SERVICE_ACCOUNT_JSON"}
 	if len(p) != len(want) {
 		t.Fatalf("got %d problems, want %d:\n%s", len(p), len(want), p)
 	}

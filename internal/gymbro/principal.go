@@ -119,10 +119,17 @@ func PrincipalFromContext(ctx context.Context) *Principal {
 
 // UserDetails is what a provider knows about a user beyond the token.
 type UserDetails struct {
-	UID          string         `json:"uid"`
-	Email        string         `json:"email,omitempty"`
-	Phone        string         `json:"phone,omitempty"`
-	Provider     string         `json:"provider"`
+	UID           string `json:"uid"`
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified"`
+	DisplayName   string `json:"display_name,omitempty"`
+	Phone         string `json:"phone,omitempty"`
+	Provider      string `json:"provider"`
+	// ProviderIDs are the sign-in methods linked to the user, as the
+	// provider names them: Supabase's identity providers ("email",
+	// "google", …), Firebase's provider ids ("password", "google.com", …).
+	ProviderIDs  []string       `json:"provider_ids,omitempty"`
+	Disabled     bool           `json:"disabled"` // Supabase: banned now; Firebase: disabled
 	CreatedAt    time.Time      `json:"created_at,omitzero"`
 	LastSignInAt time.Time      `json:"last_sign_in_at,omitzero"`
 	AppMetadata  map[string]any `json:"app_metadata,omitempty"`

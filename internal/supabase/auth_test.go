@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -537,6 +538,19 @@ func TestIdentityProvider(t *testing.T) {
 	}
 	if d.UID != u.ID || d.Email != "ana@example.com" || d.Provider != gymbro.ProviderSupabase || d.UserMetadata["name"] != "Ana" {
 		t.Errorf("details = %+v", d)
+	}
+	if d.DisplayName != "Ana" || !d.EmailVerified || d.Disabled || !slices.Equal(d.ProviderIDs, []string{"email"}) {
+		t.Errorf("display name, verified email, disabled, provider ids: %+v", d)
+	}
+	banned, err := e.client.CreateUser(ctx, supabase.AdminUserParams{Email: "ban@example.com", Password: "squat-123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.UpdateUser(ctx, banned.ID, supabase.AdminUserParams{BanDuration: "24h"}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := p.User(ctx, banned.ID); err != nil || !d.Disabled || d.EmailVerified {
+		t.Errorf("banned, unconfirmed user: %+v, %v", d, err)
 	}
 	d.UserMetadata["name"] = "changed by a caller"
 

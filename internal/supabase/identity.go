@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,8 +93,9 @@ func (p *IdentityProvider) User(ctx context.Context, uid string) (*gymbro.UserDe
 			}
 			return nil, err
 		}
-		d := userDetails(u)
-		p.store(uid, d, p.opts.Now())
+		now := p.opts.Now()
+		d := userDetails(u, now)
+		p.store(uid, d, now)
 		return d, nil
 	})
 	if err != nil {
@@ -130,10 +132,18 @@ func (p *IdentityProvider) store(uid string, d gymbro.UserDetails, now time.Time
 	p.cache[uid] = identityEntry{details: d, expires: now.Add(p.opts.TTL)}
 }
 
-func userDetails(u *User) gymbro.UserDetails {
+// userDetails is what Supabase says of u; Disabled is whether u is banned
+// at now.
+func userDetails(u *User, now time.Time) gymbro.UserDetails {
 	d := gymbro.UserDetails{
-		UID: u.ID, Email: u.Email, Phone: u.Phone, Provider: gymbro.ProviderSupabase,
+		UID: u.ID, Email: u.Email, EmailVerified: u.EmailConfirmedAt != nil, DisplayName: displayName(u.UserMetadata),
+		Phone: u.Phone, Provider: gymbro.ProviderSupabase, Disabled: u.BannedUntil != nil && u.BannedUntil.After(now),
 		CreatedAt: u.CreatedAt, AppMetadata: u.AppMetadata, UserMetadata: u.UserMetadata,
+	}
+	for _, id := range u.Identities {
+		if !slices.Contains(d.ProviderIDs, id.Provider) {
+			d.ProviderIDs = append(d.ProviderIDs, id.Provider)
+		}
 	}
 	if u.LastSignInAt != nil {
 		d.LastSignInAt = *u.LastSignInAt
@@ -141,10 +151,22 @@ func userDetails(u *User) gymbro.UserDetails {
 	return d
 }
 
+// displayName is the name Supabase keeps in user metadata: display_name
+// (Studio's field), or full_name and name (what OAuth providers fill).
+func displayName(meta map[string]any) string {
+	for _, k := range []string{"display_name", "full_name", "name"} {
+		if s, ok := meta[k].(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
 // cloneDetails copies d so a caller editing the maps cannot change the
 // cached answer others get.
 func cloneDetails(d gymbro.UserDetails) *gymbro.UserDetails {
 	d.AppMetadata = maps.Clone(d.AppMetadata)
 	d.UserMetadata = maps.Clone(d.UserMetadata)
+	d.ProviderIDs = slices.Clone(d.ProviderIDs)
 	return &d
 }
