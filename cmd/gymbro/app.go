@@ -515,14 +515,16 @@ func (m *Main) openLog() error {
 }
 
 // openModel builds the model: the routed models of GYMBRO_AI_CONFIG, one
-// OpenAI-compatible endpoint, or the demo coach.
+// OpenAI-compatible endpoint, or the demo coach. Each path has the
+// per-model metrics, under the model's configured name.
 func (m *Main) openModel(mx *metrics.Metrics) (gymbro.Model, error) {
 	cfg := m.Config
 	if cfg.AIRouting != nil {
 		return m.openRouter(cfg.AIRouting, mx)
 	}
 	if cfg.AIProvider != "openai" {
-		return demo.New(demo.Options{}), nil
+		mx.DeclareModels(demo.ModelName)
+		return modelrouter.Observed(demo.ModelName, demo.New(demo.Options{}), mx), nil
 	}
 	model, err := openai.New(openai.Config{
 		APIKey: cfg.OpenAIAPIKey.Reveal(), BaseURL: cfg.OpenAIBaseURL, Model: cfg.AIModel,
@@ -532,7 +534,8 @@ func (m *Main) openModel(mx *metrics.Metrics) (gymbro.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OpenAI model: %w", err)
 	}
-	return model, nil
+	mx.DeclareModels(model.Name())
+	return modelrouter.Observed(model.Name(), model, mx), nil
 }
 
 // openRouter builds one OpenAI-compatible model per entry of the file, in
