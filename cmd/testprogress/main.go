@@ -95,12 +95,12 @@ type pkg struct {
 
 // summary turns events into lines.
 type summary struct {
-	out     io.Writer
-	now     func() time.Time
-	start   time.Time
-	running map[string]*pkg
-	order   []string            // running packages in the order they started
-	build   map[string][]string // build output per package
+	out                  io.Writer
+	now                  func() time.Time
+	start                time.Time
+	running              map[string]*pkg
+	order                []string            // running packages in the order they started
+	build                map[string][]string // build output per package
 	passed, failed, none int
 }
 
