@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,8 @@ type Main struct {
 	wg       sync.WaitGroup
 	closers  []func() error
 	serveErr chan error
+
+	jwksFetches *fetchLog // the verifier's transport: how each key-set fetch went
 }
 
 // NewMain returns a Main that logs to w.
@@ -120,6 +123,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.openVerifier(id.supabaseURL, mx); err != nil {
 		return err
 	}
+	if cfg.Production() {
+		m.checkIssuers(ctx, issuers(cfg, id.supabaseURL))
+	}
 	m.startOutbox(bg, id.serviceKey)
 	if err := m.startChat(ctx, bg, model, mx); err != nil {
 		return err
@@ -135,9 +141,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Logger.Info("GymBro API is listening", "url", m.URL, "env", cfg.Env, "store", m.storeName(), "event_log", m.logName(),
 		"model", model.Name(), "session_check", cfg.SessionCheck, "version", version)
 	if n, ok := openFileLimit(); ok {
-		// Each SSE stream holds one connection; keep a margin for the
-		// stores, Redis and the process's own files.
-		m.Logger.Info("open-file limit", "limit", n, "connections_it_can_hold", max(int64(n)-256, 0))
+		// Keep a margin for the stores, Redis and the process's own files.
+		m.Logger.Info("open-file limit (ulimit -n): each client connection, an open SSE stream included, takes one, "+
+			"so this instance holds about max_connections at once; raise the limit (LimitNOFILE, --ulimit nofile) for more",
+			"limit", n, "max_connections", max(int64(n)-256, 0))
 	}
 	m.logLocalCredentials(id)
 	return nil
@@ -223,9 +230,10 @@ func (m *Main) openIdentity(ctx context.Context) (identity, error) {
 
 func (m *Main) openVerifier(supabaseURL string, mx *metrics.Metrics) error {
 	cfg := m.Config
+	m.jwksFetches = &fetchLog{base: mx.JWKSTransport(m.emulatorTransport()), last: map[string]string{}}
 	v, err := auth.New(auth.Config{
 		// The verifier fetches nothing but key sets; the emulator's, in process.
-		HTTPClient:      &http.Client{Transport: mx.JWKSTransport(m.emulatorTransport())},
+		HTTPClient:      &http.Client{Transport: m.jwksFetches},
 		Issuers:         issuers(cfg, supabaseURL),
 		Leeway:          cfg.JWTLeeway,
 		JWKSTTL:         cfg.JWKSTTL,
@@ -249,6 +257,69 @@ func (m *Main) emulatorTransport() http.RoundTripper {
 		return nil
 	}
 	return m.Emulator.Transport(nil)
+}
+
+// issuerCheckTimeout bounds the start-up fetch of the issuers' keys.
+const issuerCheckTimeout = 10 * time.Second
+
+// checkIssuers fetches every issuer's keys once at start and says of each
+// whether they were reached: until they are, that issuer's users are
+// answered 503 keys_unavailable, which "listening" alone would hide. It
+// never stops the start: the keys are fetched again on demand, and
+// /api/v1/readyz reports them meanwhile.
+func (m *Main) checkIssuers(ctx context.Context, all []auth.Issuer) {
+	ctx, cancel := context.WithTimeout(ctx, issuerCheckTimeout)
+	defer cancel()
+	_ = m.verifier.Check(ctx) // per issuer below; the verifier logs each failure's cause too
+	for _, iss := range all {
+		if iss.JWKSURL == "" {
+			continue
+		}
+		result, ok := m.jwksFetches.result(iss.JWKSURL)
+		if !ok {
+			result = "no answer within " + issuerCheckTimeout.String()
+		}
+		if result == fetchOK {
+			m.Logger.Info("token issuer reached: its keys are fetched", "issuer", iss.Issuer, "jwks_url", iss.JWKSURL)
+			continue
+		}
+		m.Logger.Warn("token issuer not reached: its tokens are answered 503 keys_unavailable until its keys are fetched (see /api/v1/readyz)",
+			"issuer", iss.Issuer, "jwks_url", iss.JWKSURL, "result", result)
+	}
+}
+
+// fetchOK is fetchLog's result of a key set answered 200.
+const fetchOK = "HTTP 200"
+
+// fetchLog is the verifier's transport: it remembers how the last fetch of
+// each URL went, for checkIssuers.
+type fetchLog struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	last map[string]string // URL → fetchOK, "HTTP <status>" or the error
+}
+
+func (f *fetchLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := f.base.RoundTrip(r)
+	result := fetchOK
+	switch {
+	case err != nil:
+		result = err.Error()
+	case resp.StatusCode != http.StatusOK:
+		result = "HTTP " + strconv.Itoa(resp.StatusCode)
+	}
+	f.mu.Lock()
+	f.last[r.URL.String()] = result
+	f.mu.Unlock()
+	return resp, err
+}
+
+// result reports how the last fetch of url went, if there was one.
+func (f *fetchLog) result(url string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.last[url]
+	return r, ok
 }
 
 // startOutbox runs the worker that delivers finished exchanges from the
@@ -562,14 +633,16 @@ func (m *Main) openLog() error {
 }
 
 // openModel builds the model: the routed models of GYMBRO_AI_CONFIG, one
-// OpenAI-compatible endpoint, or the demo coach.
+// OpenAI-compatible endpoint, or the demo coach. Each path has the
+// per-model metrics, under the model's configured name.
 func (m *Main) openModel(mx *metrics.Metrics) (gymbro.Model, error) {
 	cfg := m.Config
 	if cfg.AIRouting != nil {
 		return m.openRouter(cfg.AIRouting, mx)
 	}
 	if cfg.AIProvider != "openai" {
-		return demo.New(demo.Options{}), nil
+		mx.DeclareModels(demo.ModelName)
+		return modelrouter.Observed(demo.ModelName, demo.New(demo.Options{}), mx), nil
 	}
 	model, err := openai.New(openai.Config{
 		APIKey: cfg.OpenAIAPIKey.Reveal(), BaseURL: cfg.OpenAIBaseURL, Model: cfg.AIModel,
@@ -579,7 +652,8 @@ func (m *Main) openModel(mx *metrics.Metrics) (gymbro.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("OpenAI model: %w", err)
 	}
-	return model, nil
+	mx.DeclareModels(model.Name())
+	return modelrouter.Observed(model.Name(), model, mx), nil
 }
 
 // openRouter builds one OpenAI-compatible model per entry of the file, in

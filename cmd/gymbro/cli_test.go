@@ -42,7 +42,11 @@ func TestCLI(t *testing.T) {
 	if code, out, _ := runCLI(t, env, "sync", "retry"); code != 0 || !strings.Contains(out, "0 dead records") {
 		t.Fatalf("sync retry: %d %q", code, out)
 	}
-	if code, out, errs := runCLI(t, env, "auth", "rotate-key"); code != 0 || !strings.Contains(out, "new signing key") {
+	// The first key is no rotation: there is no previous key to speak of.
+	if code, out, errs := runCLI(t, env, "auth", "rotate-key"); code != 0 || !strings.Contains(out, "created (there was none before)") || strings.Contains(out, "previous") {
+		t.Fatalf("first rotate-key: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, env, "auth", "rotate-key"); code != 0 || !strings.Contains(out, "new signing key") || !strings.Contains(out, "the previous key still verifies") {
 		t.Fatalf("rotate-key: %d %q %q", code, out, errs)
 	}
 	if code, _, errs := runCLI(t, env, "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
@@ -56,10 +60,75 @@ func TestCLI(t *testing.T) {
 	}
 }
 
+// TestProductionRefusesTheEmulator: an empty production configuration
+// hears, in one message, that it lacks an issuer and a model.
 func TestProductionRefusesTheEmulator(t *testing.T) {
 	code, _, errs := runCLI(t, map[string]string{"GYMBRO_ENV": "production", "GYMBRO_DATA_DIR": t.TempDir()}, "serve")
-	if code != 2 || !strings.Contains(errs, "SUPABASE_URL") {
+	if code != 2 || strings.Count(errs, "\n  - ") != 2 || !strings.Contains(errs, "  - SUPABASE_URL or SUPABASE_PROJECT_ID") || !strings.Contains(errs, "  - OPENAI_API_KEY or GYMBRO_AI_CONFIG") {
 		t.Fatalf("%d %q", code, errs)
+	}
+}
+
+// TestVersionAndHelpReadNoConfiguration: the image sets GYMBRO_ENV=production,
+// so "docker run <image> version" must not ask for Supabase settings.
+func TestVersionAndHelpReadNoConfiguration(t *testing.T) {
+	t.Chdir(t.TempDir())
+	os.WriteFile(".env", []byte("this is = not a valid line\n\"\n"), 0o600)
+	env := map[string]string{"GYMBRO_ENV": "production", "GYMBRO_SSE_HEARTBEAT": "often"}
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		if code, out, errs := runCLI(t, env, args...); code != 0 || out != "gymbro "+version+"\n" || errs != "" {
+			t.Errorf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"help", "sync"}} {
+		if code, out, errs := runCLI(t, env, args...); code != 0 || !strings.HasPrefix(out, "usage: gymbro") || errs != "" {
+			t.Errorf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+}
+
+// TestAdminCommandsReadOnlyTheStore: migrate and sync need the store's
+// settings and nothing of serve's production rules.
+func TestAdminCommandsReadOnlyTheStore(t *testing.T) {
+	env := map[string]string{"GYMBRO_ENV": "production", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_SSE_HEARTBEAT": "often", "GYMBRO_CORS_ORIGINS": "*"}
+	for _, args := range [][]string{{"migrate"}, {"sync", "status"}, {"sync", "retry"}} {
+		if code, out, errs := runCLI(t, env, args...); code != 0 || errs != "" || out == "" {
+			t.Errorf("%v: %d %q %q", args, code, out, errs)
+		}
+	}
+	env["GYMBRO_DATABASE_URL"] = "mysql://x"
+	if code, _, errs := runCLI(t, env, "sync", "status"); code != 2 || !strings.Contains(errs, "  - GYMBRO_DATABASE_URL ") || strings.Contains(errs, "HEARTBEAT") {
+		t.Errorf("a bad store setting: %d %q", code, errs)
+	}
+}
+
+// TestUsageErrorsExit2: a missing subcommand, an unknown one or a word too
+// many is a usage error (exit 2, the usage on stderr), and nothing runs.
+func TestUsageErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"GYMBRO_DATA_DIR": filepath.Join(dir, "data"), "GYMBRO_HTTP_ADDR": "127.0.0.1:0"}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sync"}, "missing subcommand: status or retry"},
+		{[]string{"auth"}, "missing subcommand: rotate-key"},
+		{[]string{"sync", "stats"}, `unknown subcommand "stats"`},
+		{[]string{"sync", "status", "now"}, `unexpected argument "now" after status`},
+		{[]string{"auth", "rotate-key", "x"}, `unexpected argument "x" after rotate-key`},
+		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
+		{[]string{"serve", "8080"}, `unexpected argument "8080"`},
+		{[]string{"version", "now"}, `unexpected argument "now"`},
+		{[]string{"help", "nope"}, `no command "nope"`},
+		{[]string{"frobnicate"}, "unknown command"},
+	} {
+		code, out, errs := runCLI(t, env, c.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, c.want) || !strings.Contains(errs, "usage: gymbro") {
+			t.Errorf("%v: %d %q %q", c.args, code, out, errs)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a usage error created %v", entries)
 	}
 }
 

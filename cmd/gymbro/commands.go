@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/config"
@@ -28,25 +32,31 @@ func (m *Main) closeStore() {
 	m.closers = nil
 }
 
+// signingKeysFile is where the local Auth emulator keeps its signing keys
+// in the data directory (TestCLI notices if it moves).
+const signingKeysFile = "auth_signing_keys.json"
+
+// authCommand runs "auth rotate-key" (run checked the subcommand).
 func authCommand(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
-	if len(args) != 1 || args[0] != "rotate-key" {
-		return fmt.Errorf("usage: gymbro auth rotate-key")
-	}
 	if !cfg.Emulated() {
-		return fmt.Errorf("auth rotate-key manages the local Auth emulator's keys; with SUPABASE_URL set, rotate keys in the Supabase dashboard")
+		return fmt.Errorf("auth rotate-key manages the local Auth emulator's keys, which runs only in development without SUPABASE_URL; rotate a Supabase project's keys in its dashboard")
 	}
+	_, err := os.Stat(filepath.Join(cfg.DataDir, signingKeysFile))
+	first := errors.Is(err, fs.ErrNotExist)
 	kid, err := emulator.RotateKeyInDir(cfg.DataDir)
 	if err != nil {
 		return err
+	}
+	if first {
+		fmt.Fprintf(stdout, "signing key %s created (there was none before); the local Auth emulator signs with it\n", kid)
+		return nil
 	}
 	fmt.Fprintf(stdout, "new signing key %s published; the previous key still verifies until its tokens expire\n", kid)
 	return nil
 }
 
+// syncCommand runs "sync status" or "sync retry" (run checked which).
 func syncCommand(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
-	if len(args) != 1 || (args[0] != "status" && args[0] != "retry") {
-		return fmt.Errorf("usage: gymbro sync status|retry")
-	}
 	m := NewMain(cfg, io.Discard)
 	defer m.closeStore()
 	if err := m.openStore(ctx); err != nil {

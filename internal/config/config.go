@@ -175,6 +175,35 @@ func (c *Config) Production() bool { return c.Env == EnvProduction }
 // Problems is every validation failure, one per line.
 type Problems []string
 
+// Scope is the part of the configuration a command uses: LoadScope reports
+// problems only with the settings in scope, and applies the production
+// rules (an issuer, keys, a model) only to ScopeServe, so an admin command
+// is never refused for a setting it does not read.
+type Scope int
+
+// Scopes.
+const (
+	// ScopeServe is every setting, with the production rules: serve.
+	ScopeServe Scope = iota
+	// ScopeStore is the store: GYMBRO_DATA_DIR and every GYMBRO_DATABASE_*
+	// variable (migrate, sync status|retry).
+	ScopeStore
+	// ScopeLocalKeys is the local Auth emulator's keys in the data
+	// directory, and what decides whether the emulator runs (auth rotate-key).
+	ScopeLocalKeys
+)
+
+// uses reports whether a command of scope s reads the variable name.
+func (s Scope) uses(name string) bool {
+	switch s {
+	case ScopeStore:
+		return name == "GYMBRO_DATA_DIR" || strings.HasPrefix(name, "GYMBRO_DATABASE_")
+	case ScopeLocalKeys:
+		return name == "GYMBRO_DATA_DIR" || name == "GYMBRO_ENV" || name == "SUPABASE_URL" || name == "SUPABASE_PROJECT_ID"
+	}
+	return true
+}
+
 func (p Problems) Error() string { return strings.Join(p, "\n") }
 
 // LoadDotEnv reads path (when it exists) into the process environment
@@ -186,11 +215,15 @@ func LoadDotEnv(path string) error {
 	return godotenv.Load(path)
 }
 
-// Load builds a Config from getenv (os.Getenv in production, a map in
-// tests). It returns Problems listing every invalid setting. It is long on
-// purpose: one table of every variable with its default and bounds, read
-// top to bottom, is the clearest form (and the only place defaults live).
-func Load(getenv func(string) string) (*Config, error) {
+// Load builds the Config of serve from getenv (os.Getenv in production, a
+// map in tests): LoadScope with ScopeServe.
+func Load(getenv func(string) string) (*Config, error) { return LoadScope(getenv, ScopeServe) }
+
+// LoadScope builds a Config from getenv. It returns Problems listing every
+// invalid setting in scope, all at once. It is long on purpose: one table
+// of every variable with its default and bounds, read top to bottom, is the
+// clearest form (and the only place defaults live).
+func LoadScope(getenv func(string) string, scope Scope) (*Config, error) {
 	r := reader{getenv: getenv}
 	c := &Config{
 		Env:       r.str("GYMBRO_ENV", EnvDevelopment),
@@ -260,8 +293,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		TestUsersPerMinute:   r.integer("GYMBRO_TEST_USERS_PER_MINUTE", 10, 1, 10000),
 		MailAPIURL:           r.str("GYMBRO_MAIL_API_URL", "https://api.mailslurp.com"),
 	}
+	r.supabase = "SUPABASE_URL"
 	if id := r.str("SUPABASE_PROJECT_ID", ""); id != "" && c.SupabaseURL == "" {
 		c.SupabaseURL = "https://" + id + ".supabase.co"
+		r.supabase = "SUPABASE_PROJECT_ID"
 	}
 	defaultProvider := "demo"
 	if c.OpenAIAPIKey != "" {
@@ -295,13 +330,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	c.validate(&r)
-	c.settleSessionCheck(&r)
-	c.settleFirebase(&r)
+	if scope == ScopeServe {
+		c.validateServe(&r)
+	}
 	for _, o := range r.oidc(c.Production()) {
 		c.OIDCIssuers = append(c.OIDCIssuers, o)
 	}
-	if len(r.problems) > 0 {
-		return nil, r.problems
+	if p := r.problemsIn(scope); len(p) > 0 {
+		return nil, p
 	}
 	return c, nil
 }
@@ -328,7 +364,9 @@ func (c *Config) loadAIRouting(r *reader) {
 	rt, warnings, err := ParseAIConfig(c.AIConfigFile, data, r.getenv)
 	var problems Problems
 	if errors.As(err, &problems) {
-		r.problems = append(r.problems, problems...)
+		for _, p := range problems {
+			r.failLine("GYMBRO_AI_CONFIG", p)
+		}
 		return
 	}
 	c.AIRouting = rt
@@ -349,9 +387,6 @@ func (c *Config) validate(r *reader) {
 	c.validateStorage(r)
 	if c.AIProvider == "openai" && c.AIRouting == nil && c.OpenAIAPIKey == "" && c.OpenAIBaseURL == "" {
 		r.fail("OPENAI_API_KEY", "is required when GYMBRO_AI_PROVIDER=openai (or set OPENAI_BASE_URL for a keyless local server)")
-	}
-	if c.Production() {
-		c.validateProduction(r)
 	}
 	for _, o := range c.CORSOrigins {
 		if o != "*" {
@@ -405,22 +440,56 @@ func (c *Config) validateStorage(r *reader) {
 	}
 }
 
-// validateProduction holds production's extra rules.
+// validateServe holds the rules of a serving process: production's, and
+// the session check's need for the anon key.
+func (c *Config) validateServe(r *reader) {
+	if c.Production() {
+		c.validateProduction(r)
+	}
+	c.settleSessionCheck(r)
+	c.settleFirebase(r)
+}
+
+// validateProduction holds production's extra rules. Every rule is checked
+// and each names every setting that satisfies it, so one round of fixes
+// is enough: no rule hides behind another.
 func (c *Config) validateProduction(r *reader) {
 	if c.SupabaseURL == "" && c.FirebaseProjectID == "" && len(r.oidc(c.Production())) == 0 {
-		r.fail("SUPABASE_URL", "is required in production (or FIREBASE_PROJECT_ID): no token issuer is configured, and the local Auth emulator never runs in production")
-	}
-	for _, o := range c.CORSOrigins {
-		if o == "*" {
-			r.fail("GYMBRO_CORS_ORIGINS", "must list origins in production; \"*\" with credentialed requests lets any site call the API as the user")
-		}
+		r.fail("SUPABASE_URL", "or SUPABASE_PROJECT_ID (with SUPABASE_SERVICE_ROLE_KEY, and SUPABASE_ANON_KEY unless GYMBRO_SESSION_CHECK=off), "+
+			"FIREBASE_PROJECT_ID, or GYMBRO_OIDC_ISSUERS is required in production: no token issuer is configured, and the local Auth emulator never runs in production")
 	}
 	if c.SupabaseURL != "" && c.SupabaseServiceRoleKey == "" {
-		r.fail("SUPABASE_SERVICE_ROLE_KEY", "is required in production with SUPABASE_URL: chat records sync to Supabase with it")
+		r.fail("SUPABASE_SERVICE_ROLE_KEY", "is required in production with %s: chat records sync to Supabase with it", r.supabase)
+	}
+	c.validateProductionModel(r)
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			r.fail("GYMBRO_CORS_ORIGINS", "must list your web apps' origins in production, not \"*\": tokens travel in a header, not cookies, "+
+				"but anyone can sign up with the public anon key, and \"*\" would let any other site call the API (and spend the model) from its visitors' browsers")
+		}
+	}
+	if c.TestUsersEnabled && len(c.TestUsersAdmins) == 0 {
+		r.fail("GYMBRO_TEST_USERS_ADMINS", "is required in production when GYMBRO_TEST_USERS_ENABLED=true: it lists the uids or emails allowed to create test users")
 	}
 	if c.DataDir == "" && c.DatabaseURL == "" {
 		r.fail("GYMBRO_DATA_DIR", "or GYMBRO_DATABASE_URL is required in production")
 	}
+}
+
+// validateProductionModel refuses to serve the demo coach's canned answers
+// in production unless GYMBRO_AI_PROVIDER=demo asks for it, and then warns.
+func (c *Config) validateProductionModel(r *reader) {
+	if c.AIRouting != nil || c.AIProvider != "demo" {
+		return
+	}
+	if r.str("GYMBRO_AI_PROVIDER", "") == "" {
+		r.fail("OPENAI_API_KEY", "or GYMBRO_AI_CONFIG is required in production: no model is configured. Set OPENAI_API_KEY "+
+			"(OPENAI_BASE_URL and GYMBRO_AI_MODEL choose another OpenAI-compatible provider) or GYMBRO_AI_CONFIG (several models), "+
+			"or GYMBRO_AI_PROVIDER=demo to serve the built-in demo coach's canned answers on purpose")
+		return
+	}
+	c.Warnings = append(c.Warnings, "production serves the built-in demo coach (GYMBRO_AI_PROVIDER=demo): its answers are canned, not AI; "+
+		"set OPENAI_API_KEY (with OPENAI_BASE_URL and GYMBRO_AI_MODEL for another provider) or GYMBRO_AI_CONFIG for a real model")
 }
 
 // settleSessionCheck refuses, or in development turns off with a warning,
@@ -432,7 +501,7 @@ func (c *Config) settleSessionCheck(r *reader) {
 		return
 	}
 	if c.Production() {
-		r.fail("SUPABASE_ANON_KEY", "is required in production when GYMBRO_SESSION_CHECK=%s: session checks call Supabase Auth's /user with it (or set GYMBRO_SESSION_CHECK=off)", c.SessionCheck)
+		r.fail("SUPABASE_ANON_KEY", "is required in production with %s when GYMBRO_SESSION_CHECK=%s: session checks call Supabase Auth's /user with it (or set GYMBRO_SESSION_CHECK=off)", r.supabase, c.SessionCheck)
 		return
 	}
 	c.SessionCheck = SessionCheckOff
@@ -533,12 +602,31 @@ func (c *Config) serviceAccount(r *reader) (key Secret, ok bool) {
 type reader struct {
 	getenv   func(string) string
 	problems Problems
+	names    []string // the variable each problem is about
+	supabase string   // the variable SupabaseURL came from
 	oidcs    []OIDCIssuer
 	oidcRead bool
 }
 
 func (r *reader) fail(name, format string, args ...any) {
-	r.problems = append(r.problems, name+" "+fmt.Sprintf(format, args...))
+	r.failLine(name, name+" "+fmt.Sprintf(format, args...))
+}
+
+// failLine records a problem about the variable name, worded in full.
+func (r *reader) failLine(name, line string) {
+	r.problems = append(r.problems, line)
+	r.names = append(r.names, name)
+}
+
+// problemsIn returns the problems with the variables scope uses.
+func (r *reader) problemsIn(scope Scope) Problems {
+	var out Problems
+	for i, p := range r.problems {
+		if scope.uses(r.names[i]) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (r *reader) str(name, def string) string {

@@ -66,7 +66,7 @@ func TestEveryProblemOnItsOwnLine(t *testing.T) {
 	if !errors.As(err, &p) {
 		t.Fatalf("err = %v, want Problems", err)
 	}
-	want := []string{"GYMBRO_SSE_HEARTBEAT", "GYMBRO_CORS_ORIGINS", "GYMBRO_MAX_MESSAGE_CHARS", "GYMBRO_DATABASE_URL", "FIREBASE_JWKS_URL",
+	want := []string{"GYMBRO_SSE_HEARTBEAT", "GYMBRO_CORS_ORIGINS", "GYMBRO_MAX_MESSAGE_CHARS", "GYMBRO_DATABASE_URL", "FIREBASE_JWKS_URL", "OPENAI_API_KEY",
 		"FIREBASE_SERVICE_ACCOUNT_JSON"}
 	if len(p) != len(want) {
 		t.Fatalf("got %d problems, want %d:\n%s", len(p), len(want), p)
@@ -90,7 +90,7 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 	if _, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co"})); err == nil || !strings.Contains(err.Error(), "SUPABASE_SERVICE_ROLE_KEY") {
 		t.Fatalf("production without a service-role key: %v", err)
 	}
-	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x", "SUPABASE_ANON_KEY": "sb_publishable_x"}))
+	c, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x", "SUPABASE_ANON_KEY": "sb_publishable_x", "GYMBRO_AI_PROVIDER": "demo"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestProductionNeedsAnIssuer(t *testing.T) {
 }
 
 func TestProductionAllowsLoopbackHTTP(t *testing.T) {
-	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "k", "GYMBRO_SESSION_CHECK": "off"}))
+	_, err := Load(env(map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "http://127.0.0.1:54321", "SUPABASE_SERVICE_ROLE_KEY": "k", "GYMBRO_SESSION_CHECK": "off", "GYMBRO_AI_PROVIDER": "demo"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,9 +111,9 @@ func TestProductionAllowsLoopbackHTTP(t *testing.T) {
 }
 
 func TestSessionCheckNeedsTheAnonKey(t *testing.T) {
-	prod := map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x"}
+	prod := map[string]string{"GYMBRO_ENV": "production", "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x", "GYMBRO_AI_PROVIDER": "demo"}
 	_, err := Load(env(prod))
-	if err == nil || !strings.Contains(err.Error(), "SUPABASE_ANON_KEY is required in production when GYMBRO_SESSION_CHECK=writes") {
+	if err == nil || !strings.Contains(err.Error(), "SUPABASE_ANON_KEY is required in production with SUPABASE_URL when GYMBRO_SESSION_CHECK=writes") {
 		t.Fatalf("production without an anon key: %v", err)
 	}
 	prod["GYMBRO_SESSION_CHECK"] = "off"
@@ -177,7 +177,7 @@ func TestOIDCIssuers(t *testing.T) {
 // plain http (off loopback) stops a production start, with the message
 // FIREBASE_JWKS_URL gets; development allows it.
 func TestProductionRequiresHTTPSForEveryJWKS(t *testing.T) {
-	prod := map[string]string{"GYMBRO_ENV": "production", "GYMBRO_SESSION_CHECK": "off", "GYMBRO_DATA_DIR": "/tmp/x",
+	prod := map[string]string{"GYMBRO_ENV": "production", "GYMBRO_SESSION_CHECK": "off", "GYMBRO_DATA_DIR": "/tmp/x", "GYMBRO_AI_PROVIDER": "demo",
 		"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|http://id.example.com/jwks"}
 	_, err := Load(env(prod))
 	const msg = "must use https in production (plain http is allowed only for loopback hosts)"
@@ -224,5 +224,126 @@ func TestSchemaAndRedisPrefix(t *testing.T) {
 		if _, err := Load(env(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%q accepted: %v", k, v, err)
 		}
+	}
+}
+
+// problems returns Load's problems for kv, failing the test when Load
+// accepts it.
+func problems(t *testing.T, scope Scope, kv map[string]string) Problems {
+	t.Helper()
+	_, err := LoadScope(env(kv), scope)
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("LoadScope(%v) = %v, want Problems", kv, err)
+	}
+	return p
+}
+
+// wantLine fails unless exactly one of p starts with prefix and names every
+// one of names.
+func wantLine(t *testing.T, p Problems, prefix string, names ...string) {
+	t.Helper()
+	var found []string
+	for _, line := range p {
+		if strings.HasPrefix(line, prefix) {
+			found = append(found, line)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d lines start with %q in:\n%s", len(found), prefix, p)
+	}
+	for _, n := range names {
+		if !strings.Contains(found[0], n) {
+			t.Errorf("%q does not name %s", found[0], n)
+		}
+	}
+}
+
+// TestProductionProblemsInOneRound: an empty production configuration is
+// told everything it lacks at once, naming every alternative; doing what
+// the message says once is enough to start.
+func TestProductionProblemsInOneRound(t *testing.T) {
+	p := problems(t, ScopeServe, map[string]string{"GYMBRO_ENV": "production"})
+	if len(p) != 2 {
+		t.Fatalf("want the issuer and the model, got:\n%s", p)
+	}
+	wantLine(t, p, "SUPABASE_URL or SUPABASE_PROJECT_ID", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY", "GYMBRO_SESSION_CHECK=off", "FIREBASE_PROJECT_ID", "GYMBRO_OIDC_ISSUERS")
+	wantLine(t, p, "OPENAI_API_KEY or GYMBRO_AI_CONFIG", "GYMBRO_AI_PROVIDER=demo", "demo coach")
+
+	c, err := Load(env(map[string]string{
+		"GYMBRO_ENV": "production", "SUPABASE_PROJECT_ID": "abcd", "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_x",
+		"SUPABASE_ANON_KEY": "sb_publishable_x", "GYMBRO_AI_PROVIDER": "demo",
+	}))
+	if err != nil {
+		t.Fatalf("after following the message: %v", err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "demo coach") || !strings.Contains(c.Warnings[0], "OPENAI_API_KEY") || !strings.Contains(c.Warnings[0], "GYMBRO_AI_CONFIG") {
+		t.Errorf("an explicit demo coach in production warns %q", c.Warnings)
+	}
+	for _, ok := range []map[string]string{
+		{"FIREBASE_PROJECT_ID": "p", "OPENAI_API_KEY": "sk-x",
+			"FIREBASE_SERVICE_ACCOUNT_JSON": `{"type":"service_account","client_email":"a@p.iam.gserviceaccount.com","private_key":"k"}`},
+		{"GYMBRO_OIDC_ISSUERS": "https://id.example.com|api|https://id.example.com/jwks", "OPENAI_BASE_URL": "https://llm.example.com/v1", "GYMBRO_AI_PROVIDER": "openai"},
+	} {
+		ok["GYMBRO_ENV"] = "production"
+		c, err := Load(env(ok))
+		if err != nil {
+			t.Errorf("%v: %v", ok, err)
+		} else if len(c.Warnings) != 0 {
+			t.Errorf("%v: warnings %q", ok, c.Warnings)
+		}
+	}
+}
+
+// TestProductionNamesTheVariableGiven: with SUPABASE_PROJECT_ID the
+// messages say so, and both keys are asked for in the same round.
+func TestProductionNamesTheVariableGiven(t *testing.T) {
+	p := problems(t, ScopeServe, map[string]string{"GYMBRO_ENV": "production", "SUPABASE_PROJECT_ID": "abcd", "OPENAI_API_KEY": "sk-x"})
+	if len(p) != 2 || strings.Contains(p.Error(), "with SUPABASE_URL") {
+		t.Fatalf("want both keys, with SUPABASE_PROJECT_ID:\n%s", p)
+	}
+	wantLine(t, p, "SUPABASE_SERVICE_ROLE_KEY is required in production with SUPABASE_PROJECT_ID")
+	wantLine(t, p, "SUPABASE_ANON_KEY is required in production with SUPABASE_PROJECT_ID", "GYMBRO_SESSION_CHECK=off")
+}
+
+func TestProductionCORSAndTestUsers(t *testing.T) {
+	p := problems(t, ScopeServe, map[string]string{
+		"GYMBRO_ENV": "production", "FIREBASE_PROJECT_ID": "p", "OPENAI_API_KEY": "sk-x", "GYMBRO_SESSION_CHECK": "off",
+		"GYMBRO_CORS_ORIGINS": "*", "GYMBRO_TEST_USERS_ENABLED": "true",
+	})
+	if len(p) != 2 {
+		t.Fatalf("want CORS and test users:\n%s", p)
+	}
+	// The API takes no credentialed requests: the reason given is not one.
+	wantLine(t, p, `GYMBRO_CORS_ORIGINS must list your web apps' origins in production, not "*"`, "not cookies", "anon key")
+	if strings.Contains(p.Error(), "credential") {
+		t.Errorf("the CORS message speaks of credentials:\n%s", p)
+	}
+	wantLine(t, p, "GYMBRO_TEST_USERS_ADMINS is required in production when GYMBRO_TEST_USERS_ENABLED=true")
+}
+
+// TestScopes: an admin command is refused only for settings it reads, and
+// never by production's rules for serving.
+func TestScopes(t *testing.T) {
+	unrelated := map[string]string{
+		"GYMBRO_ENV": "production", "GYMBRO_SSE_HEARTBEAT": "soon", "GYMBRO_CORS_ORIGINS": "*",
+		"OPENAI_BASE_URL": "not a url", "GYMBRO_AI_CONFIG": "/no/such/file.yaml",
+	}
+	for _, scope := range []Scope{ScopeStore, ScopeLocalKeys} {
+		if _, err := LoadScope(env(unrelated), scope); err != nil {
+			t.Errorf("scope %d refused settings it does not use: %v", scope, err)
+		}
+	}
+	store := map[string]string{"GYMBRO_DATABASE_URL": "mysql://x", "GYMBRO_DATABASE_SCHEMA": "a b", "GYMBRO_SSE_HEARTBEAT": "soon"}
+	p := problems(t, ScopeStore, store)
+	if len(p) != 2 || !strings.HasPrefix(p[0], "GYMBRO_DATABASE_URL ") || !strings.HasPrefix(p[1], "GYMBRO_DATABASE_SCHEMA ") {
+		t.Errorf("store scope:\n%s", p)
+	}
+	p = problems(t, ScopeLocalKeys, map[string]string{"GYMBRO_ENV": "staging", "SUPABASE_URL": "ftp://x", "GYMBRO_DATABASE_URL": "mysql://x"})
+	if len(p) != 2 || !strings.HasPrefix(p[0], "GYMBRO_ENV ") || !strings.HasPrefix(p[1], "SUPABASE_URL ") {
+		t.Errorf("local-keys scope:\n%s", p)
+	}
+	if len(problems(t, ScopeServe, store)) != 3 {
+		t.Error("serve does not report every problem")
 	}
 }

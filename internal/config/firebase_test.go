@@ -73,7 +73,7 @@ func TestFirebaseServiceAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	prod := func(kv ...string) map[string]string {
-		m := map[string]string{"GYMBRO_ENV": "production", "FIREBASE_PROJECT_ID": "gymbro-prod"}
+		m := map[string]string{"GYMBRO_ENV": "production", "FIREBASE_PROJECT_ID": "gymbro-prod", "OPENAI_API_KEY": "sk-x"}
 		for i := 0; i < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}

@@ -5,9 +5,10 @@
 // Given the same turns it gives the same reply, chosen from a few coaching
 // templates by keywords in the last user turn (squat, bench, run, diet or
 // protein, sleep, otherwise general advice). The reply quotes the user's
-// question and says it comes from the demo model. It streams as several word
-// groups with a pause (Options.ChunkDelay) between them, so clients see the
-// same multi-event SSE stream a hosted model produces.
+// question (without the markers below) and says it comes from the demo
+// model. It streams as several word groups with a pause (Options.ChunkDelay)
+// between them, so clients see the same multi-event SSE stream a hosted
+// model produces.
 //
 // Two markers in the last user turn drive failure paths deterministically,
 // for tests and demos of the error handling:
@@ -219,8 +220,10 @@ outer:
 	return b.String()
 }
 
-// quote shortens question to one line of at most quoteLimit runes.
+// quote shortens question to one line of at most quoteLimit runes,
+// without the markers: they steer the demo, they are not what was asked.
 func quote(question string) string {
+	question = strings.NewReplacer(MarkerError, "", MarkerSlow, "").Replace(question)
 	q := strings.Join(strings.Fields(question), " ")
 	if utf8.RuneCountInString(q) <= quoteLimit {
 		return q

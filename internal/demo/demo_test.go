@@ -111,6 +111,18 @@ func TestReplyQuotesLongQuestionShortly(t *testing.T) {
 	}
 }
 
+// TestReplyLeavesTheMarkersOut: a marker steers the demo; quoting it back
+// would show the user a tag they never meant as their question.
+func TestReplyLeavesTheMarkersOut(t *testing.T) {
+	got := demo.Reply("How should I warm up?  " + demo.MarkerSlow + " " + demo.MarkerError)
+	if !strings.HasPrefix(got, "You asked: \u201cHow should I warm up?\u201d ") || strings.Contains(got, "[demo:") {
+		t.Errorf("Reply = %q", got)
+	}
+	if got := demo.Reply(demo.MarkerSlow); strings.Contains(got, "You asked") {
+		t.Errorf("a marker alone is quoted: %q", got)
+	}
+}
+
 func TestStreamCancelMidStream(t *testing.T) {
 	// An hour between chunks: only cancellation can end this stream.
 	m := demo.New(demo.Options{ChunkDelay: time.Hour})

@@ -75,10 +75,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer s.streamClosed()
 	sw := responseWriter(w)
 	last := s.writeReplay(sw, id, after, reset, evs)
+	if l := requestLogOf(r); l != nil {
+		l.stream = true
+		defer func() { l.lastEventID = last }()
+	}
 	if err := sw.flush(); err != nil || finished {
 		return
 	}
-	s.followLive(ctx, sw, log, wake, p, id, last)
+	last = s.followLive(ctx, sw, log, wake, p, id, last)
 }
 
 // streamTarget reads the request's Last-Event-ID and finds the message.
@@ -130,37 +134,38 @@ func (s *Server) drainRead(ctx context.Context, sw *sseWriter, log gymbro.EventL
 }
 
 // followLive writes live events (on each wake-up) and heartbeats until the
-// terminal event, the client leaving, or shutdown.
-func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.EventLog, wake <-chan struct{}, p *gymbro.Principal, id string, last int64) {
+// terminal event, the client leaving, or shutdown. It returns the seq of
+// the last event written.
+func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.EventLog, wake <-chan struct{}, p *gymbro.Principal, id string, last int64) int64 {
 	heartbeat := time.NewTimer(s.opts.SSEHeartbeat)
 	defer heartbeat.Stop()
 	stalled := false // no event since the last heartbeat
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return last
 		case <-s.closing:
 			// Shutdown: deliver what the log already holds (generations
 			// were interrupted just before), then let the client reconnect
 			// elsewhere with Last-Event-ID.
 			s.drain(ctx, sw, log, id, &last)
 			sw.flush()
-			return
+			return last
 		case <-heartbeat.C:
 			if stalled && s.catchUp(ctx, sw, log, p, id, &last) {
-				return
+				return last
 			}
 			stalled = true
 			sw.printf(": heartbeat\n\n")
 			if sw.flush() != nil {
-				return
+				return last
 			}
 			heartbeat.Reset(s.opts.SSEHeartbeat)
 		case <-wake:
 			done := s.drain(ctx, sw, log, id, &last)
 			stalled = false
 			if sw.flush() != nil || done {
-				return
+				return last
 			}
 		}
 	}
@@ -182,7 +187,9 @@ func (s *Server) catchUp(ctx context.Context, sw *sseWriter, log gymbro.EventLog
 		return false
 	}
 	if m, err := s.chat.Message(ctx, p, id); err == nil && m.Status.Terminal() && m.LastSeq > *last {
-		sw.event(chat.TerminalEvent(m))
+		t := chat.TerminalEvent(m)
+		sw.event(t)
+		*last = t.Seq
 		sw.flush()
 		return true
 	}
@@ -227,9 +234,13 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 	sw := connWriter(conn)
 	sw.buf = append(sw.buf, head.Bytes()...)
 	last := s.writeReplay(sw, id, after, reset, evs)
-	if l, ok := r.Context().Value(traceKey{}).(*requestLog); ok {
-		l.status = http.StatusOK // for the access log: the ResponseWriter never saw it
+	l := requestLogOf(r)
+	if l == nil {
+		l = &requestLog{start: s.now()}
 	}
+	// For the access log: the ResponseWriter never saw the answer.
+	l.status, l.stream = http.StatusOK, true
+	sent := func() int64 { return max(sw.written-int64(head.Len()), 0) } // the body's bytes
 	// Counted before its first byte goes out: a client that has read the
 	// replay must find its stream counted (a shutdown reports it).
 	s.streamOpened()
@@ -237,13 +248,15 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 		conn.Close()
 		s.streamClosed()
 		release()
+		l.bytes, l.lastEventID = sent(), last
 		return true
 	}
-	if !s.park.park(conn, id, p.UID, last, release) {
+	if !s.park.park(conn, id, p.UID, last, sent(), release, s.detach(r, l)) {
 		// Shutting down (or out of descriptors): deliver what the log
 		// holds (at shutdown, the interrupted generation's last events),
 		// as close does for parked streams; the client resumes with
 		// Last-Event-ID.
+		l.detached = false // the line is observe's again
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		s.drain(ctx, sw, s.chat.Log(), id, &last)
 		sw.flush()
@@ -251,6 +264,7 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 		conn.Close()
 		s.streamClosed()
 		release()
+		l.bytes, l.lastEventID = sent(), last
 	}
 	return true
 }
@@ -325,6 +339,7 @@ type sseWriter struct {
 	flusher  func() error // nil when writes reach the connection directly
 	buf      []byte
 	err      error
+	written  int64 // bytes flush wrote
 }
 
 // responseWriter returns an sseWriter on an http.ResponseWriter.
@@ -379,7 +394,9 @@ func (s *sseWriter) flush() error {
 		return s.err
 	}
 	_ = s.deadline(time.Now().Add(writeTimeout))
-	_, s.err = s.w.Write(s.buf)
+	n, err := s.w.Write(s.buf)
+	s.written += int64(n)
+	s.err = err
 	if s.err == nil && s.flusher != nil {
 		s.err = s.flusher()
 	}

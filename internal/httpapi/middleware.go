@@ -34,7 +34,23 @@ type requestLog struct {
 	traceID string
 	uid     string
 	code    string
-	status  int // set by a handler that hijacked the connection
+	start   time.Time
+	status  int   // set by a handler that hijacked the connection
+	bytes   int64 // body bytes written on a hijacked connection
+	// stream marks an SSE stream, whose line also says lastEventID: the
+	// id the client would resume after.
+	stream      bool
+	lastEventID int64
+	// detached marks a request whose connection outlives its handler (a
+	// parked stream): the line is written when it really ends, by the
+	// function detach returned, not by observe.
+	detached bool
+}
+
+// requestLogOf returns r's access-log record, or nil outside observe.
+func requestLogOf(r *http.Request) *requestLog {
+	l, _ := r.Context().Value(traceKey{}).(*requestLog)
+	return l
 }
 
 // validTraceID accepts 1-128 characters of [A-Za-z0-9._-], so a caller's id
@@ -161,7 +177,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			}
 		}
 		w.Header()["X-Trace-Id"] = []string{id} // the key is canonical already
-		l := &requestLog{traceID: id}
+		l := &requestLog{traceID: id, start: start}
 		r = r.WithContext(context.WithValue(r.Context(), traceKey{}, l))
 		rec := &statusRecorder{ResponseWriter: w, body: guardBody(w, r, s.opts.BodyReadTimeout)}
 		defer func() {
@@ -174,36 +190,66 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeProblem(rec, r, http.StatusInternalServerError, gymbro.CodeInternal, "An internal error occurred.", nil)
 				}
 			}
+			if l.detached {
+				return // the stream's end writes the line
+			}
 			status := rec.status
 			if status == 0 {
 				status = l.status
 			}
-			d := s.now().Sub(start)
-			s.logRequest(r, l, status, rec.bytes, d)
-			if s.metrics != nil {
-				s.metrics.ObserveRequest(r.Pattern, status, d)
-			}
+			s.endRequest(r.Context(), r.Method, r.URL.Path, r.Pattern, l, status, rec.bytes+l.bytes)
 		}()
 		next.ServeHTTP(rec, r)
 	})
 }
 
+// endRequest writes the access-log line of a request that ends now and
+// observes its duration, once per request: for a stream, when the stream
+// ends, so the line and gymbro_http_request_duration_seconds tell how long
+// it was open and how much it sent.
+func (s *Server) endRequest(ctx context.Context, method, path, pattern string, l *requestLog, status int, bytes int64) {
+	d := s.now().Sub(l.start)
+	s.logRequest(ctx, method, path, l, status, bytes, d)
+	if s.metrics != nil {
+		s.metrics.ObserveRequest(pattern, status, d)
+	}
+}
+
+// detach hands the access-log line of r over to its stream, whose
+// connection outlives the handler (a parked stream), and returns what
+// writes it at the stream's end with the bytes sent and the id the client
+// would resume after. It keeps copies of the few strings the line needs,
+// not the request: a parked stream must stay small.
+func (s *Server) detach(r *http.Request, l *requestLog) (end func(bytes, lastEventID int64)) {
+	l.detached = true
+	line := requestLog{traceID: strings.Clone(l.traceID), uid: strings.Clone(l.uid), code: l.code, start: l.start, stream: true}
+	method, path, pattern := strings.Clone(r.Method), strings.Clone(r.URL.Path), r.Pattern // a pattern is the route table's own string
+	return func(bytes, lastEventID int64) {
+		line.lastEventID = lastEventID
+		ctx := context.WithValue(context.Background(), traceKey{}, &line) // for trace_id, as observe's context gives
+		s.endRequest(ctx, method, path, pattern, &line, http.StatusOK, bytes)
+	}
+}
+
 // logRequest writes the access-log line of a request that took d. The
 // attributes go to slog as values (LogAttrs): no []any to build and no
 // boxing of each value, on a line written for every request.
-func (s *Server) logRequest(r *http.Request, l *requestLog, status int, bytes int64, d time.Duration) {
-	ctx := r.Context()
+func (s *Server) logRequest(ctx context.Context, method, path string, l *requestLog, status int, bytes int64, d time.Duration) {
 	if !s.logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	attrs := [7]slog.Attr{
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path), // never the query: it could carry a token someone put there
+	attrs := [8]slog.Attr{
+		slog.String("method", method),
+		slog.String("path", path), // never the query: it could carry a token someone put there
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.Int64("bytes", bytes),
 	}
 	n := 5
+	if l.stream {
+		attrs[n] = slog.Int64("last_event_id", l.lastEventID)
+		n++
+	}
 	if l.uid != "" {
 		attrs[n] = slog.String("uid", l.uid)
 		n++

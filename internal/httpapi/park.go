@@ -55,19 +55,21 @@ type parker struct {
 	wg      sync.WaitGroup // the loop and every serving goroutine
 }
 
-// parked is one idle stream. Fields after the comment are guarded by the
-// parker's mu.
+// parked is one idle stream; end writes its access-log line when it ends.
+// Fields after the comment are guarded by the parker's mu.
 type parked struct {
 	fd      int
 	key     uint64 // in the epoll set; never reused
 	id      string // the message
 	uid     string // its user's, to look the message up in the store
 	release func() // gives the user's stream slot back
+	end     func(bytes, lastEventID int64)
 
 	// guarded by parker.mu
 	prev    *parked // in byMsg's list
 	next    *parked
 	last    int64         // seq of the last event written (or in unsent)
+	sent    int64         // body bytes written, for the access log
 	due     time.Duration // next heartbeat, since parker.epoch
 	unsent  []byte        // what a full socket did not take yet
 	since   time.Duration // when a write last made progress on unsent, since parker.epoch
@@ -93,11 +95,12 @@ func (k *parker) canPark(r *http.Request) bool {
 
 func (k *parker) now() time.Duration { return time.Since(k.epoch) }
 
-// park takes over conn, whose response head and replay are already
-// written, until the stream's terminal event, the client's hang-up or
-// shutdown. It reports false, conn untouched, when it cannot: shutdown has
-// begun, or the process is out of descriptors.
-func (k *parker) park(conn net.Conn, id string, uid string, last int64, release func()) bool {
+// park takes over conn, whose response head and replay (sent bytes of
+// body) are already written, until the stream's terminal event, the
+// client's hang-up or shutdown; then it calls end, once. It reports false,
+// conn untouched and end not called, when it cannot: shutdown has begun,
+// or the process is out of descriptors.
+func (k *parker) park(conn net.Conn, id string, uid string, last, sent int64, release func(), end func(bytes, lastEventID int64)) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed || !k.startLocked() {
@@ -111,7 +114,7 @@ func (k *parker) park(conn net.Conn, id string, uid string, last int64, release 
 	k.nextKey++
 	// Copies: the request's id is a slice of its whole request line, the
 	// principal's uid of its whole decoded token.
-	pk := &parked{fd: fd, key: k.nextKey, id: strings.Clone(id), uid: strings.Clone(uid), last: last, release: release,
+	pk := &parked{fd: fd, key: k.nextKey, id: strings.Clone(id), uid: strings.Clone(uid), last: last, sent: sent, release: release, end: end,
 		due: k.now() + k.s.opts.SSEHeartbeat}
 	if err := k.set.Add(fd, pk.key); err != nil {
 		epoll.Close(fd)
@@ -293,6 +296,7 @@ func (k *parker) serve(pk *parked) {
 
 		k.mu.Lock()
 		pk.last, pk.ending = last, ending
+		pk.sent += int64(n)
 		if wrote {
 			pk.stalled = false
 		} else if beat {
@@ -397,6 +401,7 @@ func (k *parker) removeLocked(pk *parked) {
 	epoll.Close(pk.fd)
 	k.s.streamClosed()
 	pk.release()
+	pk.end(pk.sent, pk.last)
 }
 
 // close ends every parked stream: each gets what its log already holds

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,7 +52,9 @@ type streamSetup struct {
 	model     gymbro.Model
 	heartbeat time.Duration
 	streams   httpapi.StreamCap
-	sndbuf    int // the server's socket send buffer, when set
+	sndbuf    int             // the server's socket send buffer, when set
+	logs      io.Writer       // the server's log (info and above); discarded when nil
+	metrics   httpapi.Metrics // nil: none
 }
 
 func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
@@ -71,7 +74,11 @@ func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
 		setup.heartbeat = 15 * time.Millisecond
 	}
 	svc := chat.New(chat.Options{Store: store, Log: log, Model: setup.model})
-	api := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: setup.heartbeat, SSERetry: time.Second, Streams: setup.streams, Logger: discardLogger()})
+	logger := discardLogger()
+	if setup.logs != nil {
+		logger = slog.New(httpapi.TraceLogHandler(slog.NewTextHandler(setup.logs, nil)))
+	}
+	api := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: setup.heartbeat, SSERetry: time.Second, Streams: setup.streams, Logger: logger, Metrics: setup.metrics})
 	ss := &streamServer{api: api, token: iss.TokenFor(uuid.NewString(), "s@example.com", time.Hour)}
 	ss.srv = httptest.NewUnstartedServer(api)
 	if setup.sndbuf > 0 {

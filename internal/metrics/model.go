@@ -10,9 +10,11 @@ import (
 // model answered, failed, or the caller stopped it first.
 var ModelOutcomes = []string{"ok", "error", "canceled"}
 
-// modelMetrics are the per-model series of GYMBRO_AI_CONFIG's models,
-// labelled with each model's configured name. They implement
-// modelrouter.Observer through Metrics.
+// modelMetrics are the per-model series, labelled with each model's
+// configured name: GYMBRO_AI_CONFIG's names, GYMBRO_AI_MODEL for one
+// OpenAI-compatible model, gymbro-demo-coach for the demo. They implement
+// modelrouter.Observer through Metrics; the breaker and fallback series
+// exist only with GYMBRO_AI_CONFIG, whose router has them.
 type modelMetrics struct {
 	requests  *prometheus.CounterVec
 	failures  *prometheus.CounterVec
@@ -38,8 +40,9 @@ func newModelMetrics(reg *prometheus.Registry) *modelMetrics {
 	return mm
 }
 
-// DeclareModels creates every model's series at zero, so rate() and
-// alerts see 0 rather than "no data" for a model that has not failed yet.
+// DeclareModels creates every model's request and token series at zero,
+// so rate() and alerts see 0 rather than "no data" for a model that has
+// not failed yet. (A router reports each breaker's state itself.)
 func (m *Metrics) DeclareModels(names ...string) {
 	for _, n := range names {
 		for _, o := range ModelOutcomes {
@@ -47,7 +50,6 @@ func (m *Metrics) DeclareModels(names ...string) {
 		}
 		m.model.tokens.WithLabelValues(n, "prompt")
 		m.model.tokens.WithLabelValues(n, "completion")
-		m.model.breaker.WithLabelValues(n)
 	}
 }
 

@@ -19,6 +19,7 @@ func TestModelSeries(t *testing.T) {
 	m.ModelRequest("backup", "ok")
 	m.ModelTokens("backup", gymbro.Usage{PromptTokens: 120, CompletionTokens: 30, TotalTokens: 150})
 	m.ModelTokens("backup", gymbro.Usage{PromptTokens: 80, CompletionTokens: 20, TotalTokens: 100})
+	m.ModelBreaker("backup", int(modelrouter.Closed))
 	m.ModelBreaker("primary", int(modelrouter.Open))
 
 	fams := scrape(t, m)
@@ -42,5 +43,19 @@ func TestModelSeries(t *testing.T) {
 		if got := value(sample(t, fams, c.name, c.labels)); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
+	}
+}
+
+// TestOneModelHasNoBreakerSeries: declaring a model outside a router (the
+// demo, one OpenAI-compatible model) shows no breaker it does not have.
+func TestOneModelHasNoBreakerSeries(t *testing.T) {
+	m := metrics.New(metrics.Options{})
+	m.DeclareModels("gymbro-demo-coach")
+	fams := scrape(t, m)
+	if got := value(sample(t, fams, "gymbro_model_requests_total", map[string]string{"model": "gymbro-demo-coach", "outcome": "ok"})); got != 0 {
+		t.Errorf("requests = %v", got)
+	}
+	if _, ok := fams["gymbro_model_breaker_state"]; ok {
+		t.Error("a breaker series for a model without a breaker")
 	}
 }

@@ -187,7 +187,7 @@ func (r *Router) try(ctx context.Context, rt *route, probe bool, req gymbro.Mode
 	})
 	v, outcome := judge(ctx, err, emitErr)
 	rt.breaker.done(r.now(), v, probe)
-	r.observe(rt.Name, outcome, err, res)
+	observe(r.obs, rt.Name, outcome, err, res)
 	if err != nil {
 		return res, v == unhealthy && !emitted, err
 	}
@@ -213,17 +213,50 @@ func judge(ctx context.Context, err, emitErr error) (verdict, string) {
 	return healthy, "error"
 }
 
-func (r *Router) observe(name, outcome string, err error, res gymbro.ModelResult) {
-	if r.obs == nil {
+// observe tells obs (when set) what one request to the model called name
+// came to.
+func observe(obs Observer, name, outcome string, err error, res gymbro.ModelResult) {
+	if obs == nil {
 		return
 	}
-	r.obs.ModelRequest(name, outcome)
+	obs.ModelRequest(name, outcome)
 	switch outcome {
 	case "ok":
-		r.obs.ModelTokens(name, res.Usage)
+		obs.ModelTokens(name, res.Usage)
 	case "error":
-		r.obs.ModelFailure(name, gymbro.ErrorCode(err))
+		obs.ModelFailure(name, gymbro.ErrorCode(err))
 	}
+}
+
+// Observed returns model with each of its requests told to obs under name,
+// exactly as a Router tells its models' (by outcome, failures by code,
+// tokens): for a deployment of one model, which needs no router, no
+// fallback and no breaker, but the same per-model metrics. The reply, its
+// Model and its errors pass through unchanged.
+func Observed(name string, model gymbro.Model, obs Observer) gymbro.Model {
+	return &observed{name: name, model: model, obs: obs}
+}
+
+type observed struct {
+	name  string
+	model gymbro.Model
+	obs   Observer
+}
+
+func (o *observed) Name() string { return o.model.Name() }
+
+func (o *observed) Stream(ctx context.Context, req gymbro.ModelRequest, emit func(delta string) error) (gymbro.ModelResult, error) {
+	var emitErr error
+	res, err := o.model.Stream(ctx, req, func(delta string) error {
+		if err := emit(delta); err != nil {
+			emitErr = err
+			return err
+		}
+		return nil
+	})
+	_, outcome := judge(ctx, err, emitErr)
+	observe(o.obs, o.name, outcome, err, res)
+	return res, err
 }
 
 // fellBack logs and counts the move from a failed model to the next.

@@ -301,3 +301,31 @@ func TestCallerFailuresPassThrough(t *testing.T) {
 		t.Errorf("observed %q", ev)
 	}
 }
+
+// TestObservedCountsOneModel: a single model outside a router is counted
+// as the router counts its models, and its reply passes unchanged.
+func TestObservedCountsOneModel(t *testing.T) {
+	obs := &recorder{}
+	for _, script := range []func(context.Context, int, func(string) error) (gymbro.ModelResult, error){
+		answer("Squat ", "deep."), failing(gymbro.CodeAIRateLimited, "Squat "),
+	} {
+		m := modelrouter.Observed("gpt-4o-mini", &fakeModel{name: "gpt-4o-mini", script: script}, obs)
+		var deltas []string
+		res, err := m.Stream(t.Context(), gymbro.ModelRequest{}, func(d string) error { deltas = append(deltas, d); return nil })
+		if m.Name() != "gpt-4o-mini" || deltas[0] != "Squat " || (err == nil && res.Model != "provider-id") {
+			t.Errorf("passed through: name %q deltas %q result %+v err %v", m.Name(), deltas, res, err)
+		}
+	}
+	canceled := modelrouter.Observed("demo", &fakeModel{name: "demo", script: answer("a", "b")}, obs)
+	stop := errors.New("client left")
+	if _, err := canceled.Stream(t.Context(), gymbro.ModelRequest{}, func(string) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{"request gpt-4o-mini ok", "request gpt-4o-mini error", "failure gpt-4o-mini ai_rate_limited", "request demo canceled"}
+	if ev := obs.take(); !slices.Equal(ev, want) {
+		t.Errorf("observed %q, want %q", ev, want)
+	}
+	if obs.tokens["gpt-4o-mini"] != 12 || len(obs.states) != 0 {
+		t.Errorf("tokens %v, breaker states %v (a single model has no breaker)", obs.tokens, obs.states)
+	}
+}

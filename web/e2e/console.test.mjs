@@ -175,6 +175,7 @@ test('console: operator sign-in, test user, JWT, SSE with refresh and resume', a
       }
       const reply = (await page.getByTestId('final-reply').textContent())?.trim() ?? ''
       assert.ok(reply.length > 20, `a real reply, got ${JSON.stringify(reply)}`)
+      assert.doesNotMatch(reply, /\[demo:/, 'the demo reply quotes the question without its [demo:slow] tag')
       assert.equal((await page.getByTestId('reply-live').textContent())?.trim(), reply, 'the deltas add up to the final reply')
       await page.waitForFunction(() => document.querySelector('[data-testid="stream-status"]')?.getAttribute('data-state') === 'done')
 
@@ -213,6 +214,14 @@ test('/docs lists the operations offline, with nothing loaded from another host'
   docs.on('console', (m) => {
     if (m.type() === 'error') errors.push(m.text())
   })
+  const failed = []
+  docs.on('response', (r) => {
+    if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`)
+  })
+  const healthz = []
+  docs.on('request', (r) => {
+    if (r.url().endsWith('/api/v1/healthz')) healthz.push(r.headers()['x-trace-id'] ?? '')
+  })
   try {
     const res = await docs.goto(`${BASE}/docs`)
     assert.match(res?.headers()['content-security-policy'] ?? '', /script-src 'self'/)
@@ -221,36 +230,148 @@ test('/docs lists the operations offline, with nothing loaded from another host'
     assert.ok(paths.some((p) => p.includes('/api/v1/messages')), `operations listed: ${paths.join(', ')}`)
     assert.ok(paths.length >= 8, `only ${paths.length} operations listed`)
     await docs.screenshot({ path: `${ARTIFACTS}docs-offline.png` })
+
+    // "Try it out" twice: each request has a trace id of its own (none
+    // sent, so the server makes one), never a shared example value.
+    const op = docs.locator('.opblock', { has: docs.locator('.opblock-summary-path', { hasText: /^\/api\/v1\/healthz$/ }) })
+    await op.locator('.opblock-summary').click()
+    await op.getByRole('button', { name: 'Try it out' }).click()
+    const answered = []
+    for (let i = 0; i < 2; i++) {
+      const res = docs.waitForResponse((r) => r.url().endsWith('/api/v1/healthz'))
+      await op.getByRole('button', { name: 'Execute' }).click()
+      answered.push((await res).headers()['x-trace-id'])
+    }
+    assert.equal(healthz.length, 2, `two requests to /api/v1/healthz, got ${healthz.length}`)
+    assert.ok(healthz.every((id) => id === '') || healthz[0] !== healthz[1], `the two requests sent the same X-Trace-Id ${healthz[0]}`)
+    assert.ok(answered[0] && answered[0] !== answered[1], `the two answers share X-Trace-Id ${answered[0]}`)
+
     assert.deepEqual(foreign, [], 'the docs page asked another host')
-    assert.deepEqual(errors.filter((e) => /Content Security Policy|Refused to/.test(e)), [], 'CSP violations')
+    assert.deepEqual(failed, [], 'a request from /docs failed (a favicon?)')
+    assert.deepEqual(errors, [], 'errors in the browser console')
   } finally {
     await offline.close()
   }
 })
 
-test('every console page fits a 390x844 phone', async () => {
-  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true })
-  const p = await phone.newPage()
-  p.setDefaultTimeout(STEP)
-  try {
-    for (const path of ['/', '/signin', '/no-such-page']) {
-      await p.goto(`${BASE}${path}`)
-      await p.locator('main').first().waitFor()
-      await assertNoSidewaysScroll(p, `390px ${path}`)
+/**
+ * layoutProblems lists what a person could not read on the page as shown:
+ * a page wider than the viewport, text cut with an ellipsis and no title
+ * to read it from, a table whose box does not scroll.
+ */
+async function layoutProblems(p) {
+  return p.evaluate(() => {
+    const out = []
+    if (document.documentElement.scrollWidth > window.innerWidth) {
+      out.push(`the page is ${document.documentElement.scrollWidth}px wide in a ${window.innerWidth}px viewport`)
     }
-    await p.goto(`${BASE}/signin`)
-    await p.getByTestId('use-dev-operator').click()
-    await p.getByTestId('signin-submit').click()
-    await p.waitForURL(/\/ai\/jwt$/)
-    await p.getByTestId('generate-user').click()
-    await p.getByTestId('test-username').waitFor()
-    await p.getByTestId('message-input').fill('Quick warm-up tips?')
-    await p.getByTestId('send-message').click()
-    await p.locator('[data-testid="event-row"][data-event="completed"]').waitFor({ timeout: STREAM })
-    assert.ok(await p.getByTestId('demo-slow-hint').isVisible(), 'the [demo:slow] tag is explained')
-    await assertNoSidewaysScroll(p, '390px /ai/jwt after a stream')
-    await p.screenshot({ path: `${ARTIFACTS}phone-jwt.png`, fullPage: true })
-  } finally {
-    await phone.close()
-  }
-})
+    for (const el of document.querySelectorAll('body *')) {
+      const cs = getComputedStyle(el)
+      if (cs.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1 && !el.closest('[title]')?.getAttribute('title')) {
+        out.push(`cut without a title: ${JSON.stringify(el.textContent?.trim().slice(0, 60))}`)
+      }
+    }
+    for (const table of document.querySelectorAll('main table')) {
+      const box = table.parentElement
+      const ox = box ? getComputedStyle(box).overflowX : ''
+      if (table.offsetWidth > (box?.clientWidth ?? 0) + 1 && ox !== 'auto' && ox !== 'scroll') {
+        out.push(`a table ${table.offsetWidth}px wide in a box that does not scroll (${ox})`)
+      }
+    }
+    return out
+  })
+}
+
+/** rect returns the bounding box of the first element matching sel. */
+async function rect(p, sel) {
+  return p.locator(sel).first().evaluate((el) => {
+    const r = el.getBoundingClientRect()
+    return { top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height }
+  })
+}
+
+/** splitWord reports whether word, in the element matching sel, runs over two lines. */
+async function splitWord(p, sel, word) {
+  return p.locator(sel).first().evaluate((el, w) => {
+    const node = [...el.childNodes].find((n) => n.nodeType === Node.TEXT_NODE && n.textContent.includes(w))
+    if (!node) return `no text ${w}`
+    const range = document.createRange()
+    const at = node.textContent.indexOf(w)
+    range.setStart(node, at)
+    range.setEnd(node, at + w.length)
+    return range.getClientRects().length > 1
+  }, word)
+}
+
+for (const [width, height] of [
+  [390, 844],
+  [1280, 900],
+]) {
+  test(`the console reads well at ${width}x${height}`, async () => {
+    const phone = width < 600
+    const ctx = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: 1, isMobile: phone, hasTouch: phone })
+    const p = await ctx.newPage()
+    p.setDefaultTimeout(STEP)
+    const where = (path) => `${width}px ${path}`
+    try {
+      for (const path of ['/', '/signin', '/no-such-page']) {
+        await p.goto(`${BASE}${path}`)
+        await p.locator('main').first().waitFor()
+        assert.deepEqual(await layoutProblems(p), [], where(path))
+      }
+
+      // The auth URL and its badge are read whole.
+      await p.goto(`${BASE}/`)
+      await p.getByTestId('emulator-badge').waitFor()
+      const badge = await rect(p, '[data-testid="emulator-badge"]')
+      const card = await rect(p, 'section.card:has([data-testid="home-auth"])')
+      assert.ok(badge.right <= card.right && (await p.getByTestId('emulator-badge').evaluate((el) => el.scrollWidth <= el.clientWidth)), `${where('/')}: the "local emulator" badge is cut`)
+
+      // No blank gap under the header; on a phone the menu stays small.
+      await p.goto(`${BASE}/no-such-page`)
+      await p.locator('main .card').first().waitFor()
+      const header = await rect(p, 'aside.sidebar')
+      const first = await rect(p, 'main > :first-child')
+      const main = await rect(p, 'main')
+      if (phone) {
+        assert.ok(header.height <= 170, `${where('/no-such-page')}: the menu takes ${header.height}px of ${height}`)
+        assert.ok(first.top - header.bottom <= 32, `${where('/no-such-page')}: ${first.top - header.bottom}px between the menu and the page`)
+      } else {
+        assert.ok(first.top - main.top <= 40, `${where('/no-such-page')}: the page starts ${first.top - main.top}px down`)
+      }
+      await p.screenshot({ path: `${ARTIFACTS}not-found-${width}.png`, fullPage: true })
+
+      await p.goto(`${BASE}/signin`)
+      await p.getByTestId('use-dev-operator').click()
+      await p.getByTestId('signin-submit').click()
+      await p.waitForURL(/\/ai\/jwt$/)
+      if (phone) {
+        const signedIn = await rect(p, 'aside.sidebar')
+        assert.ok(signedIn.height <= 170, `${where('/ai/jwt')}: signed in, the menu takes ${signedIn.height}px of ${height}`)
+      }
+      assert.equal(await splitWord(p, '[data-testid="curl-hint"]', 'Authorization:'), false, `${where('/ai/jwt')}: the curl hint breaks "Authorization:"`)
+      await p.getByTestId('generate-user').click()
+      await p.getByTestId('test-username').waitFor()
+      await p.getByTestId('message-input').fill('Quick warm-up tips?')
+      await p.getByTestId('send-message').click()
+      await p.locator('[data-testid="event-row"][data-event="completed"]').waitFor({ timeout: STREAM })
+      assert.ok(await p.getByTestId('demo-slow-hint').isVisible(), 'the [demo:slow] tag is explained')
+      await p.waitForFunction(() => [...document.querySelectorAll('[data-testid="request-row"]')].some((r) => r.textContent?.includes('/events')))
+      assert.deepEqual(await layoutProblems(p), [], where('/ai/jwt after a stream'))
+
+      // The requests table: its status is in view on a phone; on a
+      // desktop every column is, even beside a long events URL.
+      const box = await rect(p, '[data-testid="request-box"]')
+      const status = await rect(p, '[data-testid="request-status"]')
+      assert.ok(status.right <= box.right, `${where('/ai/jwt')}: the status column is outside the requests box`)
+      if (!phone) {
+        const fits = await p.getByTestId('request-box').evaluate((el) => el.scrollWidth <= el.clientWidth + 1)
+        const note = await rect(p, '[data-testid="request-note"]')
+        assert.ok(fits && note.right <= box.right, `${where('/ai/jwt')}: the requests table is wider than its box`)
+      }
+      await p.screenshot({ path: `${ARTIFACTS}jwt-${width}.png`, fullPage: true })
+    } finally {
+      await ctx.close()
+    }
+  })
+}
