@@ -30,6 +30,8 @@ func uniquePrefix(t testing.TB, c *redis.Client) string {
 	return testenv.RedisPrefix(t, c, "gymbrotest:")
 }
 
+var _ eventlogtest.SeqAppender = (*redislog.EventLog)(nil)
+
 func newLogOn(t testing.TB, c redis.UniversalClient, opts redislog.Options) *redislog.EventLog {
 	t.Helper()
 	l, err := redislog.New(c, opts)
