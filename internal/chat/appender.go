@@ -31,6 +31,7 @@ var appendBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.S
 type appender struct {
 	log      gymbro.EventLog
 	at       seqAppender // log, when it appends at a seq; nil otherwise
+	syncer   syncer      // log, when it can sync; nil otherwise
 	grace    time.Duration
 	maxBytes int
 	now      func() time.Time
@@ -54,6 +55,13 @@ type seqAppender interface {
 	AppendAt(ctx context.Context, ev gymbro.Event, seq int64) (last int64, err error)
 }
 
+// syncer is an event log that reports its last seq for a message once its
+// replicas hold the log too (redislog.EventLog.Sync), so that a failover
+// after it cannot lose what the writer saw there.
+type syncer interface {
+	Sync(ctx context.Context, messageID string) (last int64, err error)
+}
+
 // newAppender returns the appender of m's generation, whose queued event
 // (seq 1) Post appended.
 func (s *Service) newAppender(m *gymbro.Message) *appender {
@@ -61,6 +69,7 @@ func (s *Service) newAppender(m *gymbro.Message) *appender {
 		obs: s.opts.Observer, logger: s.logger, seq: 1}
 	if at, ok := s.log.(seqAppender); ok {
 		a.at = at
+		a.syncer, _ = s.log.(syncer)
 		a.sent = sentCopy{id: m.ID, max: s.opts.MaxHeldBytes}
 		a.sent.add(queuedEvent(m))
 	}
@@ -96,17 +105,56 @@ func (a *appender) Append(ctx context.Context, ev gymbro.Event) error {
 }
 
 // Flush appends every held event, waiting out the outage with back-off
-// until the grace ends or ctx does.
+// until the grace ends or ctx does. Then, with a log that syncs, it makes
+// sure the log holds every event appended, writing again what a failover
+// lost meanwhile, and that the log's replicas hold it too: the terminal
+// event follows, and if a failover loses that one, subscribers rebuild it
+// from the store at the seq after these.
 func (a *appender) Flush(ctx context.Context) error {
-	for len(a.held) > 0 {
+	for {
+		for len(a.held) > 0 {
+			if err := backoff.Sleep(ctx, a.nextTry.Sub(a.now())); err != nil {
+				return err
+			}
+			if err := a.drain(ctx); err != nil {
+				return err
+			}
+		}
+		// Not canceled by shutdown: a reply that completed stays completed.
+		err := a.sync(context.WithoutCancel(ctx))
+		if err == nil || !isOutage(err) {
+			return err
+		}
+		a.failed()
+		if err := a.check(); err != nil {
+			return err
+		}
 		if err := backoff.Sleep(ctx, a.nextTry.Sub(a.now())); err != nil {
 			return err
 		}
-		if err := a.drain(ctx); err != nil {
+	}
+}
+
+// sync waits until the log and its replicas hold every event appended,
+// writing again what the log lost.
+func (a *appender) sync(ctx context.Context) error {
+	if a.syncer == nil {
+		return nil
+	}
+	for range 2 {
+		last, err := a.syncer.Sync(ctx, a.sent.id)
+		if err != nil {
+			return err
+		}
+		if last >= a.seq {
+			a.down, a.failures = time.Time{}, 0
+			return nil
+		}
+		if err := a.rewrite(ctx, last); err != nil {
 			return err
 		}
 	}
-	return nil
+	return errLostAgain
 }
 
 // write appends ev as the next event; at an expected seq when the log can,

@@ -135,20 +135,24 @@ func (e *failoverEnv) replyCheck(t *testing.T, id string, want gymbro.Status) []
 // gap; a replay holds every event once and ends in the stored reply.
 func TestGenerationRewritesWhatAFailoverLost(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		from int64 // the first seq lost
+		name  string
+		after int   // the chunk after which the model pauses and the log loses events
+		from  int64 // the first seq lost
 	}{
-		{"the last two deltas", 3},
-		{"the whole log", 1},
+		{"the last two deltas", 1, 3},
+		{"the whole log", 1, 1},
+		// Found when the stream ends, before the result is stored.
+		{"after the last delta", 3, 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pause := make(chan struct{})
-			e := newFailoverEnv(t, &script{chunks: []string{"one ", "two ", "three ", "four"}, pause: map[int]chan struct{}{1: pause}})
+			chunks := []string{"one ", "two ", "three ", "four"}
+			e := newFailoverEnv(t, &script{chunks: chunks, pause: map[int]chan struct{}{c.after: pause}})
 			m, _, err := e.svc.Post(context.Background(), alice, chat.PostInput{Text: "hi"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			seen := e.await(t, m.ID, func(ev gymbro.Event) bool { return ev.Delta == "two " })
+			seen := e.await(t, m.ID, func(ev gymbro.Event) bool { return ev.Delta == chunks[c.after] })
 			e.lose(t, m.ID, c.from)
 			close(pause)
 			evs := e.replyCheck(t, m.ID, gymbro.StatusCompleted)

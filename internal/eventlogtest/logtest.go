@@ -58,6 +58,7 @@ func Run(t *testing.T, newLog func(t *testing.T, ttl time.Duration, now func() t
 		{"Ping", testPing},
 		{"OnAppendCallsBack", testOnAppend},
 		{"AppendAtExpectedSeq", testAppendAt},
+		{"SyncReportsTheLastSeq", testSync},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -413,6 +414,31 @@ func testAppendAt(t *testing.T, newLog NewLog) {
 	}
 	if _, err := at.AppendAt(ctx, ev(gymbro.EventQueued, ""), 0); gymbro.ErrorKind(err) != gymbro.KindInvalid {
 		t.Errorf("AppendAt(seq 0): %v, want KindInvalid", err)
+	}
+}
+
+// Syncer is the optional interface of a log that reports a message's last
+// seq once its replicas hold the log (see redislog.EventLog.Sync).
+type Syncer interface {
+	Sync(ctx context.Context, messageID string) (last int64, err error)
+}
+
+func testSync(t *testing.T, newLog NewLog) {
+	l := newLog(t, time.Hour, NewClock().Now)
+	s, ok := l.(Syncer)
+	if !ok {
+		t.Skip("this log does not sync") //_skip_ok: optional interface
+	}
+	ctx := context.Background()
+	id := msgID()
+	if last, err := s.Sync(ctx, id); err != nil || last != 0 {
+		t.Errorf("Sync(unknown) = %d, %v; want 0", last, err)
+	}
+	n := int64(len(appendAll(t, l, script(id, 2))))
+	for range 2 {
+		if last, err := s.Sync(ctx, id); err != nil || last != n {
+			t.Errorf("Sync = %d, %v; want %d", last, err, n)
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,6 +76,10 @@ type Options struct {
 	// connection is noticed within about twice this. Default DefaultBlockFor.
 	BlockFor time.Duration
 
+	// ReplicaWait bounds how long Sync waits for the replicas to
+	// acknowledge a log. Default DefaultReplicaWait.
+	ReplicaWait time.Duration
+
 	// Logger receives subscription failures. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +95,9 @@ type EventLog struct {
 	now      func() time.Time
 	blockFor time.Duration
 	log      *slog.Logger
+
+	replicaWait time.Duration
+	replicas    atomic.Int64 // in sync with the master, as the last Sync saw them; -1 before it
 
 	watchers  registry
 	listeners eventlog.Listeners
@@ -184,6 +192,11 @@ func New(client redis.UniversalClient, opts Options) (*EventLog, error) {
 	if l.log == nil {
 		l.log = slog.Default()
 	}
+	l.replicaWait = opts.ReplicaWait
+	if l.replicaWait <= 0 {
+		l.replicaWait = DefaultReplicaWait
+	}
+	l.replicas.Store(-1)
 	l.channel = l.prefix + "events"
 	l.watchers.init()
 	l.ctx, l.cancel = context.WithCancel(context.Background())

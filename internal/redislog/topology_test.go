@@ -15,24 +15,10 @@ import (
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
-// topology is one way of reaching Redis: a client maker and its URL.
+// topology is one way of reaching Redis: a mode and its URL.
 type topology struct {
-	name string
 	mode string
 	url  string
-}
-
-// topologies starts a 3-master Redis Cluster and a master, replica and
-// sentinel for t (the standalone test Redis runs the same tests in
-// eventlog_test.go).
-func topologies(t *testing.T) []topology {
-	t.Helper()
-	cluster := testenv.StartRedisCluster(t)
-	sentinel := testenv.StartRedisSentinel(t, 1)
-	return []topology{
-		{"cluster", redislog.ModeCluster, cluster.URL},
-		{"sentinel", redislog.ModeSentinel, sentinel.URL},
-	}
 }
 
 func (tp topology) client(t testing.TB) redis.UniversalClient {
@@ -45,37 +31,35 @@ func (tp topology) client(t testing.TB) redis.UniversalClient {
 	return c
 }
 
-// TestTopologies runs the event-log contract and the cross-instance
-// notification on each topology: in a cluster the append script's keys
-// share a slot, and its PUBLISH reaches the other instance's subscription
-// wherever that landed.
-func TestTopologies(t *testing.T) {
-	for _, tp := range topologies(t) {
-		t.Run(tp.name, func(t *testing.T) {
-			c := tp.client(t)
-			if err := redislog.CheckMode(context.Background(), c); err != nil {
-				t.Fatalf("CheckMode: %v", err)
-			}
-			t.Run("Contract", func(t *testing.T) {
-				eventlogtest.Run(t, func(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventLog {
-					return newLogOn(t, c, redislog.Options{Prefix: testenv.UniversalPrefix(t, c, "gymbrotest:"), TTL: ttl, Now: now})
-				})
-			})
-			t.Run("CrossInstance", func(t *testing.T) {
-				crossInstance(t, c, tp.client(t), testenv.UniversalPrefix(t, c, "gymbrotest:"))
-			})
-		})
+// runTopology runs the event-log contract and the cross-instance
+// notification on tp: in a cluster the append script's keys share a slot,
+// and its PUBLISH reaches the other instance's subscription wherever that
+// landed.
+func runTopology(t *testing.T, tp topology) {
+	c := tp.client(t)
+	if err := redislog.CheckMode(context.Background(), c); err != nil {
+		t.Fatalf("CheckMode: %v", err)
 	}
+	t.Run("Contract", func(t *testing.T) {
+		eventlogtest.Run(t, func(t *testing.T, ttl time.Duration, now func() time.Time) gymbro.EventLog {
+			return newLogOn(t, c, redislog.Options{Prefix: testenv.UniversalPrefix(t, c, "gymbrotest:"), TTL: ttl, Now: now})
+		})
+	})
+	t.Run("CrossInstance", func(t *testing.T) {
+		crossInstance(t, c, tp.client(t), testenv.UniversalPrefix(t, c, "gymbrotest:"))
+	})
 }
 
-// TestCheckModeRefusesTheWrongMode: a cluster node reached as one endpoint
-// answers MOVED for most keys, so CheckMode (and readiness) refuse it,
-// naming cluster mode; a plain server reached in cluster mode is refused
-// too.
-func TestCheckModeRefusesTheWrongMode(t *testing.T) {
+// TestCluster runs the log on a 3-master Redis Cluster, and checks that a
+// node reached as one endpoint, which answers MOVED for most keys, is
+// refused by CheckMode (and readiness), naming cluster mode; and that a
+// plain server reached in cluster mode is refused too.
+func TestCluster(t *testing.T) {
 	cluster := testenv.StartRedisCluster(t)
+	runTopology(t, topology{redislog.ModeCluster, cluster.URL})
+
 	ctx := context.Background()
-	node := topology{mode: redislog.ModeStandalone, url: "redis://" + cluster.Nodes[0].Addr}.client(t)
+	node := topology{redislog.ModeStandalone, "redis://" + cluster.Nodes[0].Addr}.client(t)
 	err := redislog.CheckMode(ctx, node)
 	if me, ok := errors.AsType[*redislog.ModeError](err); !ok || me.Want != redislog.ModeCluster || !strings.Contains(err.Error(), "GYMBRO_REDIS_MODE=cluster") {
 		t.Errorf("CheckMode(standalone client, cluster node) = %v, want a ModeError naming GYMBRO_REDIS_MODE=cluster", err)
@@ -93,10 +77,47 @@ func TestCheckModeRefusesTheWrongMode(t *testing.T) {
 		t.Errorf("Append with MOVED = %v, want unavailable", moved)
 	}
 
-	plain := topology{mode: redislog.ModeCluster, url: testenv.RedisURL(t)}.client(t)
+	plain := topology{redislog.ModeCluster, testenv.RedisURL(t)}.client(t)
 	err = redislog.CheckMode(ctx, plain)
 	if me, ok := errors.AsType[*redislog.ModeError](err); !ok || me.Want != redislog.ModeStandalone {
 		t.Errorf("CheckMode(cluster client, plain Redis) = %v, want a ModeError for standalone", err)
+	}
+}
+
+// TestSentinel runs the log through Sentinel, then kills the master:
+// appends fail as an outage while the sentinel promotes the replica, then
+// succeed on the new master, and the subscription follows.
+func TestSentinel(t *testing.T) {
+	s := testenv.StartRedisSentinel(t, 1)
+	tp := topology{redislog.ModeSentinel, s.URL}
+	runTopology(t, tp)
+	t.Run("SyncWaitsForTheReplica", func(t *testing.T) { syncWaits(t, s, tp.client(t)) })
+	t.Run("FollowsPromotion", func(t *testing.T) { followsPromotion(t, s, tp.client(t)) })
+}
+
+// syncWaits checks that Sync, once it has seen the replica, sends the
+// master a WAIT for it.
+func syncWaits(t *testing.T, s *testenv.RedisSentinel, c redis.UniversalClient) {
+	l := newLogOn(t, c, redislog.Options{Prefix: testenv.UniversalPrefix(t, c, "gymbrotest:")})
+	master := redis.NewClient(&redis.Options{Addr: s.Master(t)})
+	defer master.Close()
+	ctx := context.Background()
+	waits := func() string {
+		stats := master.Info(ctx, "commandstats").Val()
+		_, after, _ := strings.Cut(stats, "cmdstat_wait:calls=")
+		n, _, _ := strings.Cut(after, ",")
+		return n
+	}
+	before := waits()
+	ev, err := l.Append(ctx, gymbro.Event{MessageID: "m", Type: gymbro.EventQueued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := l.Sync(ctx, "m"); err != nil || last != ev.Seq {
+		t.Fatalf("Sync = %d, %v", last, err)
+	}
+	if after := waits(); after == before {
+		t.Errorf("no WAIT reached the master (calls %q before, %q after)", before, after)
 	}
 }
 
@@ -141,12 +162,9 @@ func typeName(c redis.UniversalClient) string {
 	return "?"
 }
 
-// TestFollowsSentinelPromotion kills the master: appends fail as an
-// outage while the sentinel promotes the replica, then succeed on the new
-// master, and a watcher is woken once the subscription is back.
-func TestFollowsSentinelPromotion(t *testing.T) {
-	s := testenv.StartRedisSentinel(t, 1)
-	c := topology{mode: redislog.ModeSentinel, url: s.URL}.client(t)
+// followsPromotion kills the master under a log over c and appends until
+// an append on the new master is announced.
+func followsPromotion(t *testing.T, s *testenv.RedisSentinel, c redis.UniversalClient) {
 	l := newLogOn(t, c, redislog.Options{Prefix: testenv.UniversalPrefix(t, c, "gymbrotest:"), BlockFor: 200 * time.Millisecond})
 	ctx := context.Background()
 	id := testenv.UniqueName("m")

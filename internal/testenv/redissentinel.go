@@ -23,6 +23,9 @@ const RedisSentinelMaster = "gymbro"
 type RedisSentinel struct {
 	Servers   []*RedisServer // the master, then the replica, as started
 	Sentinels []*RedisServer
+	// ReplicationLink carries the first replica's replication from the
+	// first master, so a test can make the replica miss writes.
+	ReplicationLink *Proxy
 	// URL reaches the master through the sentinels as GYMBRO_REDIS_URL
 	// does in sentinel mode: redis://sentinel1?master_name=gymbro&addr=sentinel2.
 	URL string
@@ -38,8 +41,10 @@ func StartRedisSentinel(t testing.TB, n int) *RedisSentinel {
 	ports := redisFreePorts(t, 2+n)
 	s := &RedisSentinel{}
 	master := startRedisProcess(t, dir, "master", ports[0], "redis-server", redisServerArgs(dir, "master", ports[0])...)
+	s.ReplicationLink = NewProxy(t, master.Addr)
+	host, port, _ := strings.Cut(s.ReplicationLink.Addr(), ":")
 	replica := startRedisProcess(t, dir, "replica", ports[1], "redis-server",
-		append(redisServerArgs(dir, "replica", ports[1]), "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))...)
+		append(redisServerArgs(dir, "replica", ports[1]), "--replicaof", host, port)...)
 	s.Servers = []*RedisServer{master, replica}
 	s.awaitRole(t, replica.Addr, "master_link_status:up")
 
@@ -53,7 +58,7 @@ dir %s
 logfile %s.log
 sentinel monitor %s 127.0.0.1 %d %d
 sentinel down-after-milliseconds %s 1000
-sentinel failover-timeout %s 10000
+sentinel failover-timeout %s 4000
 `, ports[2+i], dir, name, RedisSentinelMaster, ports[0], n/2+1, RedisSentinelMaster, RedisSentinelMaster)
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
@@ -62,17 +67,7 @@ sentinel failover-timeout %s 10000
 		s.Sentinels = append(s.Sentinels, sn)
 		addrs = append(addrs, sn.Addr)
 	}
-	for _, sn := range s.Sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
-		err := redisAwait(func() (bool, error) {
-			replicas, err := c.Replicas(context.Background(), RedisSentinelMaster).Result()
-			return err == nil && len(replicas) == 1, nil
-		})
-		c.Close()
-		if err != nil {
-			t.Fatalf("sentinel %s never saw the replica: %v", sn.Addr, err)
-		}
-	}
+	s.awaitReplicas(t, 1)
 	s.URL = "redis://" + addrs[0] + "?master_name=" + RedisSentinelMaster
 	for _, a := range addrs[1:] {
 		s.URL += "&addr=" + a
@@ -105,6 +100,84 @@ func (s *RedisSentinel) KillMaster(t testing.TB) string {
 	}
 	t.Fatalf("the master %s is none of the servers started", addr)
 	return ""
+}
+
+// KillMasterLosingWrites stages the failover that loses data: it cuts the
+// first replica off the first master (which must still be the master),
+// waits until the master has taken n more bytes of writes that the replica
+// will never see, then kills the master. It returns the master's address.
+func (s *RedisSentinel) KillMasterLosingWrites(t testing.TB, n int64) string {
+	t.Helper()
+	master := s.Servers[0]
+	if addr := s.Master(t); addr != master.Addr {
+		t.Fatalf("the master is %s, not the first one (%s)", addr, master.Addr)
+	}
+	c := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer c.Close()
+	offset := func() (int64, bool) {
+		info, err := c.Info(context.Background(), "replication").Result()
+		if err != nil || !strings.Contains(info, "connected_slaves:0") {
+			return 0, false
+		}
+		_, v, _ := strings.Cut(info, "master_repl_offset:")
+		v, _, _ = strings.Cut(v, "\r\n")
+		o, err := strconv.ParseInt(v, 10, 64)
+		return o, err == nil
+	}
+	s.ReplicationLink.Cut()
+	var start int64
+	if err := redisAwait(func() (bool, error) { o, ok := offset(); start = o; return ok, nil }); err != nil {
+		t.Fatalf("the master still counts its replica: %v", err)
+	}
+	if err := redisAwait(func() (bool, error) { o, ok := offset(); return ok && o >= start+n, nil }); err != nil {
+		t.Fatalf("the master did not take %d bytes of writes: %v", n, err)
+	}
+	master.Kill()
+	return master.Addr
+}
+
+// Restart brings the server at addr (a master KillMaster killed) back as a
+// replica of the current master, and waits until it is in sync and the
+// sentinels count it, so that the next KillMaster has a replica to promote.
+func (s *RedisSentinel) Restart(t testing.TB, addr string) {
+	t.Helper()
+	master := s.Master(t)
+	host, port, _ := strings.Cut(master, ":")
+	for _, srv := range s.Servers {
+		if srv.Addr == addr {
+			srv.Restart(t, "--replicaof", host, port)
+			s.awaitRole(t, addr, "master_link_status:up")
+			s.awaitReplicas(t, 1)
+			return
+		}
+	}
+	t.Fatalf("%s is none of the servers started", addr)
+}
+
+// awaitReplicas waits until every sentinel counts n replicas in good
+// standing (not down).
+func (s *RedisSentinel) awaitReplicas(t testing.TB, n int) {
+	t.Helper()
+	for _, sn := range s.Sentinels {
+		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr})
+		err := redisAwait(func() (bool, error) {
+			replicas, err := c.Replicas(context.Background(), RedisSentinelMaster).Result()
+			if err != nil {
+				return false, nil
+			}
+			up := 0
+			for _, r := range replicas {
+				if !strings.Contains(r["flags"], "down") && !strings.Contains(r["flags"], "disconnected") {
+					up++
+				}
+			}
+			return up == n, nil
+		})
+		c.Close()
+		if err != nil {
+			t.Fatalf("sentinel %s never counted %d replicas: %v", sn.Addr, n, err)
+		}
+	}
 }
 
 // AwaitPromotion waits until the sentinels name a master other than old

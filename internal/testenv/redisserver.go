@@ -30,6 +30,9 @@ type RedisServer struct {
 	Port int
 	log  string
 
+	program string
+	args    []string
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -74,7 +77,8 @@ func redisFreePorts(t testing.TB, n int) []int {
 // args in dir, logging to name.log there, and stops it when t ends.
 func startRedisProcess(t testing.TB, dir, name string, port int, program string, args ...string) *RedisServer {
 	t.Helper()
-	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, log: filepath.Join(dir, name+".log")}
+	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, log: filepath.Join(dir, name+".log"),
+		program: program, args: args}
 	s.start(t, program, args...)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -102,6 +106,14 @@ func (s *RedisServer) start(t testing.TB, program string, args ...string) {
 		s.Kill()
 		t.Fatalf("%s on %s: %v; stderr %s; log:\n%s", program, s.Addr, err, stderr.String(), tail(s.log, 2000))
 	}
+}
+
+// Restart starts a killed server again on its port, with its first
+// arguments and extra ones after them.
+func (s *RedisServer) Restart(t testing.TB, extra ...string) {
+	t.Helper()
+	s.Kill()
+	s.start(t, s.program, append(append([]string(nil), s.args...), extra...)...)
 }
 
 // awaitPing waits until the server answers PING.
