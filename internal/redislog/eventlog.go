@@ -448,10 +448,12 @@ func seqOf(id string) (int64, error) {
 // outage (see outage.Is) is a bug; everything else, a connection that
 // failed or a server that cannot serve now, is an outage (503). So is a
 // reply that the key lives elsewhere (MOVED, ASK, CROSSSLOT): Redis is
-// reached in the wrong mode, which readiness reports.
+// reached in the wrong mode, which readiness reports; and NOREPLICAS, a
+// master that min-replicas-to-write keeps from writing while its replicas
+// are away.
 func unavailable(err error) error {
 	var reply redis.Error
-	if errors.As(err, &reply) && !outage.Is(err) && !misrouted(err) {
+	if errors.As(err, &reply) && !outage.Is(err) && !misrouted(err) && !redis.HasErrorPrefix(err, "NOREPLICAS") {
 		return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event log failed.")
 	}
 	return outage.Wrap(err, "The event log")

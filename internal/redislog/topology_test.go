@@ -92,7 +92,25 @@ func TestSentinel(t *testing.T) {
 	tp := topology{redislog.ModeSentinel, s.URL}
 	runTopology(t, tp)
 	t.Run("SyncWaitsForTheReplica", func(t *testing.T) { syncWaits(t, s, tp.client(t)) })
+	t.Run("NoReplicasIsAnOutage", func(t *testing.T) { noReplicas(t, s, tp.client(t)) })
 	t.Run("FollowsPromotion", func(t *testing.T) { followsPromotion(t, s, tp.client(t)) })
+}
+
+// noReplicas: a master that min-replicas-to-write keeps from writing
+// answers NOREPLICAS, which is an outage (held and retried), not a bug.
+func noReplicas(t *testing.T, s *testenv.RedisSentinel, c redis.UniversalClient) {
+	l := newLogOn(t, c, redislog.Options{Prefix: testenv.UniversalPrefix(t, c, "gymbrotest:")})
+	master := redis.NewClient(&redis.Options{Addr: s.Master(t)})
+	defer master.Close()
+	ctx := context.Background()
+	if err := master.ConfigSet(ctx, "min-replicas-to-write", "5").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer master.ConfigSet(ctx, "min-replicas-to-write", "0")
+	_, err := l.Append(ctx, gymbro.Event{MessageID: "m", Type: gymbro.EventQueued})
+	if gymbro.ErrorKind(err) != gymbro.KindUnavailable || !strings.Contains(err.Error(), "NOREPLICAS") {
+		t.Errorf("Append refused by min-replicas-to-write = %v, want unavailable", err)
+	}
 }
 
 // syncWaits checks that Sync, once it has seen the replica, sends the

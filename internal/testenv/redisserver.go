@@ -212,3 +212,13 @@ func UniversalPrefix(t testing.TB, c redis.UniversalClient, prefix string) strin
 	})
 	return prefix
 }
+
+// StartRedisServer starts a standalone redis-server of the test's own, for
+// a test that must be its only client (counting its commands, killing it).
+func StartRedisServer(t testing.TB) *RedisServer {
+	t.Helper()
+	requireRedisBinaries(t, "redis-server")
+	dir := t.TempDir()
+	port := redisFreePorts(t, 1)[0]
+	return startRedisProcess(t, dir, "redis", port, "redis-server", redisServerArgs(dir, "redis", port)...)
+}
