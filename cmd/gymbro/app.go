@@ -603,6 +603,9 @@ func (m *Main) storeName() string {
 
 func (m *Main) logName() string {
 	if m.redis != nil {
+		if mode := m.Config.RedisMode; mode != config.RedisStandalone {
+			return "redis " + mode
+		}
 		return "redis"
 	}
 	return "in-process"

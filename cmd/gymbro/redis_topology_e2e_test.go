@@ -60,7 +60,7 @@ func (a *app) ready(t *testing.T) {
 // node without cluster mode it refuses to start, naming the setting. In
 // cluster mode, two instances share the cluster: every post on one is
 // accepted and completes, and live streams on the other receive every
-// event (the notification crosses nodes) and end completed.
+// event, woken by notifications that cross the cluster, and end completed.
 func TestRedisCluster(t *testing.T) {
 	cluster := testenv.StartRedisCluster(t)
 	env := fleetEnv(t, config.RedisCluster, cluster.URL)
@@ -81,6 +81,9 @@ func TestRedisCluster(t *testing.T) {
 	})
 
 	t.Run("two instances", func(t *testing.T) {
+		// Heartbeats far apart: a stream that ends without one was driven
+		// by notifications alone (a heartbeat would also read the log).
+		env := with(env, "GYMBRO_SSE_HEARTBEAT", "30s")
 		b := startApp(t, env) // hosts the Auth emulator: the fleet's issuer
 		a := startApp(t, with(env, "SUPABASE_URL", b.url))
 		tok := b.userVia(b.url, env["SUPABASE_ANON_KEY"], env["SUPABASE_SERVICE_ROLE_KEY"], "cluster@example.com")
@@ -94,6 +97,9 @@ func TestRedisCluster(t *testing.T) {
 				end := s.data[len(s.data)-1]
 				if end.Type != gymbro.EventCompleted || end.Content != content(s.data) || end.Content == "" {
 					t.Errorf("stream of %s on B ended %s with %q; deltas %q", p.MessageID, end.Type, end.Content, content(s.data))
+				}
+				if s.heartbeats != 0 {
+					t.Errorf("stream of %s on B needed %d heartbeats: notifications did not reach it", p.MessageID, s.heartbeats)
 				}
 			})
 		}
@@ -111,8 +117,9 @@ func TestRedisCluster(t *testing.T) {
 // reply. The first failover loses data, as asynchronous replication can:
 // the replica is cut off while the replies stream, so the master it
 // replaces had events it never got, and the generations write them again.
-// GYMBRO_FAILOVER_ROUNDS (make test-redis-failover) adds plain kills,
-// bringing the old master back as a replica each time.
+// GYMBRO_FAILOVER_ROUNDS (make test-redis-failover) adds rounds, plain
+// kills and lossy ones in turn, bringing the old master back as a replica
+// each time.
 func TestRedisSentinelFailover(t *testing.T) {
 	rounds := 1
 	if v := os.Getenv("GYMBRO_FAILOVER_ROUNDS"); v != "" {
@@ -128,7 +135,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		"GYMBRO_LOG_LEVEL", "warn", "GYMBRO_LEASE_TTL", "6s"), logs)
 	f := &faults{a: a, tok: a.user("sentinel@example.com")}
 	for round := 1; round <= rounds; round++ {
-		lossy := round == 1
+		lossy := round%2 == 1
 		streaming := make([]*follower, 3)
 		for i := range streaming {
 			text := "plan "
@@ -165,6 +172,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		if lossy && !strings.Contains(logs.String(), "the event log lost events") {
 			t.Errorf("the failover lost no events (the test meant it to); logs:\n%s", logs.String())
 		}
+		logs.Reset()
 		a.ready(t)
 		s.Restart(t, old) // back as a replica of the new master, for the next round
 	}

@@ -407,8 +407,14 @@ func (l *EventLog) subscribe() {
 var resubscribeBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // resubscribe waits a backoff, then replaces the PubSub. It returns nil
-// when the log was closed meanwhile.
+// when the log was closed meanwhile. In a Redis Cluster the node that held
+// the subscription may have failed over: the client reloads the slot map
+// during the backoff, so the new subscription goes to the channel's
+// current master rather than waiting for the periodic reload.
 func (l *EventLog) resubscribe(failures int) *redis.PubSub {
+	if cc, ok := l.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(l.ctx)
+	}
 	if backoff.Sleep(l.ctx, resubscribeBackoff.Delay(failures)) != nil {
 		return nil
 	}

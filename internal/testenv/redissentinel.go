@@ -23,9 +23,6 @@ const RedisSentinelMaster = "gymbro"
 type RedisSentinel struct {
 	Servers   []*RedisServer // the master, then the replica, as started
 	Sentinels []*RedisServer
-	// ReplicationLink carries the first replica's replication from the
-	// first master, so a test can make the replica miss writes.
-	ReplicationLink *Proxy
 	// URL reaches the master through the sentinels as GYMBRO_REDIS_URL
 	// does in sentinel mode: redis://sentinel1?master_name=gymbro&addr=sentinel2.
 	URL string
@@ -41,10 +38,8 @@ func StartRedisSentinel(t testing.TB, n int) *RedisSentinel {
 	ports := redisFreePorts(t, 2+n)
 	s := &RedisSentinel{}
 	master := startRedisProcess(t, dir, "master", ports[0], "redis-server", redisServerArgs(dir, "master", ports[0])...)
-	s.ReplicationLink = NewProxy(t, master.Addr)
-	host, port, _ := strings.Cut(s.ReplicationLink.Addr(), ":")
 	replica := startRedisProcess(t, dir, "replica", ports[1], "redis-server",
-		append(redisServerArgs(dir, "replica", ports[1]), "--replicaof", host, port)...)
+		append(redisServerArgs(dir, "replica", ports[1]), "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]))...)
 	s.Servers = []*RedisServer{master, replica}
 	s.awaitRole(t, replica.Addr, "master_link_status:up")
 
@@ -92,30 +87,48 @@ func (s *RedisSentinel) Master(t testing.TB) string {
 func (s *RedisSentinel) KillMaster(t testing.TB) string {
 	t.Helper()
 	addr := s.Master(t)
+	s.kill(t, addr)
+	return addr
+}
+
+func (s *RedisSentinel) kill(t testing.TB, addr string) {
+	t.Helper()
 	for _, srv := range s.Servers {
 		if srv.Addr == addr {
 			srv.Kill()
-			return addr
+			return
 		}
 	}
-	t.Fatalf("the master %s is none of the servers started", addr)
-	return ""
+	t.Fatalf("%s is none of the servers started", addr)
 }
 
 // KillMasterLosingWrites stages the failover that loses data: it cuts the
-// first replica off the first master (which must still be the master),
-// waits until the master has taken n more bytes of writes that the replica
-// will never see, then kills the master. It returns the master's address.
+// replica off the master (the replica's link is killed and cannot come
+// back: its masterauth is one the master refuses), waits until the master
+// has taken n more bytes of writes that the replica will never see, then
+// kills the master. It returns the master's address.
 func (s *RedisSentinel) KillMasterLosingWrites(t testing.TB, n int64) string {
 	t.Helper()
-	master := s.Servers[0]
-	if addr := s.Master(t); addr != master.Addr {
-		t.Fatalf("the master is %s, not the first one (%s)", addr, master.Addr)
+	ctx := context.Background()
+	addr := s.Master(t)
+	var replicaAddr string
+	for _, srv := range s.Servers {
+		if srv.Addr != addr {
+			replicaAddr = srv.Addr
+		}
 	}
-	c := redis.NewClient(&redis.Options{Addr: master.Addr})
-	defer c.Close()
+	replica := redis.NewClient(&redis.Options{Addr: replicaAddr})
+	defer replica.Close()
+	if err := replica.ConfigSet(ctx, "masterauth", UniqueName("refused-")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Err(); err != nil {
+		t.Fatal(err)
+	}
+	master := redis.NewClient(&redis.Options{Addr: addr})
+	defer master.Close()
 	offset := func() (int64, bool) {
-		info, err := c.Info(context.Background(), "replication").Result()
+		info, err := master.Info(ctx, "replication").Result()
 		if err != nil || !strings.Contains(info, "connected_slaves:0") {
 			return 0, false
 		}
@@ -124,7 +137,6 @@ func (s *RedisSentinel) KillMasterLosingWrites(t testing.TB, n int64) string {
 		o, err := strconv.ParseInt(v, 10, 64)
 		return o, err == nil
 	}
-	s.ReplicationLink.Cut()
 	var start int64
 	if err := redisAwait(func() (bool, error) { o, ok := offset(); start = o; return ok, nil }); err != nil {
 		t.Fatalf("the master still counts its replica: %v", err)
@@ -132,8 +144,8 @@ func (s *RedisSentinel) KillMasterLosingWrites(t testing.TB, n int64) string {
 	if err := redisAwait(func() (bool, error) { o, ok := offset(); return ok && o >= start+n, nil }); err != nil {
 		t.Fatalf("the master did not take %d bytes of writes: %v", n, err)
 	}
-	master.Kill()
-	return master.Addr
+	s.kill(t, addr)
+	return addr
 }
 
 // Restart brings the server at addr (a master KillMaster killed) back as a
