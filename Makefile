@@ -12,7 +12,7 @@ FUZZTIME ?= 10s
 # the progress line reports "0/sec"; a second keeps the run fuzzing.
 FUZZMINIMIZETIME ?= 1s
 
-.PHONY: run modules build web console firebase-emulator test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http lint tidy clean
+.PHONY: run modules build web console firebase-emulator test test-prom test-go test-fuzz test-web test-e2e test-faults test-redis-failover bench bench-http lint tidy clean
 
 ## run: build the console if it is missing, build the binary, then start the service
 # The binary is exec'd rather than `go run`: go run exits 1 on Ctrl-C even
@@ -83,6 +83,12 @@ test-prom:
 # (make test runs the same test with 2 s cuts).
 test-faults:
 	GYMBRO_FAULT_CUT=8s $(GO) test -race -count=1 -run '^TestDependencyCutsLoseNothing$$' -v ./cmd/gymbro
+
+# test-redis-failover kills the Sentinel master six times under traffic (the
+# first failover losing writes the replica never got); make test runs it
+# once. It starts its own Redis master, replica and sentinels.
+test-redis-failover:
+	GYMBRO_FAILOVER_ROUNDS=6 $(GO) test -race -count=1 -run '^TestRedisSentinelFailover$$' -v ./cmd/gymbro
 
 test-fuzz:
 	@echo "make: fuzzing the token verifier for $(FUZZTIME) (its instrumented build first: a minute or two when cold)..."

@@ -108,7 +108,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.openStore(ctx); err != nil {
 		return err
 	}
-	if err := m.openLog(); err != nil {
+	if err := m.openLog(ctx); err != nil {
 		return err
 	}
 	mx := metrics.New(metrics.Options{OutboxStats: m.Store.OutboxStats, Version: version, InstanceID: cfg.InstanceID, Logger: m.Logger})
@@ -610,14 +610,17 @@ func (m *Main) openStore(ctx context.Context) error {
 	return nil
 }
 
-func (m *Main) openLog() error {
+func (m *Main) openLog(ctx context.Context) error {
 	if u := m.Config.RedisURL.Reveal(); u != "" {
-		opts, err := redis.ParseURL(u)
+		c, err := redislog.NewClient(m.Config.RedisMode, u)
 		if err != nil {
-			return fmt.Errorf("GYMBRO_REDIS_URL: %w", err)
+			return fmt.Errorf("GYMBRO_REDIS_URL (GYMBRO_REDIS_MODE=%s): %w", m.Config.RedisMode, err)
 		}
-		m.redis = redis.NewClient(opts)
+		m.redis = c
 		m.closers = append(m.closers, m.redis.Close)
+		if err := m.checkRedisMode(ctx); err != nil {
+			return err
+		}
 		l, err := redislog.New(m.redis, redislog.Options{TTL: m.Config.EventTTL, Prefix: m.Config.RedisPrefix, Logger: m.Logger})
 		if err != nil {
 			return fmt.Errorf("Redis event log: %w", err)
@@ -629,6 +632,23 @@ func (m *Main) openLog() error {
 	l := inmem.NewEventLog(inmem.Options{TTL: m.Config.EventTTL})
 	m.Log = l
 	m.closers = append(m.closers, l.Close)
+	return nil
+}
+
+// checkRedisMode refuses to start on a Redis of another kind than
+// GYMBRO_REDIS_MODE says (a cluster node as one endpoint answers MOVED for
+// most keys). A Redis that does not answer yet is no reason to refuse: the
+// service starts, says so, and readiness reports it until it answers.
+func (m *Main) checkRedisMode(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := redislog.CheckMode(ctx, m.redis)
+	if _, wrong := errors.AsType[*redislog.ModeError](err); wrong {
+		return err
+	}
+	if err != nil {
+		m.Logger.Warn("Redis does not answer yet; starting anyway (readiness reports it)", "mode", m.Config.RedisMode, "err", err)
+	}
 	return nil
 }
 
@@ -704,6 +724,9 @@ func (m *Main) storeName() string {
 
 func (m *Main) logName() string {
 	if m.redis != nil {
+		if mode := m.Config.RedisMode; mode != config.RedisStandalone {
+			return "redis " + mode
+		}
 		return "redis"
 	}
 	return "in-process"

@@ -46,7 +46,7 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 	if s.opts.Observer != nil {
 		s.opts.Observer.GenerationStarted()
 	}
-	out := s.newAppender(1) // the queued event is seq 1
+	out := s.newAppender(m)
 	if err := out.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking}); err != nil {
 		s.fail(bg, m, out.Seq(), err)
 		return

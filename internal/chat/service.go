@@ -193,7 +193,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	// The exchange is stored: what follows must happen even if the client
 	// hangs up now, or it would be left running until its lease lapsed.
 	ctx = context.WithoutCancel(ctx)
-	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
+	if _, err := s.log.Append(ctx, queuedEvent(m)); err != nil {
 		s.refuse(ctx, m)
 		return nil, false, gymbro.Unavailable(err, "The event log")
 	}

@@ -71,6 +71,7 @@ type Config struct {
 	DatabaseURL    Secret // empty: SQLite in DataDir
 	DatabaseSchema string // PostgreSQL schema for our tables; empty: the URL's search_path
 	RedisURL       Secret // empty: in-process event log and limits
+	RedisMode      string // how RedisURL reaches Redis: RedisStandalone, RedisCluster or RedisSentinel
 	RedisPrefix    string // prefix of every Redis key and channel, so deployments can share a Redis
 	InstanceID     string
 
@@ -157,6 +158,14 @@ const (
 	SessionCheckOff    = "off"
 )
 
+// Redis modes (GYMBRO_REDIS_MODE): how GYMBRO_REDIS_URL is read, by
+// go-redis's ParseURL, ParseClusterURL or ParseFailoverURL.
+const (
+	RedisStandalone = "standalone" // one endpoint: a server, or a managed primary endpoint
+	RedisCluster    = "cluster"    // a Redis Cluster: redis://node1:port?addr=node2:port&addr=node3:port
+	RedisSentinel   = "sentinel"   // Sentinel: redis://sentinel1:port?master_name=NAME&addr=sentinel2:port
+)
+
 // ListensOnLoopback reports whether HTTPAddr accepts only local
 // connections (a loopback IP or localhost; an empty host or 0.0.0.0 is every
 // interface).
@@ -238,6 +247,7 @@ func LoadScope(getenv func(string) string, scope Scope) (*Config, error) {
 		DatabaseURL:    Secret(r.str("GYMBRO_DATABASE_URL", "")),
 		DatabaseSchema: r.str("GYMBRO_DATABASE_SCHEMA", ""),
 		RedisURL:       Secret(r.str("GYMBRO_REDIS_URL", "")),
+		RedisMode:      r.oneOf("GYMBRO_REDIS_MODE", RedisStandalone, RedisStandalone, RedisCluster, RedisSentinel),
 		RedisPrefix:    r.str("GYMBRO_REDIS_PREFIX", "gymbro:"),
 		InstanceID:     r.str("GYMBRO_INSTANCE_ID", ""),
 
@@ -437,6 +447,9 @@ func (c *Config) validateStorage(r *reader) {
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(string(c.RedisURL), "redis://") && !strings.HasPrefix(string(c.RedisURL), "rediss://") {
 		r.fail("GYMBRO_REDIS_URL", "must be a redis:// or rediss:// URL")
+	}
+	if c.RedisURL == "" && c.RedisMode != RedisStandalone {
+		r.fail("GYMBRO_REDIS_MODE", "is %s, which needs GYMBRO_REDIS_URL", c.RedisMode)
 	}
 }
 

@@ -347,3 +347,21 @@ func TestScopes(t *testing.T) {
 		t.Error("serve does not report every problem")
 	}
 }
+
+func TestRedisMode(t *testing.T) {
+	if c, _ := Load(env(nil)); c.RedisMode != RedisStandalone {
+		t.Fatalf("default mode %q", c.RedisMode)
+	}
+	c, err := Load(env(map[string]string{"GYMBRO_REDIS_MODE": "cluster", "GYMBRO_REDIS_URL": "redis://10.0.0.1:6379?addr=10.0.0.2:6379"}))
+	if err != nil || c.RedisMode != RedisCluster {
+		t.Fatalf("cluster: %v, %q", err, c.RedisMode)
+	}
+	for name, e := range map[string]map[string]string{
+		"unknown mode":     {"GYMBRO_REDIS_MODE": "replicated", "GYMBRO_REDIS_URL": "redis://r:6379"},
+		"sentinel, no URL": {"GYMBRO_REDIS_MODE": "sentinel"},
+	} {
+		if _, err := Load(env(e)); err == nil || !strings.Contains(err.Error(), "GYMBRO_REDIS_MODE") {
+			t.Errorf("%s accepted: %v", name, err)
+		}
+	}
+}

@@ -57,6 +57,8 @@ func Run(t *testing.T, newLog func(t *testing.T, ttl time.Duration, now func() t
 		{"UnknownMessageReadsEmpty", testUnknown},
 		{"Ping", testPing},
 		{"OnAppendCallsBack", testOnAppend},
+		{"AppendAtExpectedSeq", testAppendAt},
+		{"SyncReportsTheLastSeq", testSync},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -360,6 +362,84 @@ func testOnAppend(t *testing.T, newLog NewLog) {
 		}
 	}
 	stop()
+}
+
+// SeqAppender is the optional interface of a log that appends at the seq
+// its writer expects (see redislog.EventLog.AppendAt): the chat appender
+// uses it to write again what a failover lost, and to retry an append
+// whose reply was lost without writing it twice.
+type SeqAppender interface {
+	AppendAt(ctx context.Context, ev gymbro.Event, seq int64) (last int64, err error)
+}
+
+// testAppendAt checks AppendAt: it writes only at the next seq, reports
+// the log's last seq when it holds fewer events (writing nothing), takes
+// a repeated seq as already written, and refuses a closed log.
+func testAppendAt(t *testing.T, newLog NewLog) {
+	l := newLog(t, time.Hour, NewClock().Now)
+	at, ok := l.(SeqAppender)
+	if !ok {
+		t.Skip("this log does not append at an expected seq") //_skip_ok: optional interface
+	}
+	ctx := context.Background()
+	id := msgID()
+	ev := func(typ gymbro.EventType, delta string) gymbro.Event {
+		return gymbro.Event{MessageID: id, Type: typ, Delta: delta}
+	}
+	for _, step := range []struct {
+		ev   gymbro.Event
+		seq  int64
+		want int64
+	}{
+		{ev(gymbro.EventQueued, ""), 1, 1},
+		{ev(gymbro.EventQueued, ""), 1, 1},            // a retry: already there
+		{ev(gymbro.EventContentDelta, "lost"), 3, 1},  // the log lacks seq 2: nothing written
+		{ev(gymbro.EventContentDelta, "two"), 2, 2},   // what was lost, written again
+		{ev(gymbro.EventContentDelta, "three"), 3, 3}, // then the next
+	} {
+		last, err := at.AppendAt(ctx, step.ev, step.seq)
+		if err != nil || last != step.want {
+			t.Fatalf("AppendAt(%s %q, %d) = %d, %v; want %d", step.ev.Type, step.ev.Delta, step.seq, last, err, step.want)
+		}
+	}
+	got := read(t, l, id, 0, 10)
+	if diff := cmp.Diff([]int64{1, 2, 3}, seqs(got)); diff != "" || got[1].Delta != "two" || got[2].Delta != "three" {
+		t.Fatalf("log after AppendAt: %+v", got)
+	}
+	if _, err := at.AppendAt(ctx, ev(gymbro.EventCompleted, ""), 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := at.AppendAt(ctx, ev(gymbro.EventContentDelta, "late"), 5); gymbro.ErrorCode(err) != CodeLogClosed {
+		t.Errorf("AppendAt after the terminal event: %v, want %s", err, CodeLogClosed)
+	}
+	if _, err := at.AppendAt(ctx, ev(gymbro.EventQueued, ""), 0); gymbro.ErrorKind(err) != gymbro.KindInvalid {
+		t.Errorf("AppendAt(seq 0): %v, want KindInvalid", err)
+	}
+}
+
+// Syncer is the optional interface of a log that reports a message's last
+// seq once its replicas hold the log (see redislog.EventLog.Sync).
+type Syncer interface {
+	Sync(ctx context.Context, messageID string) (last int64, err error)
+}
+
+func testSync(t *testing.T, newLog NewLog) {
+	l := newLog(t, time.Hour, NewClock().Now)
+	s, ok := l.(Syncer)
+	if !ok {
+		t.Skip("this log does not sync") //_skip_ok: optional interface
+	}
+	ctx := context.Background()
+	id := msgID()
+	if last, err := s.Sync(ctx, id); err != nil || last != 0 {
+		t.Errorf("Sync(unknown) = %d, %v; want 0", last, err)
+	}
+	n := int64(len(appendAll(t, l, script(id, 2))))
+	for range 2 {
+		if last, err := s.Sync(ctx, id); err != nil || last != n {
+			t.Errorf("Sync = %d, %v; want %d", last, err, n)
+		}
+	}
 }
 
 func testStop(t *testing.T, newLog NewLog) {

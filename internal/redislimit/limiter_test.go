@@ -42,7 +42,10 @@ func allow(t *testing.T, l *redislimit.Limiter, key string) (bool, time.Duration
 
 func TestSlidingWindow(t *testing.T) {
 	c := newClient(t)
-	prefix := uniquePrefix(t, c)
+	slidingWindow(t, c, uniquePrefix(t, c))
+}
+
+func slidingWindow(t *testing.T, c redis.UniversalClient, prefix string) {
 	clk := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	l := redislimit.New(c, prefix, 3, time.Minute, clk.Now)
 
@@ -86,7 +89,11 @@ func TestSlidingWindow(t *testing.T) {
 // sharing one Redis spend one budget, even when racing.
 func TestSharedBudget(t *testing.T) {
 	c1, c2 := newClient(t), newClient(t)
-	prefix := uniquePrefix(t, c1)
+	sharedBudget(t, c1, c2, uniquePrefix(t, c1))
+}
+
+// sharedBudget runs two limiters, over c1 and c2, on one budget.
+func sharedBudget(t *testing.T, c1, c2 redis.UniversalClient, prefix string) {
 	clk := testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	a := redislimit.New(c1, prefix, 3, time.Minute, clk.Now)
 	b := redislimit.New(c2, prefix, 3, time.Minute, clk.Now)

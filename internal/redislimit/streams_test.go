@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
@@ -17,7 +19,10 @@ var _ httpapi.StreamCap = (*redislimit.StreamCap)(nil)
 // a live instance's are renewed.
 func TestStreamCapAcrossInstances(t *testing.T) {
 	c := newClient(t)
-	prefix := uniquePrefix(t, c)
+	streamCapAcrossInstances(t, c, uniquePrefix(t, c))
+}
+
+func streamCapAcrossInstances(t *testing.T, c redis.UniversalClient, prefix string) {
 	const lease = 600 * time.Millisecond
 	a := redislimit.NewStreamCap(c, prefix, 3, lease, httpapi.TooManyStreams)
 	b := redislimit.NewStreamCap(c, prefix, 3, lease, httpapi.TooManyStreams)

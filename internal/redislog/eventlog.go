@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,6 +76,10 @@ type Options struct {
 	// connection is noticed within about twice this. Default DefaultBlockFor.
 	BlockFor time.Duration
 
+	// ReplicaWait bounds how long Sync waits for the replicas to
+	// acknowledge a log. Default DefaultReplicaWait.
+	ReplicaWait time.Duration
+
 	// Logger receives subscription failures. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -90,6 +95,9 @@ type EventLog struct {
 	now      func() time.Time
 	blockFor time.Duration
 	log      *slog.Logger
+
+	replicaWait time.Duration
+	replicas    atomic.Int64 // in sync with the master, as the last Sync saw them; -1 before it
 
 	watchers  registry
 	listeners eventlog.Listeners
@@ -115,21 +123,35 @@ func (l *EventLog) OnAppend(fn func(messageID string)) (stop func()) { return l.
 // the closed mark checked and the entry written in one step, so two
 // instances can never hand out one seq twice or write after a terminal
 // event. Publishing from inside the script means no notification is sent
-// for an entry that was not written, nor missed for one that was.
+// for an entry that was not written, nor missed for one that was. In a
+// Redis Cluster both keys share the message's slot (the {id} hash tag),
+// and the PUBLISH reaches every node's subscribers over the cluster bus.
 //
 // KEYS[1] stream, KEYS[2] closed mark.
 // ARGV[1], ARGV[2] the event's JSON before and after its seq value;
 // ARGV[3] "1" when terminal; ARGV[4] TTL ms; ARGV[5] open TTL ms;
-// ARGV[6] channel; ARGV[7] message id.
-// Returns the seq, or -1 when the log is closed.
+// ARGV[6] channel; ARGV[7] message id; ARGV[8] the seq the writer expects
+// the event to get, or "0" for the next one.
+// Returns {seq, last}: the event's seq and the log's last seq. seq is -1
+// when the log is closed, 0 when the log holds fewer events than the
+// expected seq needs (nothing written); an expected seq the log already
+// holds was written by an earlier call and is not written again.
 var appendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return -1
+  return {-1, 0}
 end
-local seq = 1
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then
-  seq = tonumber(string.match(last[1][1], '^0%-(%d+)$')) + 1
+local last = 0
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #tail > 0 then
+  last = tonumber(string.match(tail[1][1], '^0%-(%d+)$'))
+end
+local seq = tonumber(ARGV[8])
+if seq == 0 then
+  seq = last + 1
+elseif seq <= last then
+  return {seq, last}
+elseif seq > last + 1 then
+  return {0, last}
 end
 local s = string.format('%d', seq)
 redis.call('XADD', KEYS[1], '0-' .. s, 'e', ARGV[1] .. s .. ARGV[2])
@@ -140,7 +162,7 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
-return seq
+return {seq, seq}
 `)
 
 // New returns an EventLog on client and starts its one subscriber
@@ -170,6 +192,11 @@ func New(client redis.UniversalClient, opts Options) (*EventLog, error) {
 	if l.log == nil {
 		l.log = slog.Default()
 	}
+	l.replicaWait = opts.ReplicaWait
+	if l.replicaWait <= 0 {
+		l.replicaWait = DefaultReplicaWait
+	}
+	l.replicas.Store(-1)
 	l.channel = l.prefix + "events"
 	l.watchers.init()
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -186,37 +213,67 @@ const seqMarker = `"seq":0`
 
 // Append implements gymbro.EventLog in one script round trip.
 func (l *EventLog) Append(ctx context.Context, ev gymbro.Event) (gymbro.Event, error) {
-	if err := ev.Validate(); err != nil {
+	seq, _, err := l.append(ctx, &ev, 0)
+	if err != nil {
 		return gymbro.Event{}, err
+	}
+	ev.Seq = seq
+	return ev, nil
+}
+
+// AppendAt appends ev as event seq of its message, provided the log holds
+// exactly seq-1 events, in the one round trip of Append. It returns the
+// seq of the log's last event: seq or more when ev is in the log (written
+// now, or by an earlier call whose reply was lost, so a retry never writes
+// an event twice), less when the log holds fewer than seq-1 events, and
+// then nothing was written. Redis replicates asynchronously: after a
+// failover the new master may lack the last events a writer appended, and
+// the writer, which knows them, writes them again from last+1. A closed
+// log fails as Append does.
+func (l *EventLog) AppendAt(ctx context.Context, ev gymbro.Event, seq int64) (last int64, err error) {
+	if seq < 1 {
+		return 0, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "seq must be positive.")
+	}
+	_, last, err = l.append(ctx, &ev, seq)
+	return last, err
+}
+
+// append runs appendScript for ev, stamping its At, at seq (0: the next
+// one). It returns the seq ev has in the log (0 when it was not written)
+// and the log's last seq.
+func (l *EventLog) append(ctx context.Context, ev *gymbro.Event, seq int64) (written, last int64, err error) {
+	if err := ev.Validate(); err != nil {
+		return 0, 0, err
 	}
 	ev.Seq = 0
 	ev.At = l.now().UTC().Round(0)
 	data, err := json.Marshal(ev)
 	if err != nil {
-		return gymbro.Event{}, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event could not be encoded.")
+		return 0, 0, gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event could not be encoded.")
 	}
 	before, after, ok := strings.Cut(string(data), seqMarker)
 	if !ok {
-		return gymbro.Event{}, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "The event could not be encoded.")
+		return 0, 0, gymbro.Errorf(gymbro.KindInternal, gymbro.CodeInternal, "The event could not be encoded.")
 	}
 	terminal := "0"
 	if ev.Type.Terminal() {
 		terminal = "1"
 	}
-	seq, err := appendScript.Run(ctx, l.client,
+	res, err := appendScript.Run(ctx, l.client,
 		[]string{l.streamKey(ev.MessageID), l.closedKey(ev.MessageID)},
 		before+`"seq":`, after, terminal, l.ttl.Milliseconds(), l.openTTL.Milliseconds(),
-		l.channel, ev.MessageID,
-	).Int64()
+		l.channel, ev.MessageID, seq,
+	).Int64Slice()
 	if err != nil {
-		return gymbro.Event{}, unavailable(err)
+		return 0, 0, unavailable(err)
 	}
-	if seq < 0 {
-		return gymbro.Event{}, gymbro.Errorf(gymbro.KindConflict, CodeLogClosed,
-			"The message's event log has already ended.")
+	if len(res) != 2 {
+		return 0, 0, corrupt(fmt.Errorf("append script replied %v", res))
 	}
-	ev.Seq = seq
-	return ev, nil
+	if res[0] < 0 {
+		return 0, 0, gymbro.Errorf(gymbro.KindConflict, CodeLogClosed, "The message's event log has already ended.")
+	}
+	return res[0], res[1], nil
 }
 
 // Read implements gymbro.EventLog with one XRANGE.
@@ -260,9 +317,16 @@ func (l *EventLog) Watch(messageID string) (<-chan struct{}, func()) {
 	return l.watchers.add(messageID)
 }
 
-// Ping implements gymbro.EventLog by pinging Redis.
+// Ping implements gymbro.EventLog with CheckMode: Redis answers, and is
+// the kind the client was made for, so readiness never says ok while the
+// other commands fail with MOVED.
 func (l *EventLog) Ping(ctx context.Context) error {
-	if err := l.client.Ping(ctx).Err(); err != nil {
+	err := CheckMode(ctx, l.client)
+	if me, ok := errors.AsType[*ModeError](err); ok {
+		return gymbro.Wrap(me, gymbro.KindUnavailable, gymbro.CodeUnavailable,
+			"The event log's Redis is reached in the wrong mode (see GYMBRO_REDIS_MODE).")
+	}
+	if err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -343,8 +407,14 @@ func (l *EventLog) subscribe() {
 var resubscribeBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // resubscribe waits a backoff, then replaces the PubSub. It returns nil
-// when the log was closed meanwhile.
+// when the log was closed meanwhile. In a Redis Cluster the node that held
+// the subscription may have failed over: the client reloads the slot map
+// during the backoff, so the new subscription goes to the channel's
+// current master rather than waiting for the periodic reload.
 func (l *EventLog) resubscribe(failures int) *redis.PubSub {
+	if cc, ok := l.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(l.ctx)
+	}
 	if backoff.Sleep(l.ctx, resubscribeBackoff.Delay(failures)) != nil {
 		return nil
 	}
@@ -382,13 +452,23 @@ func seqOf(id string) (int64, error) {
 
 // unavailable classifies a failed Redis call: an error reply that is not an
 // outage (see outage.Is) is a bug; everything else, a connection that
-// failed or a server that cannot serve now, is an outage (503).
+// failed or a server that cannot serve now, is an outage (503). So is a
+// reply that the key lives elsewhere (MOVED, ASK, CROSSSLOT): Redis is
+// reached in the wrong mode, which readiness reports; and NOREPLICAS, a
+// master that min-replicas-to-write keeps from writing while its replicas
+// are away.
 func unavailable(err error) error {
 	var reply redis.Error
-	if errors.As(err, &reply) && !outage.Is(err) {
+	if errors.As(err, &reply) && !outage.Is(err) && !misrouted(err) && !redis.HasErrorPrefix(err, "NOREPLICAS") {
 		return gymbro.Wrap(err, gymbro.KindInternal, gymbro.CodeInternal, "The event log failed.")
 	}
 	return outage.Wrap(err, "The event log")
+}
+
+func misrouted(err error) bool {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask || redis.HasErrorPrefix(err, "CROSSSLOT")
 }
 
 func corrupt(err error) error {

@@ -30,7 +30,9 @@ func uniquePrefix(t testing.TB, c *redis.Client) string {
 	return testenv.RedisPrefix(t, c, "gymbrotest:")
 }
 
-func newLogOn(t testing.TB, c *redis.Client, opts redislog.Options) *redislog.EventLog {
+var _ eventlogtest.SeqAppender = (*redislog.EventLog)(nil)
+
+func newLogOn(t testing.TB, c redis.UniversalClient, opts redislog.Options) *redislog.EventLog {
 	t.Helper()
 	l, err := redislog.New(c, opts)
 	if err != nil {
@@ -113,7 +115,11 @@ func TestExpiryIsSetOnTerminal(t *testing.T) {
 // instance while the client's SSE stream is served by another.
 func TestCrossInstance(t *testing.T) {
 	ca, cb := newClient(t, ""), newClient(t, "")
-	prefix := uniquePrefix(t, ca)
+	crossInstance(t, ca, cb, uniquePrefix(t, ca))
+}
+
+// crossInstance appends on a log over ca and follows on one over cb.
+func crossInstance(t *testing.T, ca, cb redis.UniversalClient, prefix string) {
 	a := newLogOn(t, ca, redislog.Options{Prefix: prefix})
 	b := newLogOn(t, cb, redislog.Options{Prefix: prefix})
 	ctx := context.Background()
