@@ -8,7 +8,7 @@ BIN     := bin/gymbro
 # Fuzz time per target inside `make test`; raise it for a real fuzzing session.
 FUZZTIME ?= 10s
 
-.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http lint tidy clean
+.PHONY: run modules build web console test test-prom test-go test-fuzz test-web test-e2e test-faults bench bench-http bench-ttft lint tidy clean
 
 ## run: build the console if it is missing, then start the service
 run: console modules
@@ -75,6 +75,13 @@ bench:
 bench-http:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gymbro-bench ./cmd/gymbro
 	scripts/bench-http.sh bin/gymbro-bench
+
+## bench-ttft: time to first token through the service vs straight to a fake model, SQLite and PostgreSQL + Redis
+# Sequential and at 50 users, with the breakdown of one exchange; BEFORE_BIN=<binary> alternates with another build.
+bench-ttft:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gymbro-bench ./cmd/gymbro
+	$(GO) build -o bin/gymbro-load ./cmd/gymbro-load
+	GYMBRO_BIN=bin/gymbro-bench LOAD_BIN=bin/gymbro-load scripts/bench-ttft.sh $(STORE)
 
 ## lint: gofmt, go vet, and a tidy go.mod
 lint:

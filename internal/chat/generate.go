@@ -43,6 +43,7 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
+	s.opts.Trace.Mark(m.ID, StepGenerationStarted)
 	if s.opts.Observer != nil {
 		s.opts.Observer.GenerationStarted()
 	}
@@ -51,6 +52,7 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 		s.fail(bg, m, out.Seq(), err)
 		return
 	}
+	s.opts.Trace.Mark(m.ID, StepWorkingAppended)
 	leaseCtx, stopLease := context.WithCancel(ctx)
 	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
 	run := s.stream(ctx, m, uid, opened, out, started)
@@ -92,16 +94,22 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 	lastSave := started
 	var answering string // the model's name, for the first delta only
 	req.Answering = func(name string) { answering = name }
-	run.res, run.err = s.model.Stream(ctx, req, func(delta string) error {
+	s.opts.Trace.Mark(m.ID, StepModelCalled)
+	run.res, run.err = s.model.Stream(s.opts.Trace.modelContext(ctx, m.ID), req, func(delta string) error {
 		if delta == "" {
 			return nil
 		}
-		if run.firstChunk == 0 {
+		first := run.firstChunk == 0
+		if first {
 			run.firstChunk = s.opts.Now().Sub(started)
+			s.opts.Trace.Mark(m.ID, StepFirstChunk)
 		}
 		run.reply.WriteString(delta)
 		if err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta, Model: answering}); err != nil {
 			return err
+		}
+		if first {
+			s.opts.Trace.Mark(m.ID, StepFirstDeltaAppended)
 		}
 		answering = ""
 		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {

@@ -59,6 +59,9 @@ type Options struct {
 	// OnFinish is called after an exchange is persisted with its outbox
 	// record (the sync worker's wake-up); it must not block.
 	OnFinish func()
+	// Trace, when set, records each exchange's steps to its first delta
+	// (GYMBRO_TRACE_TTFT); nil records nothing.
+	Trace *Trace
 }
 
 // Observer receives generation outcomes for metrics; nil disables it.
@@ -141,6 +144,9 @@ func New(opts Options) *Service {
 // Log returns the event log SSE subscribers read.
 func (s *Service) Log() gymbro.EventLog { return s.log }
 
+// Trace returns the exchanges' step trace; nil when tracing is off.
+func (s *Service) Trace() *Trace { return s.opts.Trace }
+
 // PostInput is a user's new message.
 type PostInput struct {
 	Text           string
@@ -168,8 +174,10 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		}
 	}
 	now := s.opts.Now().UTC()
+	id := newID()
+	s.opts.Trace.start(id)
 	m, replayed, err = s.store.CreateMessage(ctx, gymbro.NewMessage{
-		ID:                newID(),
+		ID:                id,
 		ConversationID:    in.ConversationID,
 		NewConversationID: newID(),
 		UserID:            p.UID,
@@ -189,6 +197,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	if err != nil || replayed {
 		return m, replayed, err
 	}
+	s.opts.Trace.Mark(m.ID, StepStored)
 	// The exchange is stored: what follows must happen even if the client
 	// hangs up now, or it would be left running until its lease lapsed.
 	ctx = context.WithoutCancel(ctx)
@@ -196,6 +205,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		s.refuse(ctx, m)
 		return nil, false, gymbro.Unavailable(err, "The event log")
 	}
+	s.opts.Trace.Mark(m.ID, StepQueuedAppended)
 	// The client meets the exchange as its event stream begins: queued.
 	// (The store holds it working from the start, under the generation's
 	// lease; the working event follows.)

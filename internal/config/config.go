@@ -125,6 +125,7 @@ type Config struct {
 	SSERetry        time.Duration
 	LeaseTTL        time.Duration
 	EventLogGrace   time.Duration // how long a generation holds its events through an event-log outage
+	TraceTTFT       bool          // keep recent exchanges' steps to their first delta, served at /debug/ttft/{id}
 
 	SyncBatchSize int
 
@@ -240,6 +241,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),
 		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
 		EventLogGrace:   r.duration("GYMBRO_EVENTLOG_OUTAGE_GRACE", 30*time.Second, time.Second, 10*time.Minute),
+		TraceTTFT:       r.boolean("GYMBRO_TRACE_TTFT", false),
 
 		SyncBatchSize: r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
 

@@ -38,16 +38,20 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, p, id := r.Context(), principal(r), r.PathValue("id")
+	trace := s.chat.Trace()
+	trace.Mark(id, chat.StepStreamReceived)
 	after, m, err := s.streamTarget(r, p, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	trace.Mark(id, chat.StepStreamFound)
 	release, err := s.acquireStream(ctx, p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	trace.Mark(id, chat.StepStreamSlot)
 	parked := false
 	defer func() {
 		if !parked {
@@ -64,6 +68,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	trace.Mark(id, chat.StepStreamReplayed)
 	setStreamHeaders(w.Header(), reset, evs)
 	finished := (len(evs) > 0 && evs[len(evs)-1].Type.Terminal()) || (m.Status.Terminal() && len(evs) == 0 && !reset)
 	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs, release) {
@@ -75,7 +80,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer s.streamClosed()
 	sw := responseWriter(w)
 	last := s.writeReplay(sw, id, after, reset, evs)
-	if err := sw.flush(); err != nil || finished {
+	if err := s.flushReplay(sw, id); err != nil || finished {
 		return
 	}
 	s.followLive(ctx, sw, log, wake, p, id, last)
@@ -159,7 +164,7 @@ func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.Event
 		case <-wake:
 			done := s.drain(ctx, sw, log, id, &last)
 			stalled = false
-			if sw.flush() != nil || done {
+			if s.flushTraced(sw, id) != nil || done {
 				return
 			}
 		}
@@ -205,6 +210,22 @@ func (s *Server) writeReplay(sw *sseWriter, id string, after int64, reset bool, 
 	return last
 }
 
+// flushReplay writes the stream's head and replay out: from then on the
+// stream follows the log.
+func (s *Server) flushReplay(sw *sseWriter, id string) error {
+	s.chat.Trace().Mark(id, chat.StepStreamReady)
+	return s.flushTraced(sw, id)
+}
+
+// flushTraced flushes sw, marking for the TTFT trace when the exchange's
+// first delta goes out (before the write: a client may act on it at once).
+func (s *Server) flushTraced(sw *sseWriter, id string) error {
+	if sw.delta {
+		s.chat.Trace().Mark(id, chat.StepFirstDeltaWritten)
+	}
+	return sw.flush()
+}
+
 // parkStream answers the stream on the hijacked connection (a close-
 // delimited HTTP/1.1 body: no chunked framing to keep up by hand), writes
 // the replay and parks it. It reports false, having written nothing, when
@@ -233,7 +254,7 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 	// Counted before its first byte goes out: a client that has read the
 	// replay must find its stream counted (a shutdown reports it).
 	s.streamOpened()
-	if sw.flush() != nil {
+	if s.flushReplay(sw, id) != nil {
 		conn.Close()
 		s.streamClosed()
 		release()
@@ -325,6 +346,7 @@ type sseWriter struct {
 	flusher  func() error // nil when writes reach the connection directly
 	buf      []byte
 	err      error
+	delta    bool // a content_delta was buffered since the last flush (for the TTFT trace)
 }
 
 // responseWriter returns an sseWriter on an http.ResponseWriter.
@@ -356,6 +378,7 @@ func (s *sseWriter) event(ev gymbro.Event) {
 	s.buf = append(s.buf, "\ndata: "...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, "\n\n"...)
+	s.delta = s.delta || ev.Type == gymbro.EventContentDelta
 }
 
 // reset tells the client that the events after its Last-Event-ID cannot be
@@ -388,5 +411,6 @@ func (s *sseWriter) flush() error {
 	} else {
 		s.buf = s.buf[:0]
 	}
+	s.delta = false
 	return s.err
 }

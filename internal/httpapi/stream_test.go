@@ -37,6 +37,7 @@ type streamServer struct {
 	api    *httpapi.Server
 	client *http.Client
 	token  string
+	issuer *authtest.Issuer
 }
 
 func newStreamServer(t *testing.T, http2 bool) *streamServer {
@@ -52,6 +53,7 @@ type streamSetup struct {
 	heartbeat time.Duration
 	streams   httpapi.StreamCap
 	sndbuf    int // the server's socket send buffer, when set
+	trace     *chat.Trace
 }
 
 func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
@@ -70,9 +72,9 @@ func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
 	if setup.heartbeat == 0 {
 		setup.heartbeat = 15 * time.Millisecond
 	}
-	svc := chat.New(chat.Options{Store: store, Log: log, Model: setup.model})
+	svc := chat.New(chat.Options{Store: store, Log: log, Model: setup.model, Trace: setup.trace})
 	api := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: setup.heartbeat, SSERetry: time.Second, Streams: setup.streams, Logger: discardLogger()})
-	ss := &streamServer{api: api, token: iss.TokenFor(uuid.NewString(), "s@example.com", time.Hour)}
+	ss := &streamServer{api: api, token: iss.TokenFor(uuid.NewString(), "s@example.com", time.Hour), issuer: iss}
 	ss.srv = httptest.NewUnstartedServer(api)
 	if setup.sndbuf > 0 {
 		ss.srv.Listener = sndbufListener{ss.srv.Listener, setup.sndbuf}
