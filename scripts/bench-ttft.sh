@@ -17,7 +17,7 @@
 #
 #   scripts/bench-ttft.sh [sqlite|postgres|all]   (default all)
 #
-# Environment: EXCHANGES (1000), USERS (50), CONC_EXCHANGES (2000), THINK
+# Environment: EXCHANGES (1000), USERS (50; 0 skips that run), CONC_EXCHANGES (2000), THINK
 # (1s), TRACE
 # (1; 0 for none), ROUNDS (1), BEFORE_BIN (another gymbro binary, run in
 # every round right after GYMBRO_BIN on the same store, for a before/after
@@ -98,10 +98,12 @@ measure() {
 	"$LOAD_BIN" -url "http://127.0.0.1:$PORT" -data-dir "$DATA" -mode ttft -model-url "http://127.0.0.1:$MODEL_PORT/v1" \
 		-users 1 -exchanges "$EXCHANGES" "${trace[@]}" -duration 30m -progress 1h 2>"$DIR/load.err" | grep -v '^\(post →\|delta at\|mode \)' ||
 		{ tail -5 "$DIR/load.err"; exit 1; }
-	echo "== $label, $store, round $round: $USERS users at once, $CONC_EXCHANGES pairs"
-	"$LOAD_BIN" -url "http://127.0.0.1:$PORT" -data-dir "$DATA" -mode ttft -model-url "http://127.0.0.1:$MODEL_PORT/v1" \
-		-users "$USERS" -source-addrs 8 -exchanges "$CONC_EXCHANGES" -think "$THINK" "${trace[@]}" -duration 30m -progress 1h 2>"$DIR/load.err" | grep -v '^\(post →\|delta at\|mode \)' ||
-		{ tail -5 "$DIR/load.err"; exit 1; }
+	if [ "$USERS" -gt 0 ]; then
+		echo "== $label, $store, round $round: $USERS users at once, $CONC_EXCHANGES pairs"
+		"$LOAD_BIN" -url "http://127.0.0.1:$PORT" -data-dir "$DATA" -mode ttft -model-url "http://127.0.0.1:$MODEL_PORT/v1" \
+			-users "$USERS" -source-addrs 8 -exchanges "$CONC_EXCHANGES" -think "$THINK" "${trace[@]}" -duration 30m -progress 1h 2>"$DIR/load.err" | grep -v '^\(post →\|delta at\|mode \)' ||
+			{ tail -5 "$DIR/load.err"; exit 1; }
+	fi
 	errors=$(grep -ac 'level=ERROR' "$DIR/service-$name.log" || true)
 	[ "$errors" = 0 ] || { echo "service errors: $errors (first lines)"; grep -a 'level=ERROR' "$DIR/service-$name.log" | cut -c1-300 | head -3; }
 	kill "$SERVICE" && wait "$SERVICE" 2>/dev/null || true

@@ -218,11 +218,14 @@ type traceLane struct {
 }
 
 // traceLanes follow an exchange from the POST to the first delta read.
-// After the 202 two things run at once: the generation (to the first
-// delta appended) and the app opening its stream; delivery needs both.
+// Once the exchange is stored three things run at once: the generation
+// (to the first delta appended), the queued and working appends (the first
+// delta waits for them) and, after the 202, the app opening its stream;
+// delivery needs them all.
 var traceLanes = []traceLane{
 	{"accept", []string{"client.posted", "post_received", "stored", "queued_appended", "post_answered", "client.accepted"}},
-	{"generation", []string{"stored", "generation_started", "working_appended", "model_called", "model_conn", "model_request_written", "model_response_headers", "first_chunk", "first_delta_appended"}},
+	{"generation", []string{"stored", "generation_started", "model_called", "model_conn", "model_request_written", "model_response_headers", "first_chunk", "first_delta_appended"}},
+	{"working", []string{"queued_appended", "working_appended"}},
 	{"subscription", []string{"client.accepted", "stream_received", "stream_found", "stream_slot", "stream_replayed", "stream_ready"}},
 	{"delivery", []string{"first_delta_appended", "first_delta_written", "client.first_read"}},
 }

@@ -95,11 +95,26 @@ type Service struct {
 type generation struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// queued receives the outcome of the post's queued append: nil, or
+	// errRefused when it failed and the post is refused.
+	queued chan error
+	// stored is the exchange as it was stored, read-only: what a stream
+	// opened on this instance needs of it (StreamTarget).
+	stored gymbro.Message
+}
+
+// refuse ends a generation whose post is refused, before it appended or
+// stored anything, and waits until it has.
+func (g *generation) refuse() {
+	g.queued <- errRefused
+	g.cancel(errRefused)
+	<-g.done
 }
 
 var (
 	errCanceledByUser = errors.New("canceled by the user")
 	errShutdown       = errors.New("the server is shutting down")
+	errRefused        = errors.New("the post was refused")
 )
 
 // New returns a Service.
@@ -156,9 +171,11 @@ type PostInput struct {
 }
 
 // Post validates and stores the message (taken by this instance's
-// generation in the same transaction), appends its queued event and
-// starts generating the reply in the background. It returns before any
-// model work. replayed reports an idempotent repeat of an earlier Post.
+// generation in the same transaction), starts generating the reply in the
+// background and appends its queued event. The generation asks the model
+// at once but appends nothing before the queued event is in; Post returns
+// without waiting for the model. replayed reports an idempotent repeat of
+// an earlier Post.
 func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
 	text, err := s.check(in)
 	if err != nil {
@@ -201,17 +218,21 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	// The exchange is stored: what follows must happen even if the client
 	// hangs up now, or it would be left running until its lease lapsed.
 	ctx = context.WithoutCancel(ctx)
+	// The model's first chunk is what the user waits for: its request goes
+	// out now, while the queued event is appended and the 202 written.
+	g := s.start(m, p, in.ConversationID == "")
 	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
+		g.refuse()
 		s.refuse(ctx, m)
 		return nil, false, gymbro.Unavailable(err, "The event log")
 	}
 	s.opts.Trace.Mark(m.ID, StepQueuedAppended)
+	g.queued <- nil
 	// The client meets the exchange as its event stream begins: queued.
 	// (The store holds it working from the start, under the generation's
 	// lease; the working event follows.)
 	accepted := *m
 	accepted.Status = gymbro.StatusQueued
-	s.start(m, p, in.ConversationID == "")
 	return &accepted, false, nil
 }
 
@@ -258,6 +279,23 @@ func (s *Service) Message(ctx context.Context, p *gymbro.Principal, id string) (
 		return nil, gymbro.MessageNotFound() // exactly as an absent one
 	}
 	return s.store.Message(ctx, p.UID, id)
+}
+
+// StreamTarget returns the caller's exchange for its event stream. While
+// this instance generates it, it is the exchange as stored, from memory:
+// a stream needs only its owner and that it is not finished, and reads
+// the rest from the log; otherwise it is read as Message does. That
+// spares the stream that an app opens right after its post a store round
+// trip before its first events.
+func (s *Service) StreamTarget(ctx context.Context, p *gymbro.Principal, id string) (*gymbro.Message, error) {
+	s.mu.Lock()
+	g := s.running[id]
+	s.mu.Unlock()
+	if g != nil && g.stored.UserID == p.UID {
+		m := g.stored
+		return &m, nil
+	}
+	return s.Message(ctx, p, id)
 }
 
 // Cancel stops the caller's running generation and returns the exchange as

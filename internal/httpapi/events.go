@@ -92,7 +92,7 @@ func (s *Server) streamTarget(r *http.Request, p *gymbro.Principal, id string) (
 	if err != nil {
 		return 0, nil, err
 	}
-	m, err := s.chat.Message(r.Context(), p, id)
+	m, err := s.chat.StreamTarget(r.Context(), p, id)
 	return after, m, err
 }
 

@@ -31,7 +31,8 @@ func TestTTFTTrace(t *testing.T) {
 	}
 	lanes := [][]string{
 		{"post_received", "stored", "queued_appended", "post_answered"},
-		{"stored", "generation_started", "working_appended", "model_called", "first_chunk", "first_delta_appended", "first_delta_written"},
+		{"stored", "generation_started", "model_called", "first_chunk", "first_delta_appended", "first_delta_written"},
+		{"stored", "queued_appended", "working_appended", "first_delta_appended"},
 		{"post_answered", "stream_received", "stream_found", "stream_slot", "stream_replayed", "stream_ready"},
 	}
 	for _, lane := range lanes {
