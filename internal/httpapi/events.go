@@ -46,7 +46,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	trace.Mark(id, chat.StepStreamFound)
-	release, err := s.acquireStream(ctx, p)
+	slot := s.takeStreamSlot(ctx, p)
+	log := s.chat.Log()
+	// Watch before the first read, so an append between them is not missed.
+	wake, stop := log.Watch(id)
+	defer stop()
+	evs, reset, replayErr := s.replay(ctx, log, m, after)
+	release, err := slot()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -58,14 +64,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			release()
 		}
 	}()
-	log := s.chat.Log()
-	// Watch before the first read, so an append between them is not missed.
-	wake, stop := log.Watch(id)
-	defer stop()
-
-	evs, reset, err := s.replay(ctx, log, m, after)
-	if err != nil {
-		s.writeError(w, r, err)
+	if replayErr != nil {
+		s.writeError(w, r, replayErr)
 		return
 	}
 	trace.Mark(id, chat.StepStreamReplayed)
@@ -94,6 +94,30 @@ func (s *Server) streamTarget(r *http.Request, p *gymbro.Principal, id string) (
 	}
 	m, err := s.chat.StreamTarget(r.Context(), p, id)
 	return after, m, err
+}
+
+// takeStreamSlot starts taking a stream slot for p and returns the
+// function that waits for it. A cap counted elsewhere (in Redis) is asked
+// by a goroutine of its own, so its round trip overlaps the replay's read
+// instead of preceding it; the caller must wait for it before returning.
+func (s *Server) takeStreamSlot(ctx context.Context, p *gymbro.Principal) func() (func(), error) {
+	if _, local := s.opts.Streams.(*MemoryStreamCap); local || s.opts.Streams == nil {
+		release, err := s.acquireStream(ctx, p)
+		return func() (func(), error) { return release, err }
+	}
+	type slot struct {
+		release func()
+		err     error
+	}
+	ch := make(chan slot, 1)
+	go func() {
+		release, err := s.acquireStream(ctx, p)
+		ch <- slot{release, err}
+	}()
+	return func() (func(), error) {
+		sl := <-ch
+		return sl.release, sl.err
+	}
 }
 
 // setStreamHeaders sets the SSE response headers.

@@ -81,9 +81,10 @@ type Config struct {
 	// Model per process so the cap is process-wide.
 	MaxConcurrent int
 
-	// HTTPClient sends the requests; nil means a client on
-	// http.DefaultTransport. Its Timeout must be zero or longer than any
-	// reply, since it bounds the whole streamed body.
+	// HTTPClient sends the requests; nil means a client on a transport
+	// like http.DefaultTransport that keeps a connection per generation in
+	// flight for the next (see newTransport). Its Timeout must be zero or
+	// longer than any reply, since it bounds the whole streamed body.
 	HTTPClient *http.Client
 
 	// Sleep waits d or until ctx ends, between retries; nil uses a timer.
@@ -192,7 +193,7 @@ func withDefaults(cfg Config) Config {
 		cfg.MaxRetries = 0
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = &http.Client{Transport: newTransport(cfg.MaxConcurrent)}
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = backoff.Sleep
@@ -207,7 +208,7 @@ func newService(cfg Config) sdk.ChatCompletionService {
 	return sdk.NewChatCompletionService(
 		option.WithBaseURL(cfg.BaseURL),
 		option.WithAPIKey(cfg.APIKey),
-		option.WithHTTPClient(cfg.HTTPClient),
+		option.WithHTTPClient(reuseClient(cfg.HTTPClient)),
 		// Our retries, not the SDK's: it would retry a stream whose
 		// connection broke after some deltas were already emitted.
 		option.WithMaxRetries(0),
