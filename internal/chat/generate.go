@@ -14,9 +14,9 @@ import (
 // request that created it: a client that disconnects does not stop it. A
 // message that opened its conversation has no history to read. The caller
 // sends the outcome of the queued append on the generation's queued.
-func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) *generation {
+func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool, accepted time.Time) *generation {
 	ctx, cancel := context.WithCancelCause(s.base)
-	g := &generation{cancel: cancel, done: make(chan struct{}), queued: make(chan error, 1), stored: *m}
+	g := &generation{cancel: cancel, done: make(chan struct{}), queued: make(chan error, 1), stored: *m, accepted: accepted}
 	s.mu.Lock()
 	s.running[m.ID] = g
 	s.mu.Unlock()
@@ -30,7 +30,7 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) *ge
 			s.mu.Unlock()
 			cancel(nil)
 		}()
-		s.generate(ctx, m, p.UID, opened, g.queued)
+		s.generate(ctx, m, p.UID, opened, g)
 	}()
 	return g
 }
@@ -42,17 +42,17 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) *ge
 // held through an event-log outage, then persist the result and publish
 // the terminal event. The terminal step always persists before it
 // publishes, so a reply a client saw completed is stored. A refused post
-// (queued reports errRefused) ends it without a trace.
-func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool, queued <-chan error) {
+// (g.queued reports errRefused) ends it without a trace.
+func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool, g *generation) {
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
 	s.opts.Trace.Mark(m.ID, StepGenerationStarted)
 	out := s.newAppender(1) // the queued event is seq 1
-	working := s.announce(bg, m, out, queued)
+	working := s.announce(bg, m, out, g.queued)
 	leaseCtx, stopLease := context.WithCancel(ctx)
 	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
-	run := s.stream(ctx, m, uid, opened, out, started, working)
+	run := s.stream(ctx, m, uid, opened, out, started, working, g.accepted)
 	stopLease()
 	if err := working.wait(); errors.Is(err, errRefused) {
 		return // the post discards the exchange
@@ -129,7 +129,7 @@ type streamed struct {
 // stream asks the model and appends each chunk as a content_delta event,
 // the first once the working event is in, checkpointing the reply so far
 // every CheckpointEvery.
-func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, opened bool, out *appender, started time.Time, working *announcement) *streamed {
+func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, opened bool, out *appender, started time.Time, working *announcement, accepted time.Time) *streamed {
 	run := &streamed{}
 	req, err := s.request(ctx, m, uid, opened)
 	if err != nil {
@@ -140,13 +140,16 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 	var answering string // the model's name, for the first delta only
 	req.Answering = func(name string) { answering = name }
 	s.opts.Trace.Mark(m.ID, StepModelCalled)
+	called := s.opts.Now()
+	var modelTTFT time.Duration
 	run.res, run.err = s.model.Stream(s.opts.Trace.modelContext(ctx, m.ID), req, func(delta string) error {
 		if delta == "" {
 			return nil
 		}
 		first := run.firstChunk == 0
 		if first {
-			run.firstChunk = s.opts.Now().Sub(started)
+			now := s.opts.Now()
+			run.firstChunk, modelTTFT = now.Sub(started), now.Sub(called)
 			s.opts.Trace.Mark(m.ID, StepFirstChunk)
 			if err := working.wait(); err != nil {
 				return err
@@ -158,6 +161,7 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		}
 		if first {
 			s.opts.Trace.Mark(m.ID, StepFirstDeltaAppended)
+			s.observeFirstToken(answering, s.opts.Now().Sub(accepted), modelTTFT)
 		}
 		answering = ""
 		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
@@ -169,6 +173,18 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		return nil
 	})
 	return run
+}
+
+// observeFirstToken reports a reply's time to first token, by the name of
+// the model that answered (a router names it; a single model is its own).
+func (s *Service) observeFirstToken(answering string, ttft, modelTTFT time.Duration) {
+	if s.firstToken == nil {
+		return
+	}
+	if answering == "" {
+		answering = s.model.Name()
+	}
+	s.firstToken.FirstToken(answering, ttft, modelTTFT)
 }
 
 // result is the terminal result of a generation that ended with run, under

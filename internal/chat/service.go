@@ -76,13 +76,23 @@ type Observer interface {
 	BudgetRefused()
 }
 
+// FirstTokenObserver, when the Observer implements it too, receives each
+// reply's time to first token: from the post's acceptance to its first
+// content_delta in the log, and the model's own part of it, from asking
+// the model to its first chunk. model is the configured name of the model
+// that answered.
+type FirstTokenObserver interface {
+	FirstToken(model string, ttft, modelTTFT time.Duration)
+}
+
 // Service runs the chat use-case.
 type Service struct {
-	opts   Options
-	store  gymbro.Store
-	log    gymbro.EventLog
-	model  gymbro.Model
-	logger *slog.Logger
+	opts       Options
+	store      gymbro.Store
+	log        gymbro.EventLog
+	model      gymbro.Model
+	logger     *slog.Logger
+	firstToken FirstTokenObserver // nil unless the Observer is one
 
 	base     context.Context // parent of every generation; canceled at shutdown
 	stopBase context.CancelCauseFunc
@@ -101,6 +111,8 @@ type generation struct {
 	// stored is the exchange as it was stored, read-only: what a stream
 	// opened on this instance needs of it (StreamTarget).
 	stored gymbro.Message
+	// accepted is when its post reached Post, for the time to first token.
+	accepted time.Time
 }
 
 // refuse ends a generation whose post is refused, before it appended or
@@ -150,8 +162,9 @@ func New(opts Options) *Service {
 		opts.InstanceID = uuid.NewString()
 	}
 	base, stop := context.WithCancelCause(context.Background())
+	firstToken, _ := opts.Observer.(FirstTokenObserver)
 	return &Service{
-		opts: opts, store: opts.Store, log: opts.Log, model: opts.Model, logger: opts.Logger,
+		opts: opts, store: opts.Store, log: opts.Log, model: opts.Model, logger: opts.Logger, firstToken: firstToken,
 		base: base, stopBase: stop, running: map[string]*generation{},
 	}
 }
@@ -177,6 +190,7 @@ type PostInput struct {
 // without waiting for the model. replayed reports an idempotent repeat of
 // an earlier Post.
 func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
+	arrived := s.opts.Now()
 	text, err := s.check(in)
 	if err != nil {
 		return nil, false, err
@@ -220,7 +234,7 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	ctx = context.WithoutCancel(ctx)
 	// The model's first chunk is what the user waits for: its request goes
 	// out now, while the queued event is appended and the 202 written.
-	g := s.start(m, p, in.ConversationID == "")
+	g := s.start(m, p, in.ConversationID == "", arrived)
 	if _, err := s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventQueued, ConversationID: m.ConversationID, Status: gymbro.StatusQueued}); err != nil {
 		g.refuse()
 		s.refuse(ctx, m)
