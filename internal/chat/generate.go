@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"time"
 
@@ -162,6 +163,10 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		if first {
 			s.opts.Trace.Mark(m.ID, StepFirstDeltaAppended)
 			s.observeFirstToken(answering, s.opts.Now().Sub(accepted), modelTTFT)
+			// The append readied the goroutines that deliver the delta;
+			// let them run now, on this thread, rather than after the rest
+			// of the reply (or once another thread gets a CPU).
+			runtime.Gosched()
 		}
 		answering = ""
 		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
