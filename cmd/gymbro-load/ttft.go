@@ -274,14 +274,15 @@ func (t *traceSteps) add(at clientSteps, tr *serverTrace) {
 	}
 }
 
-// TraceStep is one step of the breakdown: medians over the traced
-// exchanges, in ms.
+// TraceStep is one step of the breakdown over the traced exchanges, in
+// ms: the median time from the POST, and the step's own p50, p90, p99.
 type TraceStep struct {
 	Lane      string  `json:"lane"`
 	Step      string  `json:"step"`
 	FromPost  float64 `json:"from_post_ms"`
 	FromPrev  float64 `json:"from_previous_ms"`
 	FromPrevP float64 `json:"from_previous_p90_ms"`
+	FromPrev9 float64 `json:"from_previous_p99_ms"`
 	Count     int     `json:"count"`
 }
 
@@ -309,7 +310,7 @@ func (t *traceSteps) summary() *Breakdown {
 			if i > 0 {
 				if g := t.gaps[lane.name+"/"+s]; len(g) > 0 {
 					d := summarize(append([]time.Duration(nil), g...))
-					st.FromPrev, st.FromPrevP = d.P50, d.P90
+					st.FromPrev, st.FromPrevP, st.FromPrev9 = d.P50, d.P90, d.P99
 				}
 			}
 			b.Steps = append(b.Steps, st)
@@ -348,16 +349,17 @@ func (s *TTFTSummary) print(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "breakdown of %d exchanges (medians; model connection reused in %d):\n", b.Exchanges, b.ModelConnReused)
-	fmt.Fprintf(w, "  %-13s %-24s %10s %10s %10s\n", "lane", "step", "from POST", "step p50", "step p90")
+	fmt.Fprintf(w, "  %-13s %-24s %10s %10s %10s %10s\n", "lane", "step", "from POST", "step p50", "step p90", "step p99")
 	for _, st := range b.Steps {
-		prev := "-"
-		p90 := "-"
-		if st.FromPrev != 0 || st.FromPrevP != 0 {
-			prev, p90 = strconv.FormatFloat(st.FromPrev, 'f', 3, 64), strconv.FormatFloat(st.FromPrevP, 'f', 3, 64)
+		p50, p90, p99 := "-", "-", "-"
+		if st.FromPrev != 0 || st.FromPrevP != 0 || st.FromPrev9 != 0 {
+			p50, p90, p99 = ms3(st.FromPrev), ms3(st.FromPrevP), ms3(st.FromPrev9)
 		}
-		fmt.Fprintf(w, "  %-13s %-24s %10.3f %10s %10s\n", st.Lane, st.Step, st.FromPost, prev, p90)
+		fmt.Fprintf(w, "  %-13s %-24s %10.3f %10s %10s %10s\n", st.Lane, st.Step, st.FromPost, p50, p90, p99)
 	}
 }
+
+func ms3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 
 // errNoModelURL refuses the ttft mode without its model.
 var errNoModelURL = errors.New("-mode ttft needs -model-url, the model the service streams from (its OPENAI_BASE_URL)")
