@@ -12,7 +12,7 @@ FUZZTIME ?= 10s
 # the progress line reports "0/sec"; a second keeps the run fuzzing.
 FUZZMINIMIZETIME ?= 1s
 
-.PHONY: run modules build web console firebase-emulator test test-prom test-go test-fuzz test-web test-e2e test-faults test-redis-failover bench bench-http lint tidy clean
+.PHONY: run modules build web console firebase-emulator test test-prom test-go test-fuzz test-web test-e2e test-faults test-redis-failover bench bench-http bench-ttft lint tidy clean
 
 ## run: build the console if it is missing, build the binary, then start the service
 # The binary is exec'd rather than `go run`: go run exits 1 on Ctrl-C even
@@ -109,6 +109,13 @@ bench:
 bench-http:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gymbro-bench ./cmd/gymbro
 	scripts/bench-http.sh bin/gymbro-bench
+
+## bench-ttft: time to first token through the service vs straight to a fake model, SQLite and PostgreSQL + Redis
+# Sequential and at 50 users, with the breakdown of one exchange; BEFORE_BIN=<binary> alternates with another build.
+bench-ttft:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/gymbro-bench ./cmd/gymbro
+	$(GO) build -o bin/gymbro-load ./cmd/gymbro-load
+	GYMBRO_BIN=bin/gymbro-bench LOAD_BIN=bin/gymbro-load scripts/bench-ttft.sh $(STORE)
 
 ## lint: gofmt, go vet, and a tidy go.mod
 lint:

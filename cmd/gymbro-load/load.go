@@ -43,6 +43,7 @@ type load struct {
 	beatLate   Latencies // a heartbeat's arrival minus when it was due (see beatClock)
 	fanLat     Latencies // a chunk's `at` until it reached the last stream of its message (idle mode)
 	fan        *fanout   // nil in chat mode
+	ttft       *ttftRun  // nil but in ttft mode
 }
 
 func newLoad(o *options, stderr io.Writer) *load {
@@ -62,6 +63,9 @@ func newLoad(o *options, stderr io.Writer) *load {
 	}
 	if o.mode == "idle" {
 		l.fan = newFanout(&l.fanLat)
+	}
+	if o.mode == "ttft" {
+		l.ttft = &ttftRun{}
 	}
 	return l
 }
@@ -93,6 +97,8 @@ func (l *load) run(ctx context.Context) (*Summary, error) {
 				l.idleUser(runCtx, u, len(users))
 			case "post":
 				l.postUser(runCtx, u)
+			case "ttft":
+				l.ttftUser(runCtx, u, len(users))
 			default:
 				l.chatUser(runCtx, u)
 			}

@@ -13,8 +13,12 @@
 // held open on slow replies and the server's memory per open stream is read
 // from <url>/metrics or /proc/<pid>/status. Connections are spread over
 // several loopback source addresses when one has too few ephemeral ports.
-// In fake-model mode it serves a slow OpenAI-compatible model instead, for
-// idle runs whose messages stay running for minutes.
+// In fake-model mode it serves an OpenAI-compatible model instead: a slow
+// one for idle runs whose messages stay running for minutes, or one that
+// answers at once (-chunk-every 0). In ttft mode each user alternates a
+// streaming request straight to that model (-model-url) with an exchange
+// through the service, and the time to first token of both and the time
+// the service adds are reported (with -trace, also where it goes).
 //
 // Only loopback URLs are accepted, and everything stops by itself at
 // -duration (sign-up is bounded separately by -setup-timeout).
@@ -22,6 +26,7 @@
 //	gymbro-load -url http://127.0.0.1:8080 -data-dir ./data -users 200 -duration 20s
 //	gymbro-load -url http://127.0.0.1:8080 -data-dir ./data -mode idle -users 100 -streams 10000 -pid 1234
 //	gymbro-load -mode fake-model -listen 127.0.0.1:9090 -chunk-every 5s -chunks 120 -duration 1h
+//	gymbro-load -url http://127.0.0.1:8080 -data-dir ./data -mode ttft -model-url http://127.0.0.1:9090/v1 -users 1 -exchanges 1000
 package main
 
 import (
@@ -65,6 +70,10 @@ type options struct {
 	listen       string
 	chunkEvery   time.Duration
 	chunks       int
+	modelURL     string
+	exchanges    int
+	warmup       int
+	trace        bool
 }
 
 func main() {
@@ -92,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) er
 		}
 		ctx, cancel := context.WithTimeout(ctx, o.duration)
 		defer cancel()
-		return serveFakeModel(ctx, o.listen, &fakeModel{every: o.chunkEvery, chunks: o.chunks}, stderr)
+		return serveFakeModel(ctx, o.listen, &fakeModel{every: o.chunkEvery, chunks: o.chunks, openai: true}, stderr)
 	}
 	if o.sourceAddrs > 1 {
 		fmt.Fprintf(stderr, "connections spread over %d source addresses (127.0.0.1-%s)\n", o.sourceAddrs, sourceAddrs(o.sourceAddrs)[o.sourceAddrs-1])
@@ -118,9 +127,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.IntVar(&o.users, "users", 10, "simulated users (with -tokens: default one per token)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long the load runs; everything stops by itself then")
 	fs.DurationVar(&o.setupTimeout, "setup-timeout", 3*time.Minute, "bound on creating and signing in the users")
-	fs.DurationVar(&o.think, "think", time.Second, "pause between one user's messages (chat mode)")
+	fs.DurationVar(&o.think, "think", time.Second, "pause between one user's messages (chat mode), or pairs (ttft mode with more than one user)")
 	fs.Float64Var(&o.drop, "drop", 0.1, "fraction of streams that hang up mid-reply and resume with Last-Event-ID")
-	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies), post (post as fast as the service accepts, each post with its Idempotency-Key, honouring Retry-After), idle (hold -streams open streams and read server memory) or fake-model (serve a slow OpenAI-compatible model for idle runs, until -duration)")
+	fs.StringVar(&o.mode, "mode", "chat", "chat (post and follow replies), post (post as fast as the service accepts, each post with its Idempotency-Key, honouring Retry-After), idle (hold -streams open streams and read server memory), ttft (time to first token through the service against straight to -model-url, alternately) or fake-model (serve an OpenAI-compatible model until -duration)")
 	fs.IntVar(&o.streams, "streams", 1000, "open streams to hold in idle mode")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.serviceKey, "service-key", "", "Auth Admin API key to create users (default $SUPABASE_SERVICE_ROLE_KEY, else read from -data-dir)")
@@ -134,8 +143,12 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "interval of the progress line on stderr")
 	fs.IntVar(&o.sourceAddrs, "source-addrs", 0, "loopback source addresses to spread connections over (127.0.0.1, 127.0.0.2, …); 0: one per 25,000 connections to an IPv4 loopback URL")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "fake-model mode: the address to serve the fake model on")
-	fs.DurationVar(&o.chunkEvery, "chunk-every", 5*time.Second, "fake-model mode: the pause between chunks")
+	fs.DurationVar(&o.chunkEvery, "chunk-every", 5*time.Second, "fake-model mode: the pause between chunks (0: the whole reply at once)")
 	fs.IntVar(&o.chunks, "chunks", 120, "fake-model mode: chunks per reply")
+	fs.StringVar(&o.modelURL, "model-url", "", "ttft mode: the model's base URL (the service's OPENAI_BASE_URL), for the direct requests")
+	fs.IntVar(&o.exchanges, "exchanges", 1000, "ttft mode: pairs (direct and through the service) to measure, over all users")
+	fs.IntVar(&o.warmup, "warmup", 50, "ttft mode: pairs run first and not measured")
+	fs.BoolVar(&o.trace, "trace", false, "ttft mode: read each exchange's timestamps from the service (GYMBRO_TRACE_TTFT=true) and print where the time goes")
 	fs.StringVar(&o.idleText, "idle-text", idleText, "message text users post in idle mode (the default asks the demo coach for a slow reply)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -161,10 +174,14 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	switch {
 	case len(o.urls) == 0:
 		return nil, errors.New("-url: at least one base URL is needed")
-	case o.mode != "chat" && o.mode != "post" && o.mode != "idle" && o.mode != "fake-model":
-		return nil, fmt.Errorf("-mode %q: want chat, post, idle or fake-model", o.mode)
-	case o.mode == "fake-model" && (o.chunkEvery <= 0 || o.chunks < 1):
-		return nil, errors.New("-chunk-every must be positive and -chunks at least 1")
+	case o.mode != "chat" && o.mode != "post" && o.mode != "idle" && o.mode != "ttft" && o.mode != "fake-model":
+		return nil, fmt.Errorf("-mode %q: want chat, post, idle, ttft or fake-model", o.mode)
+	case o.mode == "fake-model" && (o.chunkEvery < 0 || o.chunks < 1):
+		return nil, errors.New("-chunk-every must not be negative and -chunks must be at least 1")
+	case o.mode == "ttft" && o.modelURL == "":
+		return nil, errNoModelURL
+	case o.mode == "ttft" && (o.exchanges < 1 || o.warmup < 0):
+		return nil, errors.New("-exchanges must be at least 1 and -warmup not negative")
 	case o.users < 1 && o.tokensFile == "":
 		return nil, errors.New("-users must be at least 1")
 	case o.duration <= 0:
@@ -176,7 +193,13 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*o
 	case o.signupConc < 1 || o.dialConc < 1:
 		return nil, errors.New("-signup-concurrency and -dial-concurrency must be at least 1")
 	}
-	if o.mode == "chat" || o.mode == "post" {
+	if o.mode == "ttft" {
+		o.modelURL = strings.TrimRight(o.modelURL, "/")
+		if err := checkLoopback(o.modelURL); err != nil {
+			return nil, err
+		}
+	}
+	if o.mode == "chat" || o.mode == "post" || o.mode == "ttft" {
 		o.streams = 0
 	}
 	if o.sourceAddrs == 0 {

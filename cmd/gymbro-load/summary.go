@@ -27,6 +27,7 @@ type Summary struct {
 	Fanout           *Dist            `json:"fanout,omitempty"` // a chunk's `at` until the last of its message's streams read it (idle mode)
 	Counts           map[string]int64 `json:"counts"`
 	Idle             *IdleSummary     `json:"idle,omitempty"`
+	TTFT             *TTFTSummary     `json:"ttft,omitempty"`
 }
 
 // HeartbeatStats compares heartbeat gaps with the server's interval.
@@ -57,6 +58,9 @@ func (l *load) summary(users []*user, mem *memSampler) *Summary {
 	}
 	if mem != nil {
 		s.Idle = mem.summary(l.o.streams)
+	}
+	if l.ttft != nil {
+		s.TTFT = l.ttft.summary()
 	}
 	return s
 }
@@ -107,5 +111,8 @@ func (s *Summary) print(w io.Writer) {
 			fmt.Fprintf(w, "per open stream: RSS %.0f B\n", i.RSSPerStream)
 		}
 		fmt.Fprintf(w, "per open stream, RSS over the samples at peak: last %.0f B, highest %.0f B\n", i.RSSPerStreamLast, i.RSSPerStreamMax)
+	}
+	if s.TTFT != nil {
+		s.TTFT.print(w)
 	}
 }

@@ -355,7 +355,7 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
 		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, DailyTokens: cfg.AIDailyTokens, Limiter: limiter,
 		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, EventLogGrace: cfg.EventLogGrace, Logger: m.Logger, Observer: mx,
-		OnFinish: m.Outbox.Notify,
+		OnFinish: m.Outbox.Notify, Trace: ttftTrace(cfg.TraceTTFT),
 	})
 	// With the in-process log nothing of a running generation survives a
 	// restart, so every unfinished exchange is interrupted; with Redis other
@@ -373,6 +373,15 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 		go func() { defer m.wg.Done(); m.Chat.RunRecovery(bg, cfg.LeaseTTL/2) }()
 	}
 	return nil
+}
+
+// ttftTrace is the chat's step trace when GYMBRO_TRACE_TTFT is set: the
+// last 8,192 exchanges, for the load tool's ttft breakdown.
+func ttftTrace(on bool) *chat.Trace {
+	if !on {
+		return nil
+	}
+	return chat.NewTrace(8192)
 }
 
 // serverOptions gathers what the HTTP layer serves besides the chat.

@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"time"
 
@@ -12,10 +13,11 @@ import (
 
 // start runs the generation of m in the background, detached from the HTTP
 // request that created it: a client that disconnects does not stop it. A
-// message that opened its conversation has no history to read.
-func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) {
+// message that opened its conversation has no history to read. The caller
+// sends the outcome of the queued append on the generation's queued.
+func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool, accepted time.Time) *generation {
 	ctx, cancel := context.WithCancelCause(s.base)
-	g := &generation{cancel: cancel, done: make(chan struct{})}
+	g := &generation{cancel: cancel, done: make(chan struct{}), queued: make(chan error, 1), stored: *m, accepted: accepted}
 	s.mu.Lock()
 	s.running[m.ID] = g
 	s.mu.Unlock()
@@ -29,32 +31,39 @@ func (s *Service) start(m *gymbro.Message, p *gymbro.Principal, opened bool) {
 			s.mu.Unlock()
 			cancel(nil)
 		}()
-		s.generate(ctx, m, p.UID, opened)
+		s.generate(ctx, m, p.UID, opened, g)
 	}()
+	return g
 }
 
-// generate streams the model's reply into the log, in steps: announce the
-// exchange working (the store holds it so since its creation, under this
-// instance's lease), stream the model under a renewed lease, write out any
-// events held through an event-log outage, then persist the result and
-// publish the terminal event. The terminal step always persists before it
-// publishes, so a reply a client saw completed is stored.
-func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool) {
+// generate streams the model's reply into the log, in steps: ask the model
+// at once while the exchange is announced working (after its queued event;
+// the store holds it working since its creation, under this instance's
+// lease), stream the reply under a renewed lease, write out any events
+// held through an event-log outage, then persist the result and publish
+// the terminal event. The terminal step always persists before it
+// publishes, so a reply a client saw completed is stored. A refused post
+// (g.queued reports errRefused) ends it without a trace.
+func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, opened bool, g *generation) {
 	// Persistence and the terminal append must outlive a canceled ctx.
 	bg := context.WithoutCancel(ctx)
 	started := s.opts.Now()
-	if s.opts.Observer != nil {
-		s.opts.Observer.GenerationStarted()
-	}
-	out := s.newAppender(m)
-	if err := out.Append(bg, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking}); err != nil {
-		s.fail(bg, m, out.Seq(), err)
-		return
-	}
+	s.opts.Trace.Mark(m.ID, StepGenerationStarted)
+	out := s.newAppender(m) // the queued event is seq 1
+	working := s.announce(bg, m, out, g.queued)
 	leaseCtx, stopLease := context.WithCancel(ctx)
 	go s.keepLease(leaseCtx, m.ID, func(cause error) { s.cancelLocal(m.ID, cause) })
-	run := s.stream(ctx, m, uid, opened, out, started)
+	run := s.stream(ctx, m, uid, opened, out, started, working, g.accepted)
 	stopLease()
+	if err := working.wait(); errors.Is(err, errRefused) {
+		return // the post discards the exchange
+	} else if err != nil {
+		s.fail(bg, m, out.Seq(), err)
+		if s.opts.Observer != nil {
+			s.opts.Observer.GenerationFinished(gymbro.StatusFailed, 0)
+		}
+		return
+	}
 	if err := out.Flush(s.base); err != nil {
 		out.Drop()
 		if run.err == nil {
@@ -72,6 +81,44 @@ func (s *Service) generate(ctx context.Context, m *gymbro.Message, uid string, o
 	}
 }
 
+// announcement is the working event's append, made by a goroutine of its
+// own while the model is asked: it waits for the post's queued event, then
+// appends working with the generation's appender, which is the
+// generation's again once wait has returned.
+type announcement struct {
+	done   chan error
+	err    error
+	waited bool
+}
+
+func (s *Service) announce(ctx context.Context, m *gymbro.Message, out *appender, queued <-chan error) *announcement {
+	a := &announcement{done: make(chan error, 1)}
+	go func() {
+		if err := <-queued; err != nil {
+			a.done <- err
+			return
+		}
+		if s.opts.Observer != nil {
+			s.opts.Observer.GenerationStarted()
+		}
+		err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventWorking, Status: gymbro.StatusWorking})
+		if err == nil {
+			s.opts.Trace.Mark(m.ID, StepWorkingAppended)
+		}
+		a.done <- err
+	}()
+	return a
+}
+
+// wait returns the outcome of the working append (errRefused for a
+// refused post), waiting for it the first time.
+func (a *announcement) wait() error {
+	if !a.waited {
+		a.err, a.waited = <-a.done, true
+	}
+	return a.err
+}
+
 // streamed is how the model's stream went.
 type streamed struct {
 	reply      strings.Builder
@@ -82,8 +129,9 @@ type streamed struct {
 }
 
 // stream asks the model and appends each chunk as a content_delta event,
-// checkpointing the reply so far every CheckpointEvery.
-func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, opened bool, out *appender, started time.Time) *streamed {
+// the first once the working event is in, checkpointing the reply so far
+// every CheckpointEvery.
+func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, opened bool, out *appender, started time.Time, working *announcement, accepted time.Time) *streamed {
 	run := &streamed{}
 	req, err := s.request(ctx, m, uid, opened)
 	if err != nil {
@@ -95,16 +143,33 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 	lastSave := started
 	var answering string // the model's name, for the first delta only
 	req.Answering = func(name string) { answering = name }
-	run.res, run.err = s.model.Stream(ctx, req, func(delta string) error {
+	s.opts.Trace.Mark(m.ID, StepModelCalled)
+	called := s.opts.Now()
+	var modelTTFT time.Duration
+	run.res, run.err = s.model.Stream(s.opts.Trace.modelContext(ctx, m.ID), req, func(delta string) error {
 		if delta == "" {
 			return nil
 		}
-		if run.firstChunk == 0 {
-			run.firstChunk = s.opts.Now().Sub(started)
+		first := run.firstChunk == 0
+		if first {
+			now := s.opts.Now()
+			run.firstChunk, modelTTFT = now.Sub(started), now.Sub(called)
+			s.opts.Trace.Mark(m.ID, StepFirstChunk)
+			if err := working.wait(); err != nil {
+				return err
+			}
 		}
 		run.reply.WriteString(delta)
 		if err := out.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventContentDelta, Delta: delta, Model: answering}); err != nil {
 			return err
+		}
+		if first {
+			s.opts.Trace.Mark(m.ID, StepFirstDeltaAppended)
+			s.observeFirstToken(answering, s.opts.Now().Sub(accepted), modelTTFT)
+			// The append readied the goroutines that deliver the delta;
+			// let them run now, on this thread, rather than after the rest
+			// of the reply (or once another thread gets a CPU).
+			runtime.Gosched()
 		}
 		answering = ""
 		if now := s.opts.Now(); now.Sub(lastSave) >= s.opts.CheckpointEvery {
@@ -116,6 +181,18 @@ func (s *Service) stream(ctx context.Context, m *gymbro.Message, uid string, ope
 		return nil
 	})
 	return run
+}
+
+// observeFirstToken reports a reply's time to first token, by the name of
+// the model that answered (a router names it; a single model is its own).
+func (s *Service) observeFirstToken(answering string, ttft, modelTTFT time.Duration) {
+	if s.firstToken == nil {
+		return
+	}
+	if answering == "" {
+		answering = s.model.Name()
+	}
+	s.firstToken.FirstToken(answering, ttft, modelTTFT)
 }
 
 // result is the terminal result of a generation that ended with run, under

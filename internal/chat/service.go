@@ -60,6 +60,9 @@ type Options struct {
 	// OnFinish is called after an exchange is persisted with its outbox
 	// record (the sync worker's wake-up); it must not block.
 	OnFinish func()
+	// Trace, when set, records each exchange's steps to its first delta
+	// (GYMBRO_TRACE_TTFT); nil records nothing.
+	Trace *Trace
 }
 
 // Observer receives generation outcomes for metrics; nil disables it.
@@ -74,13 +77,23 @@ type Observer interface {
 	BudgetRefused()
 }
 
+// FirstTokenObserver, when the Observer implements it too, receives each
+// reply's time to first token: from the post's acceptance to its first
+// content_delta in the log, and the model's own part of it, from asking
+// the model to its first chunk. model is the configured name of the model
+// that answered.
+type FirstTokenObserver interface {
+	FirstToken(model string, ttft, modelTTFT time.Duration)
+}
+
 // Service runs the chat use-case.
 type Service struct {
-	opts   Options
-	store  gymbro.Store
-	log    gymbro.EventLog
-	model  gymbro.Model
-	logger *slog.Logger
+	opts       Options
+	store      gymbro.Store
+	log        gymbro.EventLog
+	model      gymbro.Model
+	logger     *slog.Logger
+	firstToken FirstTokenObserver // nil unless the Observer is one
 
 	base     context.Context // parent of every generation; canceled at shutdown
 	stopBase context.CancelCauseFunc
@@ -93,11 +106,28 @@ type Service struct {
 type generation struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// queued receives the outcome of the post's queued append: nil, or
+	// errRefused when it failed and the post is refused.
+	queued chan error
+	// stored is the exchange as it was stored, read-only: what a stream
+	// opened on this instance needs of it (StreamTarget).
+	stored gymbro.Message
+	// accepted is when its post reached Post, for the time to first token.
+	accepted time.Time
+}
+
+// refuse ends a generation whose post is refused, before it appended or
+// stored anything, and waits until it has.
+func (g *generation) refuse() {
+	g.queued <- errRefused
+	g.cancel(errRefused)
+	<-g.done
 }
 
 var (
 	errCanceledByUser = errors.New("canceled by the user")
 	errShutdown       = errors.New("the server is shutting down")
+	errRefused        = errors.New("the post was refused")
 )
 
 // New returns a Service.
@@ -133,14 +163,18 @@ func New(opts Options) *Service {
 		opts.InstanceID = uuid.NewString()
 	}
 	base, stop := context.WithCancelCause(context.Background())
+	firstToken, _ := opts.Observer.(FirstTokenObserver)
 	return &Service{
-		opts: opts, store: opts.Store, log: opts.Log, model: opts.Model, logger: opts.Logger,
+		opts: opts, store: opts.Store, log: opts.Log, model: opts.Model, logger: opts.Logger, firstToken: firstToken,
 		base: base, stopBase: stop, running: map[string]*generation{},
 	}
 }
 
 // Log returns the event log SSE subscribers read.
 func (s *Service) Log() gymbro.EventLog { return s.log }
+
+// Trace returns the exchanges' step trace; nil when tracing is off.
+func (s *Service) Trace() *Trace { return s.opts.Trace }
 
 // PostInput is a user's new message.
 type PostInput struct {
@@ -151,10 +185,13 @@ type PostInput struct {
 }
 
 // Post validates and stores the message (taken by this instance's
-// generation in the same transaction), appends its queued event and
-// starts generating the reply in the background. It returns before any
-// model work. replayed reports an idempotent repeat of an earlier Post.
+// generation in the same transaction), starts generating the reply in the
+// background and appends its queued event. The generation asks the model
+// at once but appends nothing before the queued event is in; Post returns
+// without waiting for the model. replayed reports an idempotent repeat of
+// an earlier Post.
 func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (m *gymbro.Message, replayed bool, err error) {
+	arrived := s.opts.Now()
 	text, err := s.check(in)
 	if err != nil {
 		return nil, false, err
@@ -169,8 +206,10 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 		}
 	}
 	now := s.opts.Now().UTC()
+	id := newID()
+	s.opts.Trace.start(id)
 	m, replayed, err = s.store.CreateMessage(ctx, gymbro.NewMessage{
-		ID:                newID(),
+		ID:                id,
 		ConversationID:    in.ConversationID,
 		NewConversationID: newID(),
 		UserID:            p.UID,
@@ -190,19 +229,25 @@ func (s *Service) Post(ctx context.Context, p *gymbro.Principal, in PostInput) (
 	if err != nil || replayed {
 		return m, replayed, err
 	}
+	s.opts.Trace.Mark(m.ID, StepStored)
 	// The exchange is stored: what follows must happen even if the client
 	// hangs up now, or it would be left running until its lease lapsed.
 	ctx = context.WithoutCancel(ctx)
+	// The model's first chunk is what the user waits for: its request goes
+	// out now, while the queued event is appended and the 202 written.
+	g := s.start(m, p, in.ConversationID == "", arrived)
 	if _, err := s.log.Append(ctx, queuedEvent(m)); err != nil {
+		g.refuse()
 		s.refuse(ctx, m)
 		return nil, false, gymbro.Unavailable(err, "The event log")
 	}
+	s.opts.Trace.Mark(m.ID, StepQueuedAppended)
+	g.queued <- nil
 	// The client meets the exchange as its event stream begins: queued.
 	// (The store holds it working from the start, under the generation's
 	// lease; the working event follows.)
 	accepted := *m
 	accepted.Status = gymbro.StatusQueued
-	s.start(m, p, in.ConversationID == "")
 	return &accepted, false, nil
 }
 
@@ -255,6 +300,23 @@ func (s *Service) Message(ctx context.Context, p *gymbro.Principal, id string) (
 		return nil, gymbro.MessageNotFound() // exactly as an absent one
 	}
 	return s.store.Message(ctx, p.UID, id)
+}
+
+// StreamTarget returns the caller's exchange for its event stream. While
+// this instance generates it, it is the exchange as stored, from memory:
+// a stream needs only its owner and that it is not finished, and reads
+// the rest from the log; otherwise it is read as Message does. That
+// spares the stream that an app opens right after its post a store round
+// trip before its first events.
+func (s *Service) StreamTarget(ctx context.Context, p *gymbro.Principal, id string) (*gymbro.Message, error) {
+	s.mu.Lock()
+	g := s.running[id]
+	s.mu.Unlock()
+	if g != nil && g.stored.UserID == p.UID {
+		m := g.stored
+		return &m, nil
+	}
+	return s.Message(ctx, p, id)
 }
 
 // Cancel stops the caller's running generation and returns the exchange as

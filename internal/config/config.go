@@ -136,6 +136,7 @@ type Config struct {
 	SSERetry        time.Duration
 	LeaseTTL        time.Duration
 	EventLogGrace   time.Duration // how long a generation holds its events through an event-log outage
+	TraceTTFT       bool          // keep recent exchanges' steps to their first delta, served at /debug/ttft/{id}
 
 	SyncBatchSize int
 
@@ -294,6 +295,7 @@ func LoadScope(getenv func(string) string, scope Scope) (*Config, error) {
 		SSERetry:        r.duration("GYMBRO_SSE_RETRY", 3*time.Second, 100*time.Millisecond, 10*time.Minute),
 		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
 		EventLogGrace:   r.duration("GYMBRO_EVENTLOG_OUTAGE_GRACE", 30*time.Second, time.Second, 10*time.Minute),
+		TraceTTFT:       r.boolean("GYMBRO_TRACE_TTFT", false),
 
 		SyncBatchSize: r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
 

@@ -38,32 +38,37 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, p, id := r.Context(), principal(r), r.PathValue("id")
+	trace := s.chat.Trace()
+	trace.Mark(id, chat.StepStreamReceived)
 	after, m, err := s.streamTarget(r, p, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	release, err := s.acquireStream(ctx, p)
+	trace.Mark(id, chat.StepStreamFound)
+	slot := s.takeStreamSlot(ctx, p)
+	log := s.chat.Log()
+	// Watch before the first read, so an append between them is not missed.
+	wake, stop := log.Watch(id)
+	defer stop()
+	evs, reset, replayErr := s.replay(ctx, log, m, after)
+	release, err := slot()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	trace.Mark(id, chat.StepStreamSlot)
 	parked := false
 	defer func() {
 		if !parked {
 			release()
 		}
 	}()
-	log := s.chat.Log()
-	// Watch before the first read, so an append between them is not missed.
-	wake, stop := log.Watch(id)
-	defer stop()
-
-	evs, reset, err := s.replay(ctx, log, m, after)
-	if err != nil {
-		s.writeError(w, r, err)
+	if replayErr != nil {
+		s.writeError(w, r, replayErr)
 		return
 	}
+	trace.Mark(id, chat.StepStreamReplayed)
 	setStreamHeaders(w.Header(), reset, evs)
 	finished := (len(evs) > 0 && evs[len(evs)-1].Type.Terminal()) || (m.Status.Terminal() && len(evs) == 0 && !reset)
 	if !finished && s.park != nil && s.park.canPark(r) && s.parkStream(w, r, id, p, after, reset, evs, release) {
@@ -79,7 +84,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		l.stream = true
 		defer func() { l.lastEventID = last }()
 	}
-	if err := sw.flush(); err != nil || finished {
+	if err := s.flushReplay(sw, id); err != nil || finished {
 		return
 	}
 	last = s.followLive(ctx, sw, log, wake, p, id, last)
@@ -91,8 +96,32 @@ func (s *Server) streamTarget(r *http.Request, p *gymbro.Principal, id string) (
 	if err != nil {
 		return 0, nil, err
 	}
-	m, err := s.chat.Message(r.Context(), p, id)
+	m, err := s.chat.StreamTarget(r.Context(), p, id)
 	return after, m, err
+}
+
+// takeStreamSlot starts taking a stream slot for p and returns the
+// function that waits for it. A cap counted elsewhere (in Redis) is asked
+// by a goroutine of its own, so its round trip overlaps the replay's read
+// instead of preceding it; the caller must wait for it before returning.
+func (s *Server) takeStreamSlot(ctx context.Context, p *gymbro.Principal) func() (func(), error) {
+	if _, local := s.opts.Streams.(*MemoryStreamCap); local || s.opts.Streams == nil {
+		release, err := s.acquireStream(ctx, p)
+		return func() (func(), error) { return release, err }
+	}
+	type slot struct {
+		release func()
+		err     error
+	}
+	ch := make(chan slot, 1)
+	go func() {
+		release, err := s.acquireStream(ctx, p)
+		ch <- slot{release, err}
+	}()
+	return func() (func(), error) {
+		sl := <-ch
+		return sl.release, sl.err
+	}
 }
 
 // setStreamHeaders sets the SSE response headers.
@@ -164,7 +193,7 @@ func (s *Server) followLive(ctx context.Context, sw *sseWriter, log gymbro.Event
 		case <-wake:
 			done := s.drain(ctx, sw, log, id, &last)
 			stalled = false
-			if sw.flush() != nil || done {
+			if s.flushTraced(sw, id) != nil || done {
 				return last
 			}
 		}
@@ -212,6 +241,22 @@ func (s *Server) writeReplay(sw *sseWriter, id string, after int64, reset bool, 
 	return last
 }
 
+// flushReplay writes the stream's head and replay out: from then on the
+// stream follows the log.
+func (s *Server) flushReplay(sw *sseWriter, id string) error {
+	s.chat.Trace().Mark(id, chat.StepStreamReady)
+	return s.flushTraced(sw, id)
+}
+
+// flushTraced flushes sw, marking for the TTFT trace when the exchange's
+// first delta goes out (before the write: a client may act on it at once).
+func (s *Server) flushTraced(sw *sseWriter, id string) error {
+	if sw.delta {
+		s.chat.Trace().Mark(id, chat.StepFirstDeltaWritten)
+	}
+	return sw.flush()
+}
+
 // parkStream answers the stream on the hijacked connection (a close-
 // delimited HTTP/1.1 body: no chunked framing to keep up by hand), writes
 // the replay and parks it. It reports false, having written nothing, when
@@ -244,7 +289,7 @@ func (s *Server) parkStream(w http.ResponseWriter, r *http.Request, id string, p
 	// Counted before its first byte goes out: a client that has read the
 	// replay must find its stream counted (a shutdown reports it).
 	s.streamOpened()
-	if sw.flush() != nil {
+	if s.flushReplay(sw, id) != nil {
 		conn.Close()
 		s.streamClosed()
 		release()
@@ -340,6 +385,7 @@ type sseWriter struct {
 	buf      []byte
 	err      error
 	written  int64 // bytes flush wrote
+	delta    bool  // a content_delta was buffered since the last flush (for the TTFT trace)
 }
 
 // responseWriter returns an sseWriter on an http.ResponseWriter.
@@ -371,6 +417,7 @@ func (s *sseWriter) event(ev gymbro.Event) {
 	s.buf = append(s.buf, "\ndata: "...)
 	s.buf = append(s.buf, data...)
 	s.buf = append(s.buf, "\n\n"...)
+	s.delta = s.delta || ev.Type == gymbro.EventContentDelta
 }
 
 // reset tells the client that the events after its Last-Event-ID cannot be
@@ -405,5 +452,6 @@ func (s *sseWriter) flush() error {
 	} else {
 		s.buf = s.buf[:0]
 	}
+	s.delta = false
 	return s.err
 }

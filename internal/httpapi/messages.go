@@ -49,6 +49,7 @@ func (s *Server) handlePostMessage(w http.ResponseWriter, r *http.Request) {
 	events := "/api/v1/messages/" + m.ID + "/events"
 	w.Header().Set("Location", "/api/v1/messages/"+m.ID)
 	writeJSON(w, http.StatusAccepted, postMessageResponse{MessageID: m.ID, ConversationID: m.ConversationID, Status: m.Status, EventsURL: events})
+	s.chat.Trace().Mark(m.ID, chat.StepPostAnswered)
 }
 
 // messageView is an exchange as clients see it.

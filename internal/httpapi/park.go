@@ -291,6 +291,10 @@ func (k *parker) serve(pk *parked) {
 		var err error
 		n := 0
 		if !left {
+			if sw.delta {
+				k.s.chat.Trace().Mark(pk.id, chat.StepFirstDeltaWritten)
+				sw.delta = false
+			}
 			n, err = epoll.Write(pk.fd, sw.buf)
 		}
 

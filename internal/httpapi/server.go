@@ -208,6 +208,9 @@ func (s *Server) routes() []Route {
 		{Method: "GET", Pattern: "/docs", Handler: http.HandlerFunc(s.handleDocs), Public: true},
 		{Method: "GET", Pattern: "/", Handler: s.consoleHandler(), Public: true},
 	}
+	if s.chat != nil && s.chat.Trace() != nil {
+		rs = append(rs, Route{Method: "GET", Pattern: "/debug/ttft/{id}", Handler: s.RequireUser(s.handleTTFTTrace), Public: true})
+	}
 	if s.opts.MetricsHandler != nil {
 		rs = append(rs, Route{Method: "GET", Pattern: "/metrics", Handler: s.opts.MetricsHandler, Public: true})
 	}

@@ -38,6 +38,7 @@ type streamServer struct {
 	api    *httpapi.Server
 	client *http.Client
 	token  string
+	issuer *authtest.Issuer
 }
 
 func newStreamServer(t *testing.T, http2 bool) *streamServer {
@@ -55,6 +56,7 @@ type streamSetup struct {
 	sndbuf    int             // the server's socket send buffer, when set
 	logs      io.Writer       // the server's log (info and above); discarded when nil
 	metrics   httpapi.Metrics // nil: none
+	trace     *chat.Trace
 }
 
 func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
@@ -73,13 +75,13 @@ func newStreamServerWith(t *testing.T, setup streamSetup) *streamServer {
 	if setup.heartbeat == 0 {
 		setup.heartbeat = 15 * time.Millisecond
 	}
-	svc := chat.New(chat.Options{Store: store, Log: log, Model: setup.model})
+	svc := chat.New(chat.Options{Store: store, Log: log, Model: setup.model, Trace: setup.trace})
 	logger := discardLogger()
 	if setup.logs != nil {
 		logger = slog.New(httpapi.TraceLogHandler(slog.NewTextHandler(setup.logs, nil)))
 	}
 	api := httpapi.New(v, svc, httpapi.Options{SSEHeartbeat: setup.heartbeat, SSERetry: time.Second, Streams: setup.streams, Logger: logger, Metrics: setup.metrics})
-	ss := &streamServer{api: api, token: iss.TokenFor(uuid.NewString(), "s@example.com", time.Hour)}
+	ss := &streamServer{api: api, token: iss.TokenFor(uuid.NewString(), "s@example.com", time.Hour), issuer: iss}
 	ss.srv = httptest.NewUnstartedServer(api)
 	if setup.sndbuf > 0 {
 		ss.srv.Listener = sndbufListener{ss.srv.Listener, setup.sndbuf}

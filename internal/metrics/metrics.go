@@ -62,6 +62,7 @@ type Metrics struct {
 	sessionChecks   *prometheus.CounterVec
 	resilience
 	model *modelMetrics
+	ttft  ttft
 }
 
 // SessionResults are the results gymbro_session_checks_total counts.
@@ -109,6 +110,8 @@ func New(opts Options) *Metrics {
 	}
 	m.resilience = newResilience()
 	m.reg.MustRegister(m.resilience.collectors()...)
+	m.ttft = newTTFT()
+	m.reg.MustRegister(m.ttft.collectors()...)
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -2,7 +2,9 @@
 // Chat Completions API with streaming: OpenAI itself, DeepSeek, Qwen
 // (DashScope compatible mode), vLLM, Ollama and the like, selected by
 // Config.BaseURL. It uses the official SDK (github.com/openai/openai-go/v3)
-// for the wire format and does its own retries and timeouts, because a
+// to send requests and read HTTP errors, reads the streamed chunks itself
+// (chunks.go: the few fields it needs, several times cheaper than the
+// SDK's decoder) and does its own retries and timeouts, because a
 // streamed reply can only be retried before its first chunk: once a delta
 // has reached the client a second attempt would duplicate it.
 //
@@ -81,9 +83,10 @@ type Config struct {
 	// Model per process so the cap is process-wide.
 	MaxConcurrent int
 
-	// HTTPClient sends the requests; nil means a client on
-	// http.DefaultTransport. Its Timeout must be zero or longer than any
-	// reply, since it bounds the whole streamed body.
+	// HTTPClient sends the requests; nil means a client on a transport
+	// like http.DefaultTransport that keeps a connection per generation in
+	// flight for the next (see newTransport). Its Timeout must be zero or
+	// longer than any reply, since it bounds the whole streamed body.
 	HTTPClient *http.Client
 
 	// Sleep waits d or until ctx ends, between retries; nil uses a timer.
@@ -192,7 +195,7 @@ func withDefaults(cfg Config) Config {
 		cfg.MaxRetries = 0
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		cfg.HTTPClient = &http.Client{Transport: newTransport(cfg.MaxConcurrent)}
 	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = backoff.Sleep
@@ -207,7 +210,7 @@ func newService(cfg Config) sdk.ChatCompletionService {
 	return sdk.NewChatCompletionService(
 		option.WithBaseURL(cfg.BaseURL),
 		option.WithAPIKey(cfg.APIKey),
-		option.WithHTTPClient(cfg.HTTPClient),
+		option.WithHTTPClient(reuseClient(cfg.HTTPClient)),
 		// Our retries, not the SDK's: it would retry a stream whose
 		// connection broke after some deltas were already emitted.
 		option.WithMaxRetries(0),
@@ -309,10 +312,17 @@ func (m *Model) attempt(ctx context.Context, params sdk.ChatCompletionNewParams,
 	})
 	defer timer.Stop()
 
+	// The SDK sends the request and maps HTTP errors; the body, an event
+	// stream, is read here (see chunks.go).
 	var httpRes *http.Response
-	stream := m.client.NewStreaming(actx, params, option.WithResponseInto(&httpRes))
-	defer stream.Close()
-
+	_, err = m.client.New(actx, params, option.WithResponseBodyInto(&httpRes), option.WithJSONSet("stream", true))
+	if httpRes != nil && httpRes.Body != nil {
+		defer httpRes.Body.Close()
+	}
+	if err != nil {
+		return res, false, m.classify(actx, err, httpRes, false)
+	}
+	stream := newChunkStream(httpRes.Body)
 	for stream.Next() {
 		// Our own time spent in emit is not the server's silence.
 		if !timer.Stop() {
@@ -338,11 +348,11 @@ func (m *Model) attempt(ctx context.Context, params sdk.ChatCompletionNewParams,
 
 // takeChunk adds a streamed chunk to res and emits its content; only an
 // emit failure is returned, as an emitError.
-func takeChunk(res *gymbro.ModelResult, chunk sdk.ChatCompletionChunk, emit func(string) error) error {
+func takeChunk(res *gymbro.ModelResult, chunk *chunk, emit func(string) error) error {
 	if chunk.Model != "" {
 		res.Model = chunk.Model
 	}
-	if chunk.JSON.Usage.Valid() {
+	if chunk.Usage != nil {
 		res.Usage = gymbro.Usage{
 			PromptTokens:     chunk.Usage.PromptTokens,
 			CompletionTokens: chunk.Usage.CompletionTokens,
