@@ -57,9 +57,9 @@ type Options struct {
 	// while the store cannot take it (each attempt bounded by the store)
 	// before it ends its stream without it; default 10s.
 	StoreGrace time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
-	Observer     Observer
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Observer   Observer
 	// OnFinish is called after an exchange is persisted with its outbox
 	// record (the sync worker's wake-up); it must not block.
 	OnFinish func()
