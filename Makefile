@@ -57,6 +57,12 @@ test-prom:
 test-faults:
 	GYMBRO_FAULT_CUT=8s $(GO) test -race -count=1 -run '^TestDependencyCutsLoseNothing$$' -v ./cmd/gymbro
 
+# test-pg-ha stops a synchronous PostgreSQL standby (commits hang) and
+# promotes one, each for 15 s under traffic (make test runs them with 3 s).
+.PHONY: test-pg-ha
+test-pg-ha:
+	GYMBRO_PG_OUTAGE=15s $(GO) test -race -count=1 -run '^TestPostgres(Promotion|CommitsHang)$$' -v ./cmd/gymbro
+
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/auth
 
