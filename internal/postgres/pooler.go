@@ -46,7 +46,7 @@ func WithTransactionPooler() Option { return func(o *options) { o.txPooler = tru
 
 // configurePooler sets pgx up for the pooler mode and watches for the
 // errors of a mismatch.
-func (db *DB) configurePooler(cfg *pgconn.Config, conn *pgx.ConnConfig, txPooler bool) {
+func (db *DB) configurePooler(conn *pgx.ConnConfig, txPooler bool) {
 	if txPooler {
 		conn.DefaultQueryExecMode = pgx.QueryExecModeExec
 		conn.StatementCacheCapacity, conn.DescriptionCacheCapacity = 0, 0
@@ -58,8 +58,8 @@ func (db *DB) configurePooler(cfg *pgconn.Config, conn *pgx.ConnConfig, txPooler
 	if db.schema != "" {
 		conn.RuntimeParams["search_path"] = pgx.Identifier{db.schema}.Sanitize()
 	}
-	next := cfg.OnPgError
-	cfg.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
+	next := conn.OnPgError
+	conn.OnPgError = func(c *pgconn.PgConn, e *pgconn.PgError) bool {
 		if isPoolerMismatch(e) {
 			db.poolerMismatch()
 			return false // close it: its statement cache no longer matches any server connection

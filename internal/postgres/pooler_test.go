@@ -234,3 +234,62 @@ func dropSchema(t *testing.T, url, schema string) {
 		t.Errorf("drop schema: %v", err)
 	}
 }
+
+// storeExchange is what one exchange asks of the store: the create, the
+// history read, a checkpoint, the finish and a read of the result.
+func storeExchange(ctx context.Context, db *postgres.DB) error {
+	in := gymbro.NewMessage{ID: uuid.NewString(), NewConversationID: uuid.NewString(), UserID: "u", Text: "How many squats?",
+		IdempotencyKey: uuid.NewString(), MaxRunning: 1000, Lease: gymbro.Lease{Owner: "w", Until: time.Now().Add(time.Minute)}, Now: time.Now()}
+	m, _, err := db.CreateMessage(ctx, in)
+	if err != nil {
+		return err
+	}
+	if _, err := db.History(ctx, m.ConversationID, m.ID, 20); err != nil {
+		return err
+	}
+	if err := db.SaveReply(ctx, m.ID, "partial"); err != nil {
+		return err
+	}
+	if _, err := db.FinishMessage(ctx, m, gymbro.Result{Status: gymbro.StatusCompleted, Reply: "r"}); err != nil {
+		return err
+	}
+	_, err = db.Message(ctx, "u", m.ID)
+	return err
+}
+
+// BenchmarkTransactionPooler compares, alternately (testenv.Alternate),
+// what exchanges cost the store on a direct connection with the session
+// setting and with the transaction setting (every statement parsed and
+// planned anew, the schema set per transaction), and with the transaction
+// setting with and without a schema (what set_config costs).
+//
+//	go test -run '^$' -bench BenchmarkTransactionPooler -benchtime 3x ./internal/postgres
+func BenchmarkTransactionPooler(b *testing.B) {
+	ctx := context.Background()
+	url := testenv.PostgresDatabase(b, testenv.PostgresURL(b), "gymbro_bench_")
+	withSchema := open(b, url, "gymbro", postgres.WithTransactionPooler(), postgres.WithMaxConns(8))
+	defer withSchema.Close()
+	noSchema, err := postgres.Open(ctx, url, postgres.WithTransactionPooler(), postgres.WithMaxConns(8))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer noSchema.Close()
+	session := open(b, url, "gymbro2", postgres.WithMaxConns(8))
+	defer session.Close()
+	b.Run("schema-vs-none", func(b *testing.B) {
+		testenv.Alternate(b, "schema", "noschema", 400, func(z bool) error {
+			if z {
+				return storeExchange(ctx, noSchema)
+			}
+			return storeExchange(ctx, withSchema)
+		})
+	})
+	b.Run("session-vs-tx", func(b *testing.B) {
+		testenv.Alternate(b, "session", "tx", 400, func(z bool) error {
+			if z {
+				return storeExchange(ctx, withSchema)
+			}
+			return storeExchange(ctx, session)
+		})
+	})
+}

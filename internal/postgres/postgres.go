@@ -90,7 +90,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		cfg.MaxConns = o.maxConns
 	}
 	db := &DB{schema: o.schema, timeout: o.timeout, now: o.now, logger: o.logger}
-	db.configurePooler(&cfg.ConnConfig.Config, cfg.ConnConfig, o.txPooler)
+	db.configurePooler(cfg.ConnConfig, o.txPooler)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, dbErr(err)
@@ -117,39 +117,9 @@ func (db *DB) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var schema *string
-	if db.schema != "" {
-		schema = &db.schema
-	}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(
-			'gymbro_migrate:' || coalesce($1::text, current_schema(), ''), 0))`, schema); err != nil {
-			return err
-		}
-		if schema != nil {
-			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{db.schema}.Sanitize()); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    integer PRIMARY KEY,
-			applied_at timestamptz NOT NULL DEFAULT now()
-		)`); err != nil {
-			return err
-		}
-		applied := map[int]bool{}
-		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+		applied, err := db.lockMigrations(ctx, tx)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var v int
-			if err := rows.Scan(&v); err != nil {
-				return err
-			}
-			applied[v] = true
-		}
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, m := range migs {
@@ -166,6 +136,40 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return nil
 	})
 	return dbErr(err)
+}
+
+// lockMigrations takes the migrations' lock in tx, makes the schema and
+// schema_migrations if they are missing, and returns the versions applied.
+func (db *DB) lockMigrations(ctx context.Context, tx pgx.Tx) (map[int]bool, error) {
+	var schema *string
+	if db.schema != "" {
+		schema = &db.schema
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(
+		'gymbro_migrate:' || coalesce($1::text, current_schema(), ''), 0))`, schema); err != nil {
+		return nil, err
+	}
+	if schema != nil {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{db.schema}.Sanitize()); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	applied := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		applied[v] = true
+	}
+	return applied, err
 }
 
 // Ping reports whether the database answers, and fails for good once the

@@ -61,7 +61,6 @@ stats_users = %s
 pool_mode = transaction
 default_pool_size = %d
 max_client_conn = 500
-server_check_delay = 0
 `, u.Hostname(), port, b.Port, filepath.Join(dir, "users.txt"), user, user, poolSize)
 	write := func(name, content string) {
 		p := filepath.Join(dir, name)

@@ -15,12 +15,25 @@ import (
 // free port: unlike the machine's shared server, a test may stop, restart
 // and promote it. It stops when the test ends.
 type PGServer struct {
-	Name string
-	Port int
-	dir  string
-	run  *pgRunner
-	proc *pgProcess
-	args []string
+	Name     string
+	Port     int
+	dir      string
+	run      *pgRunner
+	proc     *pgProcess
+	settings []string // more -c name=value
+}
+
+// StartPGServer starts a PostgreSQL server of the test's own (initdb),
+// with settings (name=value, as postgres -c takes them) over the
+// defaults: for a test that needs what the shared server does not have,
+// such as shared_preload_libraries=pg_stat_statements.
+func StartPGServer(t testing.TB, settings ...string) *PGServer {
+	t.Helper()
+	run := newPGRunner(t)
+	s := &PGServer{Name: "server", Port: pgFreePorts(t, 1)[0], dir: run.dir(t, "server"), run: run, settings: settings}
+	run.run(t, pgBinary(t, "initdb"), "-D", s.dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+	s.Start(t)
+	return s
 }
 
 // PGPair is a primary and a streaming standby, as a high-availability
@@ -93,6 +106,9 @@ func (s *PGServer) Start(t testing.TB) {
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + s.dir,
 		"-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=16MB",
 		"-c", "cluster_name=" + s.Name, "-c", "wal_sender_timeout=5s", "-c", "wal_receiver_status_interval=1s"}
+	for _, kv := range s.settings {
+		args = append(args, "-c", kv)
+	}
 	s.proc = s.run.start(t, "127.0.0.1:"+strconv.Itoa(s.Port), pgBinary(t, "postgres"), args...)
 	proc := s.proc
 	t.Cleanup(func() { proc.stop(syscall.SIGQUIT) }) // immediate: the test is over
