@@ -90,6 +90,12 @@ test-faults:
 test-redis-failover:
 	GYMBRO_FAILOVER_ROUNDS=6 $(GO) test -race -count=1 -run '^TestRedisSentinelFailover$$' -v ./cmd/gymbro
 
+# test-pg-ha stops a synchronous PostgreSQL standby (commits hang) and
+# promotes one, each for 15 s under traffic (make test runs them with 3 s).
+.PHONY: test-pg-ha
+test-pg-ha:
+	GYMBRO_PG_OUTAGE=15s $(GO) test -race -count=1 -run '^TestPostgres(Promotion|CommitsHang)$$' -v ./cmd/gymbro
+
 test-fuzz:
 	@echo "make: fuzzing the token verifier for $(FUZZTIME) (its instrumented build first: a minute or two when cold)..."
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./internal/auth

@@ -12,8 +12,9 @@
 #
 # Environment: DURATION (default 30s), DATABASE_URL (default the local
 # PostgreSQL, database test; the run gets a schema of its own, dropped at
-# the end), GYMBRO_BIN and LOAD_BIN (prebuilt binaries; default: built
-# into the temporary directory).
+# the end), POOLER (GYMBRO_DATABASE_POOLER, default session), GYMBRO_BIN
+# and LOAD_BIN (prebuilt binaries; default: built into the temporary
+# directory).
 set -euo pipefail
 
 STORE=${1:-postgres}
@@ -34,7 +35,9 @@ PORT=$(freeport)
 PIDS+=($!)
 
 STORE_ENV=()
-if [ "$STORE" = postgres ]; then STORE_ENV=(GYMBRO_DATABASE_URL="$DATABASE_URL" GYMBRO_DATABASE_SCHEMA="$SCHEMA"); fi
+if [ "$STORE" = postgres ]; then
+	STORE_ENV=(GYMBRO_DATABASE_URL="$DATABASE_URL" GYMBRO_DATABASE_SCHEMA="$SCHEMA" GYMBRO_DATABASE_POOLER="${POOLER:-session}")
+fi
 env GYMBRO_HTTP_ADDR=127.0.0.1:$PORT GYMBRO_DATA_DIR=$DIR/data GYMBRO_RATE_LIMIT=0 "${STORE_ENV[@]}" \
 	GYMBRO_AI_PROVIDER=openai OPENAI_API_KEY=sk-fake-for-load OPENAI_BASE_URL=http://127.0.0.1:$MODEL_PORT/v1 \
 	GYMBRO_AI_MAX_CONCURRENT=4096 \

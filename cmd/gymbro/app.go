@@ -354,13 +354,15 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 		Store: m.Store, Log: m.Log, Model: model,
 		SystemPrompt: cfg.AISystemPrompt, HistoryTurns: cfg.AIHistoryTurns, HistoryChars: cfg.AIHistoryChars,
 		MaxMessageChars: cfg.MaxMessageChars, MaxRunning: cfg.MaxRunning, DailyTokens: cfg.AIDailyTokens, Limiter: limiter,
-		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, EventLogGrace: cfg.EventLogGrace, Logger: m.Logger, Observer: mx,
-		OnFinish: m.Outbox.Notify, Trace: ttftTrace(cfg.TraceTTFT),
+		InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, EventLogGrace: cfg.EventLogGrace, StoreGrace: cfg.StoreGrace,
+		Logger: m.Logger, Observer: mx, OnFinish: m.Outbox.Notify, Trace: ttftTrace(cfg.TraceTTFT),
 	})
 	// With the in-process log nothing of a running generation survives a
 	// restart, so every unfinished exchange is interrupted; with Redis other
-	// instances may be mid-generation, so only lapsed leases are, then and
-	// from time to time.
+	// instances may be mid-generation, so only lapsed leases are. From then
+	// on lapsed leases are ended from time to time: another instance's, or
+	// this one's generations that ended their stream while the store was
+	// behind.
 	n, err := m.Chat.Recover(ctx, m.redis == nil)
 	if err != nil {
 		return fmt.Errorf("recover interrupted generations: %w", err)
@@ -368,10 +370,8 @@ func (m *Main) startChat(ctx, bg context.Context, model gymbro.Model, mx *metric
 	if n > 0 {
 		m.Logger.Info("marked unfinished generations interrupted", "count", n)
 	}
-	if m.redis != nil {
-		m.wg.Add(1)
-		go func() { defer m.wg.Done(); m.Chat.RunRecovery(bg, cfg.LeaseTTL/2) }()
-	}
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.Chat.RunRecovery(bg, cfg.LeaseTTL/2) }()
 	return nil
 }
 
@@ -594,9 +594,12 @@ func (m *Main) Close() error {
 
 func (m *Main) openStore(ctx context.Context) error {
 	if dsn := m.Config.DatabaseURL.Reveal(); dsn != "" {
-		var opts []postgres.Option
+		opts := []postgres.Option{postgres.WithTimeout(m.Config.DatabaseTimeout), postgres.WithLogger(m.Logger)}
 		if m.Config.DatabaseSchema != "" {
 			opts = append(opts, postgres.WithSchema(m.Config.DatabaseSchema))
+		}
+		if m.Config.DatabasePooler == config.PoolerTransaction {
+			opts = append(opts, postgres.WithTransactionPooler())
 		}
 		db, err := postgres.Open(ctx, dsn, opts...)
 		if err != nil {

@@ -225,7 +225,7 @@ func (s *Service) result(ctx context.Context, m *gymbro.Message, run *streamed) 
 var errLeaseLost = errors.New("the generation's lease was lost")
 
 // finishBackoff paces the retries of a result the store refused.
-var finishBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: backoff.None}
+var finishBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second, Jitter: backoff.None}
 
 func (s *Service) cancelLocal(id string, cause error) {
 	s.mu.Lock()
@@ -273,27 +273,21 @@ func (s *Service) fail(ctx context.Context, m *gymbro.Message, seq int64, cause 
 
 // finish persists r (with the outbox record) and only then appends the
 // terminal event, whose seq is seq+1: this goroutine is the message's only
-// writer. Persisting is retried for a while, because a reply that cannot be
-// stored must not be reported complete.
+// writer. A reply that cannot be stored must not be reported complete, so
+// while the store cannot take it persisting is retried for StoreGrace;
+// past it the stream ends anyway, with a retryable persist_failed event
+// that carries the reply, and recovery stores that ending once the store
+// answers again (see Recover).
 func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gymbro.Result) (*gymbro.Message, error) {
 	r.LastSeq = seq + 1
 	r.At = s.opts.Now().UTC()
-	const attempts = 8 // about 25 s of backoff in all
-	var done *gymbro.Message
-	var err error
-	for attempt := 1; ; attempt++ {
-		done, err = s.store.FinishMessage(ctx, m, r)
-		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || attempt >= attempts || ctx.Err() != nil {
-			break
-		}
-		if backoff.Sleep(s.base, finishBackoff.Delay(attempt)) != nil {
-			attempt = attempts - 1 // shutting down: one last try
-		}
+	done, err := s.persist(ctx, m, r)
+	if gymbro.ErrorKind(err) == gymbro.KindConflict {
+		done, err = s.landed(ctx, m, r, err)
 	}
 	if err != nil {
 		if gymbro.ErrorKind(err) != gymbro.KindConflict {
-			// Still not stored: tell subscribers the truth. The lease lapses
-			// and the exchange is marked interrupted by recovery.
+			// Still not stored: tell subscribers the truth.
 			_, _ = s.log.Append(ctx, gymbro.Event{MessageID: m.ID, Type: gymbro.EventError, Status: gymbro.StatusFailed,
 				Code: CodePersistFailed, Message: "The reply could not be saved; send the message again.", Retryable: ptr(true), Content: r.Reply})
 		}
@@ -309,19 +303,55 @@ func (s *Service) finish(ctx context.Context, m *gymbro.Message, seq int64, r gy
 	return done, nil
 }
 
-// lastSeq returns the seq of the newest event in m's log (0 if none).
-func (s *Service) lastSeq(ctx context.Context, id string) (int64, error) {
-	var last int64
+// persist stores the result r of m, retrying what the store refused (an
+// outage, a timeout: each attempt is bounded by the store) until
+// StoreGrace has passed since the first attempt, or once more when the
+// service shuts down. A conflict (the exchange already ended) is final.
+func (s *Service) persist(ctx context.Context, m *gymbro.Message, r gymbro.Result) (*gymbro.Message, error) {
+	start := s.opts.Now()
+	for attempt := 1; ; attempt++ {
+		done, err := s.store.FinishMessage(ctx, m, r)
+		left := s.opts.StoreGrace - s.opts.Now().Sub(start)
+		if err == nil || gymbro.ErrorKind(err) == gymbro.KindConflict || left <= 0 || ctx.Err() != nil {
+			return done, err
+		}
+		if backoff.Sleep(s.base, min(finishBackoff.Delay(attempt), left)) != nil {
+			return s.store.FinishMessage(ctx, m, r) // shutting down: one last try
+		}
+	}
+}
+
+// landed tells an exchange that an earlier attempt of r itself ended (its
+// commit landed although its answer was lost: a timeout, a connection cut
+// on the way back) from one someone else ended first (a cancel, recovery),
+// and returns the stored exchange in the first case, conflict otherwise.
+func (s *Service) landed(ctx context.Context, m *gymbro.Message, r gymbro.Result, conflict error) (*gymbro.Message, error) {
+	stored, err := s.store.MessageByID(ctx, m.ID)
+	if err != nil || stored.Status != r.Status || stored.LastSeq != r.LastSeq || stored.Reply != r.Reply {
+		return nil, conflict
+	}
+	return stored, nil
+}
+
+// lastEvent returns the newest event in m's log (the zero Event if none).
+func (s *Service) lastEvent(ctx context.Context, id string) (gymbro.Event, error) {
+	var last gymbro.Event
 	for {
-		evs, err := s.log.Read(ctx, id, last, 1024)
+		evs, err := s.log.Read(ctx, id, last.Seq, 1024)
 		if err != nil {
-			return 0, err
+			return gymbro.Event{}, err
 		}
 		if len(evs) == 0 {
 			return last, nil
 		}
-		last = evs[len(evs)-1].Seq
+		last = evs[len(evs)-1]
 	}
+}
+
+// lastSeq returns the seq of the newest event in m's log (0 if none).
+func (s *Service) lastSeq(ctx context.Context, id string) (int64, error) {
+	ev, err := s.lastEvent(ctx, id)
+	return ev.Seq, err
 }
 
 // request builds the model's input: the persona, the conversation's earlier
@@ -353,8 +383,12 @@ func (s *Service) request(ctx context.Context, m *gymbro.Message, uid string, op
 
 // Recover ends exchanges whose generation can no longer finish: with all set
 // (one instance, in-process log: nothing survives a restart) every queued or
-// working exchange; otherwise those whose lease lapsed (an instance died).
-// Each gets error code interrupted, persisted, then appended.
+// working exchange; otherwise those whose lease lapsed (an instance died, or
+// its generation gave up on a store that was behind). An exchange whose log
+// already ends in a terminal event (its generation ended the stream while
+// the store could not take the result) is stored as that event says, reply
+// included, and nothing is appended; any other gets error code
+// interrupted, persisted, then appended.
 func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 	now := s.opts.Now()
 	if all {
@@ -378,13 +412,11 @@ func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 			if mine || (!all && m.Status == gymbro.StatusQueued && m.CreatedAt.After(now.Add(-s.opts.LeaseTTL))) {
 				continue
 			}
-			seq, err := s.lastSeq(ctx, m.ID)
+			last, err := s.lastEvent(ctx, m.ID)
 			if err != nil {
 				return n, err
 			}
-			_, err = s.finish(ctx, m, seq, gymbro.Result{Status: gymbro.StatusInterrupted, Reply: m.Reply,
-				ErrorCode: gymbro.CodeInterrupted, ErrorMessage: "The server stopped while generating; send the message again."})
-			if err == nil {
+			if s.recoverOne(ctx, m, last) == nil {
 				n++
 				progressed = true
 			}
@@ -393,6 +425,40 @@ func (s *Service) Recover(ctx context.Context, all bool) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// recoverOne ends an abandoned exchange whose log ends with last; see
+// Recover.
+func (s *Service) recoverOne(ctx context.Context, m *gymbro.Message, last gymbro.Event) error {
+	if last.Type.Terminal() {
+		_, err := s.persist(ctx, m, endedAs(last, m, s.opts.Now().UTC()))
+		return err
+	}
+	_, err := s.finish(ctx, m, last.Seq, gymbro.Result{Status: gymbro.StatusInterrupted, Reply: m.Reply,
+		ErrorCode: gymbro.CodeInterrupted, ErrorMessage: "The server stopped while generating; send the message again."})
+	return err
+}
+
+// endedAs is the result a terminal event told subscribers, to store at at.
+func endedAs(ev gymbro.Event, m *gymbro.Message, at time.Time) gymbro.Result {
+	r := gymbro.Result{Status: ev.Status, Reply: ev.Content, ErrorCode: ev.Code, ErrorMessage: ev.Message,
+		Model: ev.Model, FinishReason: ev.FinishReason, LastSeq: ev.Seq, At: at}
+	switch {
+	case r.Status.Terminal():
+	case ev.Type == gymbro.EventCompleted:
+		r.Status = gymbro.StatusCompleted
+	case ev.Type == gymbro.EventCanceled:
+		r.Status = gymbro.StatusCanceled
+	default:
+		r.Status = gymbro.StatusFailed
+	}
+	if r.Reply == "" {
+		r.Reply = m.Reply
+	}
+	if ev.Usage != nil {
+		r.Usage = *ev.Usage
+	}
+	return r
 }
 
 // RunRecovery calls Recover every interval until ctx ends, so an instance

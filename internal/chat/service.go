@@ -54,9 +54,13 @@ type Options struct {
 	EventLogGrace time.Duration
 	// MaxHeldBytes bounds the events one generation holds; default 1 MiB.
 	MaxHeldBytes int
-	Logger       *slog.Logger
-	Now          func() time.Time
-	Observer     Observer
+	// StoreGrace is how long a generation retries storing its result
+	// while the store cannot take it (each attempt bounded by the store)
+	// before it ends its stream without it; default 10s.
+	StoreGrace time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Observer   Observer
 	// OnFinish is called after an exchange is persisted with its outbox
 	// record (the sync worker's wake-up); it must not block.
 	OnFinish func()
@@ -149,6 +153,9 @@ func New(opts Options) *Service {
 	}
 	if opts.EventLogGrace == 0 {
 		opts.EventLogGrace = 30 * time.Second
+	}
+	if opts.StoreGrace == 0 {
+		opts.StoreGrace = 10 * time.Second
 	}
 	if opts.MaxHeldBytes == 0 {
 		opts.MaxHeldBytes = 1 << 20

@@ -75,6 +75,12 @@ type Config struct {
 	RedisPrefix    string // prefix of every Redis key and channel, so deployments can share a Redis
 	InstanceID     string
 
+	// DatabasePooler is what GYMBRO_DATABASE_URL reaches: PoolerSession (a
+	// direct connection or a session pooler) or PoolerTransaction (a
+	// transaction pooler: PgBouncer pool_mode = transaction, Supavisor 6543).
+	DatabasePooler  string
+	DatabaseTimeout time.Duration // bound on each store call; past it 504 store_timeout
+
 	SupabaseURL            string
 	SupabaseAnonKey        Secret
 	SupabaseServiceRoleKey Secret
@@ -137,6 +143,7 @@ type Config struct {
 	LeaseTTL        time.Duration
 	EventLogGrace   time.Duration // how long a generation holds its events through an event-log outage
 	TraceTTFT       bool          // keep recent exchanges' steps to their first delta, served at /debug/ttft/{id}
+	StoreGrace      time.Duration // how long a generation retries its final save while the store is behind
 
 	SyncBatchSize int
 
@@ -151,6 +158,12 @@ type Config struct {
 	// the start-up log.
 	Warnings []string
 }
+
+// What GYMBRO_DATABASE_URL reaches (GYMBRO_DATABASE_POOLER).
+const (
+	PoolerSession     = "session"
+	PoolerTransaction = "transaction"
+)
 
 // Session-check modes.
 const (
@@ -252,6 +265,11 @@ func LoadScope(getenv func(string) string, scope Scope) (*Config, error) {
 		RedisPrefix:    r.str("GYMBRO_REDIS_PREFIX", "gymbro:"),
 		InstanceID:     r.str("GYMBRO_INSTANCE_ID", ""),
 
+		DatabasePooler: r.oneOf("GYMBRO_DATABASE_POOLER", PoolerSession, PoolerSession, PoolerTransaction),
+		// A few seconds: long enough for a healthy store under load, short
+		// enough that a request never hangs on a commit that cannot finish.
+		DatabaseTimeout: r.duration("GYMBRO_DATABASE_TIMEOUT", 3*time.Second, 100*time.Millisecond, time.Minute),
+
 		SupabaseURL:            strings.TrimRight(r.str("SUPABASE_URL", ""), "/"),
 		SupabaseAnonKey:        Secret(r.str("SUPABASE_ANON_KEY", "")),
 		SupabaseServiceRoleKey: Secret(r.str("SUPABASE_SERVICE_ROLE_KEY", "")),
@@ -296,6 +314,7 @@ func LoadScope(getenv func(string) string, scope Scope) (*Config, error) {
 		LeaseTTL:        r.duration("GYMBRO_LEASE_TTL", 15*time.Second, time.Second, 10*time.Minute),
 		EventLogGrace:   r.duration("GYMBRO_EVENTLOG_OUTAGE_GRACE", 30*time.Second, time.Second, 10*time.Minute),
 		TraceTTFT:       r.boolean("GYMBRO_TRACE_TTFT", false),
+		StoreGrace:      r.duration("GYMBRO_STORE_OUTAGE_GRACE", 10*time.Second, time.Second, 10*time.Minute),
 
 		SyncBatchSize: r.integer("GYMBRO_SYNC_BATCH_SIZE", 100, 1, 1000),
 

@@ -158,7 +158,7 @@ func (c createTx) Create(ctx context.Context, in gymbro.NewMessage, r sqlstore.R
 		m.TraceID, key, r.RequestHash, m.CreatedAt, r.Lease.Owner, ts(r.Lease.Until),
 		r.NewConversation, r.Title, in.MaxRunning, in.DailyTokens, gymbro.UsageDay(in.Now),
 	).QueryRow(func(row pgx.Row) error { return row.Scan(&a.Running, &a.TokensUsed, &inserted, &admitted) })
-	err := c.p.send(ctx, b, true)
+	err := c.p.send(b, true)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.TableName == "conversations":
@@ -217,7 +217,7 @@ func (db *DB) guardedUpdate(ctx context.Context, id, code, msg, query string, ar
 			n = tag.RowsAffected()
 			return nil
 		})
-		return p.send(ctx, b, true)
+		return p.send(b, true)
 	})
 	if err != nil {
 		return err

@@ -13,28 +13,36 @@ import (
 // decision not to write, a failed statement) is rolled back by
 // pipelined.
 type pipe struct {
-	conn  *pgx.Conn
-	begun bool
+	ctx        context.Context // the transaction's, within the store's timeout
+	conn       *pgx.Conn
+	searchPath string // set with BEGIN when not empty
+	begun      bool
 }
 
 // send runs b inside the transaction, committing after it when commit is
 // set. A failed statement skips the rest of the batch, COMMIT included.
-func (p *pipe) send(ctx context.Context, b *pgx.Batch, commit bool) error {
+func (p *pipe) send(b *pgx.Batch, commit bool) error {
 	if !p.begun {
-		b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: "BEGIN"}}, b.QueuedQueries...)
+		first := []*pgx.QueuedQuery{{SQL: "BEGIN"}}
+		if p.searchPath != "" {
+			first = append(first, &pgx.QueuedQuery{SQL: setSearchPath, Arguments: []any{p.searchPath}})
+		}
+		b.QueuedQueries = append(first, b.QueuedQueries...)
 		p.begun = true
 	}
 	if commit {
 		b.Queue("COMMIT")
 	}
-	return p.conn.SendBatch(ctx, b).Close()
+	return p.conn.SendBatch(p.ctx, b).Close()
 }
 
-// pipelined runs fn as one transaction on a pooled connection, rolling it
-// back unless fn's last batch committed it. Like tx, it runs fn once more
-// on a fresh connection when the first try failed before reaching the
-// server.
+// pipelined runs fn as one transaction on a pooled connection, within the
+// store's timeout, rolling it back unless fn's last batch committed it.
+// Like tx, it runs fn once more on a fresh connection when the first try
+// failed before reaching the server.
 func (db *DB) pipelined(ctx context.Context, fn func(p *pipe) error) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	err := db.pipeOnce(ctx, fn)
 	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
 		err = db.pipeOnce(ctx, fn)
@@ -48,7 +56,7 @@ func (db *DB) pipeOnce(ctx context.Context, fn func(p *pipe) error) error {
 		return err
 	}
 	defer c.Release()
-	err = fn(&pipe{conn: c.Conn()})
+	err = fn(&pipe{ctx: ctx, conn: c.Conn(), searchPath: db.searchPath})
 	if c.Conn().PgConn().TxStatus() != 'I' {
 		// Still in the transaction (or in a failed one): nothing of it stays.
 		// If even the ROLLBACK fails the pool drops the connection, since

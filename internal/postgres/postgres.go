@@ -9,6 +9,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,16 +30,23 @@ var _ gymbro.Store = (*DB)(nil)
 
 // DB is a gymbro.Store on PostgreSQL.
 type DB struct {
-	pool   *pgxpool.Pool
-	q      retrying // single statements on pool
-	schema string
-	now    func() time.Time
+	pool       *pgxpool.Pool
+	q          retrying // single statements on pool
+	schema     string
+	searchPath string // set per transaction (transaction pooler); empty: by the session, or none
+	timeout    time.Duration
+	now        func() time.Time
+	logger     *slog.Logger
+	mismatch   atomic.Bool // a transaction pooler was met in session mode
 }
 
 type options struct {
 	schema   string
 	now      func() time.Time
 	maxConns int32
+	txPooler bool
+	timeout  time.Duration
+	logger   *slog.Logger
 }
 
 // Option configures Open.
@@ -55,10 +64,20 @@ func WithNow(now func() time.Time) Option { return func(o *options) { o.now = no
 // WithMaxConns caps the pool; the default is pgxpool's (max(4, NumCPU)).
 func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
 
-// Open connects to the database at url (a postgres:// URL or key=value DSN)
-// and applies pending migrations.
+// WithTimeout bounds every call of the store after Open (waiting for a
+// pooled connection included): past d it fails as store_timeout (504,
+// with Retry-After). The default is no bound.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithLogger sets where the store reports a misconfiguration it detects;
+// the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Open connects to the database at url (a postgres:// URL or key=value DSN;
+// several hosts with target_session_attrs=read-write reach whichever is
+// the primary) and applies pending migrations.
 func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
-	o := options{now: time.Now}
+	o := options{now: time.Now, logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -67,23 +86,17 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		// The parse error may quote the URL, password included: keep it out.
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_database_url", "The database URL is not valid.")
 	}
-	if o.schema != "" {
-		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.schema}.Sanitize()
-	}
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
 	}
+	db := &DB{schema: o.schema, timeout: o.timeout, now: o.now, logger: o.logger}
+	db.configurePooler(cfg.ConnConfig, o.txPooler)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	db := &DB{pool: pool, q: retrying{pool}, schema: o.schema, now: o.now}
-	if o.schema != "" {
-		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{o.schema}.Sanitize()); err != nil {
-			pool.Close()
-			return nil, dbErr(err)
-		}
-	}
+	db.pool = pool
+	db.q = retrying{pool: pool, bound: db.bound, searchPath: db.searchPath}
 	if err := db.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -92,65 +105,81 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 }
 
 // Migrate applies the embedded migrations that schema_migrations does not
-// list yet. A session advisory lock, keyed by the schema, lets instances
-// that start together take turns instead of racing on CREATE TABLE.
+// list yet, in one transaction under a transaction-scoped advisory lock
+// keyed by the schema: instances that start together (through a
+// transaction pooler too, where a session lock would stay behind on a
+// server connection) take turns, and each reads schema_migrations only
+// once it holds the lock, so all but the first find nothing to do. The
+// schema is created under the lock as well: CREATE SCHEMA IF NOT EXISTS
+// is not safe against a concurrent one.
 func (db *DB) Migrate(ctx context.Context) error {
 	migs, err := sqlmigrate.Load(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return dbErr(err)
-	}
-	defer conn.Release()
-	const lockKey = `SELECT hashtextextended('gymbro_migrate:' || current_schema(), 0)`
-	var key int64
-	if err := conn.QueryRow(ctx, lockKey).Scan(&key); err != nil {
-		return dbErr(err)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		return dbErr(err)
-	}
-	defer func() {
-		// Unlock even when ctx has ended, or the lock outlives this call on
-		// the pooled connection.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-			conn.Conn().Close(uctx) // drop the session, and the lock with it
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		applied, err := db.lockMigrations(ctx, tx)
+		if err != nil {
+			return err
 		}
-	}()
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    integer PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now()
-	)`); err != nil {
-		return dbErr(err)
-	}
-	for _, m := range migs {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
+		for _, m := range migs {
+			if applied[m.Version] {
+				continue
 			}
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("migration %d: %w", m.Version, err)
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.Version)
-			return err
-		})
-		if err != nil {
-			return dbErr(err)
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.Version); err != nil {
+				return err
+			}
 		}
-	}
-	return nil
+		return nil
+	})
+	return dbErr(err)
 }
 
-// Ping reports whether the database answers.
+// lockMigrations takes the migrations' lock in tx, makes the schema and
+// schema_migrations if they are missing, and returns the versions applied.
+func (db *DB) lockMigrations(ctx context.Context, tx pgx.Tx) (map[int]bool, error) {
+	var schema *string
+	if db.schema != "" {
+		schema = &db.schema
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(
+		'gymbro_migrate:' || coalesce($1::text, current_schema(), ''), 0))`, schema); err != nil {
+		return nil, err
+	}
+	if schema != nil {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{db.schema}.Sanitize()); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	applied := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		applied[v] = true
+	}
+	return applied, err
+}
+
+// Ping reports whether the database answers, and fails for good once the
+// store met a transaction pooler it was not opened for.
 func (db *DB) Ping(ctx context.Context) error {
+	if db.mismatch.Load() {
+		return gymbro.Unavailable(errors.New(poolerHint), "The store")
+	}
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	return dbErr(db.pool.Ping(ctx))
 }
 
@@ -160,20 +189,41 @@ func (db *DB) Close() error {
 	return nil
 }
 
-// tx runs fn in a transaction, committing when fn returns nil. A
-// transaction that failed before anything reached the server (a pooled
-// connection that died while idle: pgconn.SafeToRetry) is run once more on
-// a fresh connection, so one dead connection costs the client nothing.
+// tx runs fn in a transaction, committing when fn returns nil, within the
+// store's timeout. A transaction that failed before anything reached the
+// server (a pooled connection that died while idle: pgconn.SafeToRetry) is
+// run once more on a fresh connection, so one dead connection costs the
+// client nothing.
 func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	err := pgx.BeginFunc(ctx, db.pool, fn)
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
+	err := db.inTx(ctx, fn)
 	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		err = pgx.BeginFunc(ctx, db.pool, fn)
+		err = db.inTx(ctx, fn)
 	}
 	return dbErr(err)
 }
 
-// dbErr classifies a driver failure; see sqlstore.Err.
-func dbErr(err error) error { return sqlstore.Err(err, pgconn.Timeout, outage.Is) }
+// inTx runs fn in a transaction on the store's schema.
+func (db *DB) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if db.searchPath != "" {
+			if _, err := tx.Exec(ctx, setSearchPath, db.searchPath); err != nil {
+				return err
+			}
+		}
+		return fn(tx)
+	})
+}
+
+// dbErr classifies a driver failure; see sqlstore.Err. The errors of a
+// transaction pooler met in session mode say what to set.
+func dbErr(err error) error {
+	if perr := poolerErr(err); perr != nil {
+		return perr
+	}
+	return sqlstore.Err(err, pgconn.Timeout, outage.Is)
+}
 
 // isUnique reports whether err is a unique_violation.
 func isUnique(err error) bool {
@@ -193,27 +243,77 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-// retrying runs single statements on the pool, each once more on a fresh
-// connection when it failed before reaching the server (a pooled
-// connection that died since its last use: pgconn.SafeToRetry), as tx
-// does for transactions. pgxpool itself pings only connections idle for
-// over a second.
-type retrying struct{ pool *pgxpool.Pool }
+// retrying runs single statements on the pool within the store's
+// timeout, each once more on a fresh connection when it failed before
+// reaching the server (a pooled connection that died since its last use:
+// pgconn.SafeToRetry), as tx does for transactions. pgxpool itself pings
+// only connections idle for over a second. With searchPath set (a
+// transaction pooler) each statement is pipelined after setSearchPath, in
+// one implicit transaction and one round trip.
+type retrying struct {
+	pool       *pgxpool.Pool
+	bound      func(context.Context) (context.Context, context.CancelFunc)
+	searchPath string
+}
 
 func (r retrying) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	tag, err := r.pool.Exec(ctx, sql, args...)
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	tag, err := r.exec(ctx, sql, args...)
 	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		tag, err = r.pool.Exec(ctx, sql, args...)
+		tag, err = r.exec(ctx, sql, args...)
 	}
 	return tag, err
 }
 
-func (r retrying) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	rows, err := r.pool.Query(ctx, sql, args...)
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		rows, err = r.pool.Query(ctx, sql, args...)
+func (r retrying) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if r.searchPath == "" {
+		return r.pool.Exec(ctx, sql, args...)
 	}
-	return rows, err
+	var tag pgconn.CommandTag
+	b := &pgx.Batch{}
+	b.Queue(setSearchPath, r.searchPath)
+	b.Queue(sql, args...).Exec(func(t pgconn.CommandTag) error { tag = t; return nil })
+	return tag, r.pool.SendBatch(ctx, b).Close()
+}
+
+// Query runs a query whose rows must be closed within the store's
+// timeout (every caller reads them at once).
+func (r retrying) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	ctx, cancel := r.bound(ctx)
+	rows, err := r.query(ctx, sql, args...)
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		rows, err = r.query(ctx, sql, args...)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if cr, ok := rows.(*closingRows); ok {
+		cr.after = append(cr.after, cancel)
+		return cr, nil
+	}
+	return &closingRows{Rows: rows, after: []func(){cancel}}, nil
+}
+
+func (r retrying) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if r.searchPath == "" {
+		return r.pool.Query(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(setSearchPath, r.searchPath)
+	b.Queue(sql, args...)
+	br := r.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return &closingRows{Rows: rows, after: []func(){func() { _ = br.Close() }}}, nil
 }
 
 // QueryRow is Query for one row, with pgx's QueryRow semantics.

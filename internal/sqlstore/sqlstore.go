@@ -211,7 +211,7 @@ func Reverse[T any](s []T) []T {
 
 // Err turns a driver failure into an *gymbro.Error that keeps it as the
 // hidden cause: a timeout (the context's deadline, or what the dialect's
-// timeout recognises) is 504 store_timeout, an outage is 503 with
+// timeout recognises) is 504 store_timeout and an outage 503, each with
 // Retry-After, anything else 500. An *gymbro.Error passes through untouched.
 func Err(err error, timeout, outage func(error) bool) error {
 	if err == nil {
@@ -222,7 +222,9 @@ func Err(err error, timeout, outage func(error) bool) error {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || timeout(err):
-		return gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
+		e := gymbro.Wrap(err, gymbro.KindTimeout, "store_timeout", "The store did not answer in time.")
+		e.RetryAfter = gymbro.OutageRetryAfter
+		return e
 	case outage(err):
 		return gymbro.Unavailable(err, "The store")
 	}
