@@ -395,10 +395,11 @@ func (m *Main) sessionChecker(client *supabase.AuthClient, id identity, mx *metr
 	if cfg.SessionCheck == config.SessionCheckOff || id.supabaseURL == "" || id.anonKey == "" {
 		return nil
 	}
+	mx.DeclareSessionProviders(gymbro.ProviderSupabase)
 	return supabase.NewSessionChecker(supabase.SessionCheckConfig{
 		Client: client, Issuer: supabaseIssuer(id),
 		TTL: cfg.SessionCheckTTL, Stale: cfg.SessionCheckStale, Logger: m.Logger,
-		Observe: func(r supabase.SessionResult) { mx.SessionCheck(string(r)) },
+		Observe: func(r supabase.SessionResult) { mx.SessionCheck(gymbro.ProviderSupabase, string(r)) },
 	})
 }
 
