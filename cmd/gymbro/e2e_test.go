@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -40,16 +41,20 @@ type app struct {
 // and the local Auth emulator unless env says otherwise).
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
+	return startAppWith(t, appEnv(t, env))
+}
+
+// appEnv is env over startApp's defaults: a free port, a data directory of
+// its own, quick heartbeats, warnings only.
+func appEnv(t *testing.T, env map[string]string) map[string]string {
 	base := map[string]string{
 		"GYMBRO_HTTP_ADDR":     "127.0.0.1:0",
 		"GYMBRO_DATA_DIR":      t.TempDir(),
 		"GYMBRO_SSE_HEARTBEAT": "150ms",
 		"GYMBRO_LOG_LEVEL":     "warn",
 	}
-	for k, v := range env {
-		base[k] = v
-	}
-	return startAppWith(t, base)
+	maps.Copy(base, env)
+	return base
 }
 
 func startAppWith(t *testing.T, env map[string]string) *app {

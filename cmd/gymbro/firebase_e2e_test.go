@@ -28,11 +28,10 @@ const firebasePassword = "deadlift-300-secret"
 // Auth emulator at host (none when empty) beside the local Supabase Auth
 // emulator, with session checks that see a sign-out within a second.
 func firebaseEnv(t *testing.T, host string) map[string]string {
-	env := map[string]string{
-		"GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_SSE_HEARTBEAT": "150ms",
+	env := appEnv(t, map[string]string{
 		"GYMBRO_LOG_LEVEL": "debug", "FIREBASE_PROJECT_ID": firebasetest.ProjectID,
 		"GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0",
-	}
+	})
 	if host != "" {
 		env["FIREBASE_AUTH_EMULATOR_HOST"] = host
 	}
@@ -195,12 +194,12 @@ func TestFirebaseProduction(t *testing.T) {
 	g := firebasetest.NewGoogle(t, project)
 	keys := authtest.NewRSAKeys(t)
 	var logs syncBuffer
-	a := startAppSetup(t, map[string]string{
-		"GYMBRO_ENV": "production", "GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_LOG_LEVEL": "debug",
+	a := startAppSetup(t, appEnv(t, map[string]string{
+		"GYMBRO_ENV": "production", "GYMBRO_LOG_LEVEL": "debug",
 		"FIREBASE_PROJECT_ID": project, "FIREBASE_JWKS_URL": keys.JWKSURL(), "FIREBASE_SERVICE_ACCOUNT_JSON": string(g.KeyJSON()),
 		"GYMBRO_AI_PROVIDER": "demo", "GYMBRO_SESSION_CHECK": "all", "GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_SESSION_CHECK_STALE": "3s",
 		"GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0",
-	}, &logs, func(m *Main) { m.IdentityToolkitURL = g.URL })
+	}), &logs, func(m *Main) { m.IdentityToolkitURL = g.URL })
 	token := func(sub string) string { return keys.FirebaseToken(project, sub, sub+"@example.com", true) }
 	g.SetUser("dee", nil)
 	g.SetUser("dis", map[string]any{"disabled": true})
