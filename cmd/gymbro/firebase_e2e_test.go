@@ -43,7 +43,7 @@ func firebaseUser(name, displayName string) firebasetest.User {
 }
 
 // me is the body of GET /api/v1/me(?details=true).
-type me struct {
+type meBody struct {
 	UID         string              `json:"uid"`
 	ProviderUID string              `json:"provider_uid"`
 	Provider    string              `json:"provider"`
@@ -51,7 +51,7 @@ type me struct {
 	Details     *gymbro.UserDetails `json:"details"`
 }
 
-func (a *app) me(token string, details bool) me {
+func (a *app) me(token string, details bool) meBody {
 	a.t.Helper()
 	path := "/api/v1/me"
 	if details {
@@ -64,7 +64,7 @@ func (a *app) me(token string, details bool) me {
 	if s := string(r.body); strings.Contains(s, firebasePassword) || strings.Contains(s, "fakeHash") || strings.Contains(s, "passwordHash") {
 		a.t.Errorf("GET %s shows the password: %s", path, s)
 	}
-	var m me
+	var m meBody
 	r.json(a.t, &m)
 	return m
 }
