@@ -42,7 +42,7 @@ func firebaseUser(name, displayName string) firebasetest.User {
 	return firebasetest.User{Email: testenv.UniqueName(name) + "@example.com", Password: firebasePassword, DisplayName: displayName}
 }
 
-// me is the body of GET /api/v1/me(?details=true).
+// meBody is the body of GET /api/v1/me(?details=true).
 type meBody struct {
 	UID         string              `json:"uid"`
 	ProviderUID string              `json:"provider_uid"`
