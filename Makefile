@@ -64,13 +64,16 @@ test-go: firebase-emulator
 	$(GO) run ./cmd/testprogress -- $(GO) test -race -count=1 -timeout 10m -json ./...
 
 # firebase-emulator installs the Firebase Auth emulator and JS client that
-# the Firebase tests drive (test/firebase, pinned; npm's cache makes a
-# reinstall quick). Without npm those tests skip, saying why (CI fails them).
+# the Firebase tests drive (test/firebase, pinned), only when the lockfile is
+# newer than the last install (npm ci writes node_modules/.package-lock.json
+# last): a reinstall costs about a minute even with npm's cache warm. Without
+# npm those tests skip, saying why; with CI set a failed install fails here.
 firebase-emulator:
 	@test test/firebase/node_modules/.package-lock.json -nt test/firebase/package-lock.json || \
 		{ command -v npm >/dev/null && echo "make: installing the Firebase Auth emulator (first run: a minute or two)..." && \
 		  cd test/firebase && npm ci; } || \
-		echo "warning: the Firebase Auth emulator could not be installed (is npm there?): its tests will skip"
+		{ test -z "$$CI" || { echo "error: the Firebase Auth emulator could not be installed (is npm there?)" >&2; exit 1; }; \
+		  echo "warning: the Firebase Auth emulator could not be installed (is npm there?): its tests will skip"; }
 
 # test-prom checks the alert rules and runs their unit tests (Debian's
 # prometheus package ships promtool; .ci/run installs it).

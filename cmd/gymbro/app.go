@@ -28,6 +28,7 @@ import (
 	"github.com/gymbro/gymbro-api/internal/config"
 	"github.com/gymbro/gymbro-api/internal/datadir"
 	"github.com/gymbro/gymbro-api/internal/demo"
+	"github.com/gymbro/gymbro-api/internal/firebase"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/httpapi"
 	idrouter "github.com/gymbro/gymbro-api/internal/identity"
@@ -41,10 +42,12 @@ import (
 	"github.com/gymbro/gymbro-api/internal/ratelimit"
 	"github.com/gymbro/gymbro-api/internal/redislimit"
 	"github.com/gymbro/gymbro-api/internal/redislog"
+	"github.com/gymbro/gymbro-api/internal/sessioncheck"
 	"github.com/gymbro/gymbro-api/internal/sqlite"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabase/emulator"
 	"github.com/gymbro/gymbro-api/internal/testusers"
+	"github.com/gymbro/gymbro-api/internal/ttlcache"
 	"github.com/gymbro/gymbro-api/web"
 )
 
@@ -53,6 +56,10 @@ import (
 type Main struct {
 	Config *config.Config
 	Logger *slog.Logger
+	// IdentityToolkitURL, when set before Run, replaces Google's Identity
+	// Toolkit endpoint for Firebase user look-ups: tests point it at a fake
+	// Google (the service account key's token_uri is the other half).
+	IdentityToolkitURL string
 
 	// Set by Run.
 	URL        string // base URL the service is reachable at
@@ -390,6 +397,9 @@ func (m *Main) serverOptions(id identity, mx *metrics.Metrics) (httpapi.Options,
 	authClient := supabase.NewAuthClient(supabase.AuthConfig{URL: id.supabaseURL, AnonKey: id.anonKey, ServiceRoleKey: id.serviceKey,
 		HTTPClient: &http.Client{Transport: m.emulatorTransport()}})
 	router := m.identityRouter(authClient, id, mx)
+	if err := m.registerFirebase(router, mx); err != nil {
+		return httpapi.Options{}, err
+	}
 	mail, err := mailapi.NewMailSlurp(mailapi.MailSlurpOptions{BaseURL: cfg.MailAPIURL})
 	if err != nil {
 		return httpapi.Options{}, fmt.Errorf("GYMBRO_MAIL_API_URL: %w", err)
@@ -458,6 +468,50 @@ func (m *Main) identityRouter(client *supabase.AuthClient, id identity, mx *metr
 	return r
 }
 
+// registerFirebase routes Firebase users' details and session checks to
+// Firebase Auth's accounts:lookup, when there is a client to ask. Without
+// one (no service account outside production, which config warns about)
+// Firebase users have no details and no session check.
+func (m *Main) registerFirebase(r *idrouter.Router, mx *metrics.Metrics) error {
+	client, err := m.firebaseClient()
+	if err != nil || client == nil {
+		return err
+	}
+	cfg := m.Config
+	iss := firebaseIssuer(cfg).Issuer
+	if cfg.FirebaseEmulatorHost != "" {
+		m.Logger.Info("Firebase Auth emulator: its unsigned tokens are accepted (development only)",
+			"host", cfg.FirebaseEmulatorHost, "project", cfg.FirebaseProjectID)
+	}
+	var sessions gymbro.SessionChecker
+	if cfg.SessionCheck != config.SessionCheckOff {
+		mx.DeclareSessionProviders(gymbro.ProviderFirebase)
+		sessions = firebase.NewSessionChecker(firebase.SessionCheckConfig{Client: client, Issuer: iss, Cache: sessioncheck.Config{
+			TTL: cfg.SessionCheckTTL, Stale: cfg.SessionCheckStale, Logger: m.Logger,
+			Observe: func(r sessioncheck.Result) { mx.SessionCheck(gymbro.ProviderFirebase, string(r)) },
+		}})
+	}
+	r.Register(iss, firebase.NewIdentityProvider(client, ttlcache.Options{}), sessions)
+	return nil
+}
+
+// firebaseClient asks Firebase Auth about its users: the Auth emulator
+// with FIREBASE_AUTH_EMULATOR_HOST, Identity Toolkit as the service
+// account otherwise; nil without either (or without Firebase).
+func (m *Main) firebaseClient() (*firebase.Client, error) {
+	cfg := m.Config
+	key := cfg.FirebaseServiceAccountJSON.Reveal()
+	if cfg.FirebaseProjectID == "" || (cfg.FirebaseEmulatorHost == "" && key == "") {
+		return nil, nil
+	}
+	c, err := firebase.NewClient(firebase.Config{ProjectID: cfg.FirebaseProjectID, EmulatorHost: cfg.FirebaseEmulatorHost,
+		ServiceAccountJSON: []byte(key), BaseURL: m.IdentityToolkitURL})
+	if err != nil {
+		return nil, fmt.Errorf("Firebase service account (FIREBASE_SERVICE_ACCOUNT_JSON or GOOGLE_APPLICATION_CREDENTIALS): %w", err)
+	}
+	return c, nil
+}
+
 // supabaseIssuer is the iss of the Supabase project's tokens; "" without
 // one.
 func supabaseIssuer(id identity) string {
@@ -475,10 +529,11 @@ func (m *Main) sessionChecker(client *supabase.AuthClient, id identity, mx *metr
 	if cfg.SessionCheck == config.SessionCheckOff || id.supabaseURL == "" || id.anonKey == "" {
 		return nil
 	}
+	mx.DeclareSessionProviders(gymbro.ProviderSupabase)
 	return supabase.NewSessionChecker(supabase.SessionCheckConfig{
 		Client: client, Issuer: supabaseIssuer(id),
 		TTL: cfg.SessionCheckTTL, Stale: cfg.SessionCheckStale, Logger: m.Logger,
-		Observe: func(r supabase.SessionResult) { mx.SessionCheck(string(r)) },
+		Observe: func(r supabase.SessionResult) { mx.SessionCheck(gymbro.ProviderSupabase, string(r)) },
 	})
 }
 
@@ -779,12 +834,22 @@ func issuers(cfg *config.Config, supabaseURL string) []auth.Issuer {
 		out = append(out, auth.SupabaseIssuer(supabaseURL, secret))
 	}
 	if cfg.FirebaseProjectID != "" {
-		out = append(out, auth.FirebaseIssuer(cfg.FirebaseProjectID, cfg.FirebaseJWKSURL))
+		out = append(out, firebaseIssuer(cfg))
 	}
 	for _, o := range cfg.OIDCIssuers {
 		out = append(out, auth.OIDCIssuer(o.Issuer, o.Audience, o.JWKSURL, o.Algorithms))
 	}
 	return out
+}
+
+// firebaseIssuer is the Firebase project's issuer: with
+// FIREBASE_AUTH_EMULATOR_HOST (development only) the Auth emulator's,
+// whose tokens are unsigned; Google-signed tokens otherwise.
+func firebaseIssuer(cfg *config.Config) auth.Issuer {
+	if cfg.FirebaseEmulatorHost != "" {
+		return auth.FirebaseEmulatorIssuer(cfg.FirebaseProjectID, cfg.FirebaseEmulatorHost)
+	}
+	return auth.FirebaseIssuer(cfg.FirebaseProjectID, cfg.FirebaseJWKSURL)
 }
 
 // streamCap bounds each user's open streams: across the fleet with Redis,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -22,8 +23,10 @@ import (
 	"github.com/gymbro/gymbro-api/internal/supabase"
 )
 
+// TestMain stops the Firebase Auth emulator (firebase_e2e_test.go) after
+// the tests, then fails the package if a test left a goroutine running.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	goleak.VerifyTestMain(firebaseEmulator.Main(m), goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
 }
 
 // app is one running service on :0 with its own data directory.
@@ -38,16 +41,20 @@ type app struct {
 // and the local Auth emulator unless env says otherwise).
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
+	return startAppWith(t, appEnv(t, env))
+}
+
+// appEnv is env over startApp's defaults: a free port, a data directory of
+// its own, quick heartbeats, warnings only.
+func appEnv(t *testing.T, env map[string]string) map[string]string {
 	base := map[string]string{
 		"GYMBRO_HTTP_ADDR":     "127.0.0.1:0",
 		"GYMBRO_DATA_DIR":      t.TempDir(),
 		"GYMBRO_SSE_HEARTBEAT": "150ms",
 		"GYMBRO_LOG_LEVEL":     "warn",
 	}
-	for k, v := range env {
-		base[k] = v
-	}
-	return startAppWith(t, base)
+	maps.Copy(base, env)
+	return base
 }
 
 func startAppWith(t *testing.T, env map[string]string) *app {
@@ -57,11 +64,21 @@ func startAppWith(t *testing.T, env map[string]string) *app {
 
 func startAppLogging(t *testing.T, env map[string]string, logs io.Writer) *app {
 	t.Helper()
+	return startAppSetup(t, env, logs, nil)
+}
+
+// startAppSetup is startAppLogging that lets setup, when not nil, change
+// the Main before it runs.
+func startAppSetup(t *testing.T, env map[string]string, logs io.Writer, setup func(*Main)) *app {
+	t.Helper()
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	m := NewMain(cfg, logs)
+	if setup != nil {
+		setup(m)
+	}
 	if err := m.Run(context.Background()); err != nil {
 		m.Close()
 		t.Fatalf("run: %v", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
+	"github.com/gymbro/gymbro-api/internal/firebase/firebasetest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/supabasetest"
@@ -52,18 +54,20 @@ func (c *countingAuth) count(methodPath string) int {
 // that user's, an operator's) are users of their own: they see none of the
 // Supabase user's conversations or messages, get another uid at /me, never
 // get the Supabase profile from /me?details=true (Supabase is not even
-// asked), are no operators, and are not affected by that user's ban.
+// asked; the Firebase user gets Firebase's profile of its own user), are no
+// operators, and are not affected by that user's ban.
 func TestOneSubOfThreeIssuersIsThreeUsers(t *testing.T) {
 	const anon, service = "sb_publishable_ids", "sb_secret_ids"
 	supa := newCountingAuth(t, anon, service)
 	fb, oidc := authtest.NewRSAKeys(t), authtest.NewRSAKeys(t)
-	a := startApp(t, map[string]string{
+	google := firebasetest.NewGoogle(t, "gym") // Firebase's user look-ups, as production needs
+	a := startAppSetup(t, appEnv(t, map[string]string{
 		"GYMBRO_ENV": "production", "SUPABASE_URL": supa.base, "SUPABASE_ANON_KEY": anon, "SUPABASE_SERVICE_ROLE_KEY": service,
-		"FIREBASE_PROJECT_ID": "gym", "FIREBASE_JWKS_URL": fb.JWKSURL(),
+		"FIREBASE_PROJECT_ID": "gym", "FIREBASE_JWKS_URL": fb.JWKSURL(), "FIREBASE_SERVICE_ACCOUNT_JSON": string(google.KeyJSON()),
 		"GYMBRO_OIDC_ISSUERS":       oidc.URL() + "|gym-app|" + oidc.JWKSURL(),
 		"GYMBRO_TEST_USERS_ENABLED": "true", "GYMBRO_TEST_USERS_ADMINS": "victim@example.com",
 		"GYMBRO_AI_PROVIDER": "demo", "GYMBRO_SESSION_CHECK_TTL": "1s", "GYMBRO_MAX_RUNNING_PER_USER": "100", "GYMBRO_RATE_LIMIT": "0",
-	})
+	}), io.Discard, func(m *Main) { m.IdentityToolkitURL = google.URL })
 	admin := supabase.NewAuthClient(supabase.AuthConfig{URL: supa.base, AnonKey: anon, ServiceRoleKey: service})
 	victim := signIn(t, admin, "victim@example.com", true)
 	var me struct {
@@ -76,6 +80,8 @@ func TestOneSubOfThreeIssuersIsThreeUsers(t *testing.T) {
 	if me.ProviderUID != id || me.Provider != "supabase" {
 		t.Fatalf("the Supabase user's /me: %+v", me)
 	}
+	// Firebase has a user whose uid is that id: someone else.
+	google.SetUser(id, map[string]any{"email": "impostor@example.com", "displayName": "Not The Victim"})
 	mine := a.post(victim.AccessToken, "my private plan", "")
 	a.events(victim.AccessToken, mine.MessageID, "", 0)
 	// The Supabase user is an operator by their confirmed email.
@@ -105,7 +111,13 @@ func TestOneSubOfThreeIssuersIsThreeUsers(t *testing.T) {
 				t.Errorf("conversations: %d %s", r.status, r.body)
 			}
 			r := a.do("GET", "/api/v1/me?details=true", imp.token, nil)
-			if r.status != http.StatusNotFound || r.problem(t)["code"] != "user_not_found" || strings.Contains(string(r.body), "victim@") {
+			if name == "firebase" { // Firebase's profile of its own user (the token's claims are the impostor's to choose)
+				var d struct{ Details *gymbro.UserDetails }
+				r.json(t, &d)
+				if r.status != http.StatusOK || d.Details == nil || d.Details.UID != imp.uid || d.Details.Email != "impostor@example.com" {
+					t.Errorf("Firebase details: %d %s", r.status, r.body)
+				}
+			} else if r.status != http.StatusNotFound || r.problem(t)["code"] != "user_not_found" || strings.Contains(string(r.body), "victim@") {
 				t.Errorf("details: %d %s", r.status, r.body)
 			}
 			r = a.do("POST", "/api/v1/llm/tests/create-mail-user", imp.token, nil)

@@ -167,7 +167,7 @@ func switchableAuth(t *testing.T) (base string, down *atomic.Bool) {
 	return base, down
 }
 
-var staleMetric = regexp.MustCompile(`gymbro_session_checks_total\{result="stale_accepted"\} (\d+)`)
+var staleMetric = regexp.MustCompile(`gymbro_session_checks_total\{provider="supabase",result="stale_accepted"\} (\d+)`)
 
 // TestSessionCheckWhileAuthIsDown: a session confirmed recently is still
 // accepted (and counted) while Auth cannot answer; past the stale bound, or

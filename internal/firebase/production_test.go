@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gymbro/gymbro-api/internal/firebase"
+	"github.com/gymbro/gymbro-api/internal/firebase/firebasetest"
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sessioncheck"
 	"github.com/gymbro/gymbro-api/internal/testenv"
@@ -24,11 +25,11 @@ const prodProject = "gymbro-prod"
 
 // prodClient is a production client (service account, Identity Toolkit)
 // whose Google is g.
-func prodClient(t *testing.T, g *fakeGoogle) *firebase.Client {
+func prodClient(t *testing.T, g *firebasetest.Google) *firebase.Client {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	c, err := firebase.NewClient(firebase.Config{ProjectID: g.project, ServiceAccountJSON: g.keyJSON(), BaseURL: g.URL,
+	c, err := firebase.NewClient(firebase.Config{ProjectID: g.Project, ServiceAccountJSON: g.KeyJSON(), BaseURL: g.URL,
 		HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -46,9 +47,9 @@ func prodPrincipal(sub string, authTime int64) *gymbro.Principal {
 // token reused) and returns what the Supabase path returns, never the
 // password hash or salt.
 func TestProductionLookup(t *testing.T) {
-	g := newFakeGoogle(t, prodProject)
-	g.setUser("dee", nil)
-	g.setUser("eve", map[string]any{"disabled": true, "emailVerified": false, "phoneNumber": "+15555550100"})
+	g := firebasetest.NewGoogle(t, prodProject)
+	g.SetUser("dee", nil)
+	g.SetUser("eve", map[string]any{"disabled": true, "emailVerified": false, "phoneNumber": "+15555550100"})
 	c := prodClient(t, g)
 	ip := firebase.NewIdentityProvider(c, ttlcache.Options{})
 
@@ -67,22 +68,19 @@ func TestProductionLookup(t *testing.T) {
 		t.Errorf("details carry the password hash or salt: %s", b)
 	}
 	d.ProviderIDs[0] = "changed by a caller"
-	if again, _ := ip.UserDetails(t.Context(), prodPrincipal("dee", 0)); again.ProviderIDs[0] != "password" || g.lookups.Load() != 1 {
-		t.Errorf("the cached answer: %+v after %d lookups", again, g.lookups.Load())
+	if again, _ := ip.UserDetails(t.Context(), prodPrincipal("dee", 0)); again.ProviderIDs[0] != "password" || g.Lookups() != 1 {
+		t.Errorf("the cached answer: %+v after %d lookups", again, g.Lookups())
 	}
 
 	e, err := ip.UserDetails(t.Context(), prodPrincipal("eve", 0))
 	if err != nil || !e.Disabled || e.EmailVerified || e.Phone != "+15555550100" {
 		t.Errorf("disabled user: %+v, %v", e, err)
 	}
-	if n := g.tokens.Load(); n != 1 {
+	if n := g.Tokens(); n != 1 {
 		t.Errorf("%d access tokens for two lookups, want 1 (reused until it expires)", n)
 	}
-	g.mu.Lock()
-	scope := g.grant["scope"]
-	g.mu.Unlock()
-	if scope != firebase.Scope {
-		t.Errorf("the grant asked for scope %v", scope)
+	if scope := g.Scope(); scope != firebase.Scope {
+		t.Errorf("the grant asked for scope %q", scope)
 	}
 }
 
@@ -91,35 +89,37 @@ func TestProductionLookup(t *testing.T) {
 func TestProductionLookupFailures(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup func(g *fakeGoogle)
+		setup func(g *firebasetest.Google)
 		kind  gymbro.Kind
 		code  string
 	}{
 		{"no such user (users absent)", nil, gymbro.KindNotFound, firebase.CodeUserNotFound},
-		{"USER_NOT_FOUND", func(g *fakeGoogle) { g.lookupOK = failWith(400, "USER_NOT_FOUND", "INVALID_ARGUMENT") }, gymbro.KindNotFound, firebase.CodeUserNotFound},
-		{"Identity Toolkit down", func(g *fakeGoogle) {
-			g.lookupOK = failWith(503, "The service is currently unavailable.", "UNAVAILABLE")
+		{"USER_NOT_FOUND", func(g *firebasetest.Google) {
+			g.FailLookups(firebasetest.ErrorAnswer(400, "USER_NOT_FOUND", "INVALID_ARGUMENT"))
+		}, gymbro.KindNotFound, firebase.CodeUserNotFound},
+		{"Identity Toolkit down", func(g *firebasetest.Google) {
+			g.FailLookups(firebasetest.ErrorAnswer(503, "The service is currently unavailable.", "UNAVAILABLE"))
 		},
 			gymbro.KindUnavailable, firebase.CodeFirebaseUnavailable},
-		{"rate limited", func(g *fakeGoogle) {
-			g.lookupOK = failWith(429, "QUOTA_EXCEEDED : Exceeded quota", "RESOURCE_EXHAUSTED")
+		{"rate limited", func(g *firebasetest.Google) {
+			g.FailLookups(firebasetest.ErrorAnswer(429, "QUOTA_EXCEEDED : Exceeded quota", "RESOURCE_EXHAUSTED"))
 		},
 			gymbro.KindUnavailable, firebase.CodeFirebaseUnavailable},
-		{"permission denied", func(g *fakeGoogle) {
-			g.lookupOK = failWith(403, "Caller does not have required permission to use project gymbro-prod.", "PERMISSION_DENIED")
+		{"permission denied", func(g *firebasetest.Google) {
+			g.FailLookups(firebasetest.ErrorAnswer(403, "Caller does not have required permission to use project gymbro-prod.", "PERMISSION_DENIED"))
 		}, gymbro.KindUpstream, firebase.CodeFirebaseRejected},
-		{"an answer that is no JSON", func(g *fakeGoogle) {
-			g.lookupOK = func(w http.ResponseWriter) bool { _, _ = w.Write([]byte("<html>hi</html>")); return false }
+		{"an answer that is no JSON", func(g *firebasetest.Google) {
+			g.FailLookups(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>hi</html>")) })
 		}, gymbro.KindUpstream, firebase.CodeFirebaseRejected},
-		{"the key refused", func(g *fakeGoogle) { g.tokenErr = "invalid_grant" }, gymbro.KindUpstream, firebase.CodeFirebaseRejected},
-		{"Google unreachable", func(g *fakeGoogle) { g.Close() }, gymbro.KindUnavailable, firebase.CodeFirebaseUnavailable},
+		{"the key refused", func(g *firebasetest.Google) { g.RefuseKey() }, gymbro.KindUpstream, firebase.CodeFirebaseRejected},
+		{"Google unreachable", func(g *firebasetest.Google) { g.Close() }, gymbro.KindUnavailable, firebase.CodeFirebaseUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newFakeGoogle(t, prodProject)
+			g := firebasetest.NewGoogle(t, prodProject)
 			c := prodClient(t, g)
 			if tt.setup != nil {
-				g.set(tt.setup)
+				tt.setup(g)
 			}
 			_, err := c.Lookup(t.Context(), "ghost")
 			if gymbro.ErrorKind(err) != tt.kind || gymbro.ErrorCode(err) != tt.code {
@@ -138,7 +138,7 @@ func TestProductionLookupFailures(t *testing.T) {
 // otherwise 503 auth_unavailable with Retry-After), and a lookup Google
 // refuses is an outage too, never a sign-out of everyone.
 func TestProductionSessionChecks(t *testing.T) {
-	g := newFakeGoogle(t, prodProject)
+	g := firebasetest.NewGoogle(t, prodProject)
 	clock := testenv.NewClock(time.Now())
 	var results sync.Map
 	var logs testenv.LogBuffer
@@ -152,8 +152,8 @@ func TestProductionSessionChecks(t *testing.T) {
 			}},
 	})
 	check := func(p *gymbro.Principal) error { return sc.CheckSession(t.Context(), p, "unused") }
-	g.setUser("dee", nil) // validSince 1700000000
-	g.setUser("dis", map[string]any{"disabled": true})
+	g.SetUser("dee", nil) // validSince 1700000000
+	g.SetUser("dis", map[string]any{"disabled": true})
 
 	signIn := prodPrincipal("dee", 1700000100)
 	if err := check(signIn); err != nil {
@@ -163,7 +163,7 @@ func TestProductionSessionChecks(t *testing.T) {
 	wantCode(t, check(prodPrincipal("ghost", 1700000100)), gymbro.CodeSessionRevoked)
 	wantCode(t, check(prodPrincipal("dee", 0)), gymbro.CodeSessionRevoked) // no auth_time: fail closed
 
-	g.setUser("dee", map[string]any{"validSince": "1700000200"}) // the Admin SDK's revokeRefreshTokens
+	g.SetUser("dee", map[string]any{"validSince": "1700000200"}) // the Admin SDK's revokeRefreshTokens
 	if err := check(signIn); err != nil {
 		t.Fatalf("within the TTL the revocation is not seen yet: %v", err)
 	}
@@ -174,7 +174,7 @@ func TestProductionSessionChecks(t *testing.T) {
 		t.Fatalf("a sign-in after the revocation: %v", err)
 	}
 
-	g.set(func(g *fakeGoogle) { g.lookupOK = failWith(503, "backend error", "UNAVAILABLE") })
+	g.FailLookups(firebasetest.ErrorAnswer(503, "backend error", "UNAVAILABLE"))
 	clock.Advance(time.Minute)
 	if err := check(later); err != nil {
 		t.Errorf("confirmed a minute ago, Google down: %v", err)
@@ -183,20 +183,18 @@ func TestProductionSessionChecks(t *testing.T) {
 	clock.Advance(10 * time.Minute)
 	wantUnavailable(t, check(later))
 
-	g.set(func(g *fakeGoogle) {
-		g.lookupOK = failWith(403, "Caller does not have required permission", "PERMISSION_DENIED")
-	})
+	g.FailLookups(firebasetest.ErrorAnswer(403, "Caller does not have required permission", "PERMISSION_DENIED"))
 	wantUnavailable(t, check(prodPrincipal("dee", 1700000400)))
-	g.set(func(g *fakeGoogle) { g.lookupOK = nil })
+	g.FailLookups(nil)
 	clock.Advance(sessioncheck.OutageRetry)
 	if err := check(later); err != nil {
 		t.Errorf("Google back: %v", err)
 	}
 
-	lookups := g.lookups.Load()
+	lookups := g.Lookups()
 	if err := check(&gymbro.Principal{UID: "u", Provider: gymbro.ProviderSupabase, Issuer: "https://x.supabase.co/auth/v1"}); err != nil ||
-		g.lookups.Load() != lookups {
-		t.Errorf("a Supabase principal: %v, %d lookups", err, g.lookups.Load()-lookups)
+		g.Lookups() != lookups {
+		t.Errorf("a Supabase principal: %v, %d lookups", err, g.Lookups()-lookups)
 	}
 	for r, want := range map[sessioncheck.Result]int64{sessioncheck.Stale: 1, sessioncheck.Unavailable: 3, sessioncheck.Revoked: 4} {
 		if n, _ := results.Load(r); n == nil || n.(*atomic.Int64).Load() != want {
@@ -224,16 +222,16 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func TestNewClient(t *testing.T) {
-	g := newFakeGoogle(t, prodProject)
+	g := firebasetest.NewGoogle(t, prodProject)
 	userCreds := []byte(`{"type":"authorized_user","client_id":"x","client_secret":"y","refresh_token":"z"}`)
 	for _, c := range []struct {
 		name string
 		cfg  firebase.Config
 		ok   bool
 	}{
-		{"service account", firebase.Config{ProjectID: "p", ServiceAccountJSON: g.keyJSON()}, true},
+		{"service account", firebase.Config{ProjectID: "p", ServiceAccountJSON: g.KeyJSON()}, true},
 		{"emulator", firebase.Config{ProjectID: "demo-p", EmulatorHost: "127.0.0.1:9099"}, true},
-		{"no project", firebase.Config{ServiceAccountJSON: g.keyJSON()}, false},
+		{"no project", firebase.Config{ServiceAccountJSON: g.KeyJSON()}, false},
 		{"no credentials", firebase.Config{ProjectID: "p"}, false},
 		{"a user's credentials", firebase.Config{ProjectID: "p", ServiceAccountJSON: userCreds}, false},
 		{"not JSON", firebase.Config{ProjectID: "p", ServiceAccountJSON: []byte("-----BEGIN PRIVATE KEY-----")}, false},
@@ -249,7 +247,7 @@ func TestNewClient(t *testing.T) {
 		})
 	}
 	var logs testenv.LogBuffer
-	slog.New(slog.NewTextHandler(&logs, nil)).Info("firebase", "cfg", firebase.Config{ProjectID: "p", ServiceAccountJSON: g.keyJSON()})
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("firebase", "cfg", firebase.Config{ProjectID: "p", ServiceAccountJSON: g.KeyJSON()})
 	if strings.Contains(logs.String(), "PRIVATE") || !strings.Contains(logs.String(), "service_account=true") {
 		t.Errorf("log line: %s", logs.String())
 	}

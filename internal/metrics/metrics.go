@@ -65,7 +65,8 @@ type Metrics struct {
 	ttft  ttft
 }
 
-// SessionResults are the results gymbro_session_checks_total counts.
+// SessionResults are the results gymbro_session_checks_total counts, for
+// each provider (supabase, firebase) whose sessions are checked.
 var SessionResults = []string{"confirmed", "revoked", "stale_accepted", "unavailable"}
 
 // New returns Metrics on a fresh registry that also carries the Go runtime
@@ -101,7 +102,7 @@ func New(opts Options) *Metrics {
 		genFinished: counterVec("generations_total",
 			"Generations finished on this instance, by terminal status (completed, error, canceled, interrupted).", "status"),
 		sessionChecks: counterVec("session_checks_total",
-			"Decisions on Supabase sessions (answered or cached), by result; stale_accepted counts sessions accepted on an earlier confirmation while Supabase Auth was unreachable.", "result"),
+			"Decisions on sessions (answered or cached), by identity provider (supabase, firebase) and result; stale_accepted counts sessions accepted on an earlier confirmation while the provider was unreachable.", "provider", "result"),
 		firstChunk: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "model_first_chunk_seconds",
 			Help:    "Time from the start of a generation to the model's first chunk.",
@@ -127,9 +128,6 @@ func New(opts Options) *Metrics {
 	// alerts on a status that has not happened yet see 0, not "no data".
 	for _, s := range []gymbro.Status{gymbro.StatusCompleted, gymbro.StatusFailed, gymbro.StatusCanceled, gymbro.StatusInterrupted} {
 		m.genFinished.WithLabelValues(string(s))
-	}
-	for _, r := range SessionResults {
-		m.sessionChecks.WithLabelValues(r)
 	}
 	m.model = newModelMetrics(m.reg)
 	if opts.OutboxStats != nil {
@@ -167,8 +165,23 @@ func (m *Metrics) ObserveRequest(route string, status int, d time.Duration) {
 // AuthFailure implements httpapi.Metrics.
 func (m *Metrics) AuthFailure(code string) { m.authFailures.WithLabelValues(code).Inc() }
 
-// SessionCheck counts one session decision by result (see SessionResults).
-func (m *Metrics) SessionCheck(result string) { m.sessionChecks.WithLabelValues(result).Inc() }
+// DeclareSessionProviders makes every result's series exist at 0 for each
+// provider whose sessions are checked, so that rate() and alerts see 0,
+// not "no data", before the first check.
+func (m *Metrics) DeclareSessionProviders(providers ...string) {
+	for _, p := range providers {
+		for _, r := range SessionResults {
+			m.sessionChecks.WithLabelValues(p, r)
+		}
+	}
+}
+
+// SessionCheck counts one session decision of provider's (a
+// gymbro.Provider* name: a handful, never a user's value) by result (see
+// SessionResults).
+func (m *Metrics) SessionCheck(provider, result string) {
+	m.sessionChecks.WithLabelValues(provider, result).Inc()
+}
 
 // StreamOpened implements httpapi.Metrics.
 func (m *Metrics) StreamOpened() { m.streamsOpen.Inc() }

@@ -112,6 +112,10 @@ func TestSeries(t *testing.T) {
 	m.GenerationStarted()
 	m.GenerationFinished(gymbro.StatusCompleted, 250*time.Millisecond)
 	m.GenerationFinished(gymbro.StatusFailed, 0) // no chunk: not a first-chunk sample
+	m.DeclareSessionProviders(gymbro.ProviderSupabase, gymbro.ProviderFirebase)
+	m.SessionCheck(gymbro.ProviderFirebase, "revoked")
+	m.SessionCheck(gymbro.ProviderFirebase, "stale_accepted")
+	m.SessionCheck(gymbro.ProviderFirebase, "stale_accepted")
 
 	fams := scrape(t, m)
 	counters := []struct {
@@ -129,6 +133,9 @@ func TestSeries(t *testing.T) {
 		{"gymbro_generations_total", map[string]string{"status": "completed"}, 1},
 		{"gymbro_generations_total", map[string]string{"status": "error"}, 1},
 		{"gymbro_generations_total", map[string]string{"status": "interrupted"}, 0},
+		{"gymbro_session_checks_total", map[string]string{"provider": "firebase", "result": "stale_accepted"}, 2},
+		{"gymbro_session_checks_total", map[string]string{"provider": "firebase", "result": "revoked"}, 1},
+		{"gymbro_session_checks_total", map[string]string{"provider": "supabase", "result": "unavailable"}, 0},
 		{"gymbro_outbox_pending", nil, 7},
 		{"gymbro_outbox_dead", nil, 2},
 		{"gymbro_outbox_oldest_pending_age_seconds", nil, 90},

@@ -6,53 +6,36 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
+	"github.com/gymbro/gymbro-api/internal/ttlcache"
 )
 
-// IdentityOptions tunes an IdentityProvider's cache.
-type IdentityOptions struct {
-	TTL        time.Duration    // how long a user is served from cache; default 60s
-	MaxEntries int              // cache bound; default 10,000
-	Now        func() time.Time // clock; default time.Now
-}
+// IdentityOptions tunes an IdentityProvider's cache: how long a user is
+// served from it (default 60s), its bound (default 10,000) and its clock.
+type IdentityOptions = ttlcache.Options
 
 // IdentityProvider answers gymbro.IdentityProvider from the Supabase Admin
 // API. Answers are cached briefly so a burst of requests costs one Admin
 // call, and concurrent misses for one user share a single call.
 type IdentityProvider struct {
 	client *AuthClient
-	opts   IdentityOptions
-	group  singleflight.Group
-
-	mu    sync.Mutex
-	cache map[string]identityEntry
-}
-
-type identityEntry struct {
-	details gymbro.UserDetails
-	expires time.Time
+	now    func() time.Time
+	cache  *ttlcache.Cache[gymbro.UserDetails]
 }
 
 var _ gymbro.IdentityProvider = (*IdentityProvider)(nil)
 
 // NewIdentityProvider returns an IdentityProvider that asks client.
 func NewIdentityProvider(client *AuthClient, opts IdentityOptions) *IdentityProvider {
-	if opts.TTL <= 0 {
-		opts.TTL = 60 * time.Second
+	now := opts.Now
+	if now == nil {
+		now = time.Now
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10_000
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &IdentityProvider{client: client, opts: opts, cache: map[string]identityEntry{}}
+	return &IdentityProvider{client: client, now: now, cache: ttlcache.New[gymbro.UserDetails](opts)}
 }
 
 // UserDetails returns the Supabase user pr names, or an *gymbro.Error of
@@ -75,62 +58,28 @@ func (p *IdentityProvider) User(ctx context.Context, uid string) (*gymbro.UserDe
 		// would only earn a 400.
 		return nil, gymbro.Errorf(gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
 	}
-	now := p.opts.Now()
-	p.mu.Lock()
-	e, ok := p.cache[uid]
-	p.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return cloneDetails(e.details), nil
-	}
-	v, err, _ := p.group.Do(uid, func() (any, error) {
-		// Detached from this caller's cancellation: the call is shared by
-		// every concurrent caller; the client's own timeout still bounds it.
-		u, err := p.client.GetUser(context.WithoutCancel(ctx), uid)
-		if err != nil {
-			var ae *APIError
-			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-				return nil, gymbro.Wrap(err, gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
-			}
-			return nil, err
+	// The cache detaches the call from this caller's cancellation (it is
+	// shared by every concurrent caller); the client's own timeout still
+	// bounds it.
+	d, err := p.cache.Get(ctx, uid, func(ctx context.Context) (gymbro.UserDetails, error) {
+		u, err := p.client.GetUser(ctx, uid)
+		var ae *APIError
+		switch {
+		case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+			return gymbro.UserDetails{}, gymbro.Wrap(err, gymbro.KindNotFound, AuthCodeUserNotFound, "No such user.")
+		case err != nil:
+			return gymbro.UserDetails{}, err
 		}
-		now := p.opts.Now()
-		d := userDetails(u, now)
-		p.store(uid, d, now)
-		return d, nil
+		return userDetails(u, p.now()), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return cloneDetails(v.(gymbro.UserDetails)), nil
+	return cloneDetails(d), nil
 }
 
 // Forget drops uid from the cache, e.g. after updating that user.
-func (p *IdentityProvider) Forget(uid string) {
-	p.mu.Lock()
-	delete(p.cache, uid)
-	p.mu.Unlock()
-}
-
-func (p *IdentityProvider) store(uid string, d gymbro.UserDetails, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.cache) >= p.opts.MaxEntries {
-		for k, e := range p.cache {
-			if !now.Before(e.expires) {
-				delete(p.cache, k)
-			}
-		}
-	}
-	// Still full of live entries: drop arbitrary ones (map order is random),
-	// which bounds memory at the price of an extra lookup later.
-	for k := range p.cache {
-		if len(p.cache) < p.opts.MaxEntries {
-			break
-		}
-		delete(p.cache, k)
-	}
-	p.cache[uid] = identityEntry{details: d, expires: now.Add(p.opts.TTL)}
-}
+func (p *IdentityProvider) Forget(uid string) { p.cache.Forget(uid) }
 
 // userDetails is what Supabase says of u; Disabled is whether u is banned
 // at now.
