@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
+	"github.com/gymbro/gymbro-api/internal/firebase/firebasetest"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
@@ -73,12 +74,14 @@ func logLine(t *testing.T, out string, parts ...string) string {
 // reached (and starts either way), and explains its open-file limit.
 func TestProductionStartSaysWhatItServes(t *testing.T) {
 	iss := authtest.NewIssuer(t)
-	down := "http://" + freeAddr(t) + "/jwks" // nothing listens there
+	down := "http://" + freeAddr(t) + "/jwks"          // nothing listens there
+	google := firebasetest.NewGoogle(t, "gymbro-test") // production's Firebase session checks need a service account
 	var logs syncBuffer
 	a := startAppLogging(t, map[string]string{
 		"GYMBRO_ENV": "production", "GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": t.TempDir(), "GYMBRO_LOG_LEVEL": "info",
 		"SUPABASE_URL": iss.URL(), "SUPABASE_SERVICE_ROLE_KEY": "sb_secret_test", "SUPABASE_ANON_KEY": "sb_publishable_test",
 		"FIREBASE_PROJECT_ID": "gymbro-test", "FIREBASE_JWKS_URL": down, "GYMBRO_AI_PROVIDER": "demo",
+		"FIREBASE_SERVICE_ACCOUNT_JSON": string(google.KeyJSON()),
 	}, &logs)
 	a.stop()
 	out := logs.String()
