@@ -679,6 +679,7 @@ func (m *Main) openStore(ctx context.Context) error {
 
 func (m *Main) openLog(ctx context.Context) error {
 	if u := m.Config.RedisURL.Reveal(); u != "" {
+		redislog.SetLogger(m.Logger)
 		c, err := redislog.NewClient(m.Config.RedisMode, u)
 		if err != nil {
 			return fmt.Errorf("GYMBRO_REDIS_URL (GYMBRO_REDIS_MODE=%s): %w", m.Config.RedisMode, err)
