@@ -43,6 +43,11 @@ const defaultRetryAfterSeconds = 2
 // Options.BodyReadTimeout (408; the connection closes).
 const CodeBodyTimeout = "body_timeout"
 
+// StatusClientClosedRequest is what the access log and the request metrics
+// record for a request whose client hung up before its answer was ready
+// (nginx's 499): it is not sent to anyone.
+const StatusClientClosedRequest = 499
+
 // Problem is an RFC 9457 problem details body with the two extension members
 // every GymBro error carries: a stable code and the request's trace id.
 type Problem struct {
@@ -102,13 +107,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) writeErrorFields(w http.ResponseWriter, r *http.Request, err error, fields []FieldError) {
 	status := StatusOf(err)
 	code := gymbro.ErrorCode(err)
+	if status >= 500 && r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		// The client hung up; the failure is its leaving, not ours. Nobody
+		// reads this answer: its status is for the access log and the
+		// metrics, which should count a client that left, not a 500.
+		s.logger.DebugContext(r.Context(), "request abandoned by the client", "code", code)
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	if status >= 500 {
-		if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
-			// The client hung up; the failure is its leaving, not ours.
-			s.logger.DebugContext(r.Context(), "request abandoned by the client", "code", code)
-		} else {
-			s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err)
-		}
+		s.logger.ErrorContext(r.Context(), "request failed", "code", code, "err", err)
 	}
 	var e *gymbro.Error
 	switch {
