@@ -82,25 +82,7 @@ func (e *failoverEnv) lose(t *testing.T, id string, from int64) {
 // await reads the log until an event until accepts, and returns all so far.
 func (e *failoverEnv) await(t *testing.T, id string, until func(gymbro.Event) bool) []gymbro.Event {
 	t.Helper()
-	ch, stop := e.log.Watch(id)
-	defer stop()
-	deadline := time.After(10 * time.Second)
-	for {
-		evs, err := e.log.Read(context.Background(), id, 0, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			if until(ev) {
-				return evs
-			}
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no awaited event for %s; have %+v", id, evs)
-		}
-	}
+	return awaitEvent(t, e.log, id, until)
 }
 
 // replyCheck asserts what a client replaying the finished log gets: ids

@@ -171,11 +171,18 @@ func (e *env) events(t *testing.T, id string, until ...func(gymbro.Event) bool) 
 	if len(until) > 0 {
 		done = until[0]
 	}
-	ch, stop := e.log.Watch(id)
+	return awaitEvent(t, e.log, id, done)
+}
+
+// awaitEvent reads log until an event of message id satisfies done, and
+// returns all its events so far; it fails the test after 10 s.
+func awaitEvent(t *testing.T, log gymbro.EventLog, id string, done func(gymbro.Event) bool) []gymbro.Event {
+	t.Helper()
+	ch, stop := log.Watch(id)
 	defer stop()
 	deadline := time.After(10 * time.Second)
 	for {
-		evs, err := e.log.Read(context.Background(), id, 0, 1000)
+		evs, err := log.Read(context.Background(), id, 0, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
