@@ -49,15 +49,7 @@ func startServer(t *testing.T, chunkDelay time.Duration, users int) (url, tokens
 		_ = log.Close()
 		_ = store.Close()
 	})
-	var b strings.Builder
-	for range users {
-		b.WriteString(iss.TokenFor(uuid.NewString(), "load@example.com", time.Hour) + "\n")
-	}
-	tokens = filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return srv.URL, tokens
+	return srv.URL, tokenFile(t, iss, users)
 }
 
 func runLoad(t *testing.T, args ...string) *Summary {
@@ -132,4 +124,19 @@ func TestFlagsRefuseNonLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("err %v", err)
 	}
+}
+
+// tokenFile writes a token a line for users users of iss, as -tokens reads
+// them, and returns its path.
+func tokenFile(t *testing.T, iss *authtest.Issuer, users int) string {
+	t.Helper()
+	var b strings.Builder
+	for range users {
+		b.WriteString(iss.TokenFor(uuid.NewString(), "load@example.com", time.Hour) + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

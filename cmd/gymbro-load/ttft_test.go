@@ -7,13 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/gymbro/gymbro-api/internal/auth/authtest"
 	"github.com/gymbro/gymbro-api/internal/chat"
@@ -133,13 +129,5 @@ func startTracedServer(t *testing.T, baseURL string, users int) (url, tokens str
 		_ = log.Close()
 		_ = store.Close()
 	})
-	var b strings.Builder
-	for range users {
-		b.WriteString(iss.TokenFor(uuid.NewString(), "load@example.com", time.Hour) + "\n")
-	}
-	tokens = filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return srv.URL, tokens
+	return srv.URL, tokenFile(t, iss, users)
 }
