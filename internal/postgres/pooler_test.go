@@ -44,26 +44,7 @@ func TestMigrateConcurrentThroughTransactionPooler(t *testing.T) {
 	bouncer := testenv.StartPgBouncer(t, url, 4)
 	schema := testenv.UniqueName("gymbro_test_")
 	t.Cleanup(func() { dropSchema(t, url, schema) })
-	const n = 4
-	dbs := make([]*postgres.DB, n)
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			db, err := postgres.Open(ctx, bouncer.URL(url), postgres.WithSchema(schema), postgres.WithTransactionPooler())
-			dbs[i] = db
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("concurrent Open: %v", err)
-		}
-	}
-	for _, db := range dbs {
-		if db != nil {
-			defer db.Close()
-		}
-	}
+	dbs := openAtOnce(t, 4, bouncer.URL(url), schema, postgres.WithTransactionPooler())
 	if t.Failed() {
 		return
 	}

@@ -42,26 +42,7 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	schema := testenv.PostgresSchema(t, url, "gymbro_test_")
 	// Several instances starting at once: the advisory lock makes them take
 	// turns, and all but the first find nothing to do.
-	const n = 4
-	dbs := make([]*postgres.DB, n)
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			db, err := postgres.Open(ctx, url, postgres.WithSchema(schema))
-			dbs[i] = db
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("concurrent Open: %v", err)
-		}
-	}
-	for _, db := range dbs {
-		if db != nil {
-			defer db.Close()
-		}
-	}
+	dbs := openAtOnce(t, 4, url, schema)
 	if t.Failed() {
 		return
 	}
@@ -304,4 +285,31 @@ func TestMigrationToNamespacedUIDs(t *testing.T) {
 	db = open(t, url, schema)
 	defer db.Close()
 	legacy.Check(t, db)
+}
+
+// openAtOnce opens n stores on schema at the same time, as n instances
+// starting together do, and closes them when the test ends; a failed Open
+// fails the test (the caller checks t.Failed).
+func openAtOnce(t *testing.T, n int, url, schema string, opts ...postgres.Option) []*postgres.DB {
+	t.Helper()
+	dbs := make([]*postgres.DB, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			db, err := postgres.Open(context.Background(), url, append([]postgres.Option{postgres.WithSchema(schema)}, opts...)...)
+			dbs[i] = db
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+	for _, db := range dbs {
+		if db != nil {
+			t.Cleanup(func() { db.Close() })
+		}
+	}
+	return dbs
 }
