@@ -85,32 +85,8 @@ type Emulator struct {
 
 // Open opens (creating when needed) the emulator's state in opts.Dir.
 func Open(ctx context.Context, opts Options) (*Emulator, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("emulator: Options.Dir is required")
-	}
-	if opts.Issuer == "" {
-		return nil, errors.New("emulator: Options.Issuer is required")
-	}
-	if (opts.AnonKey == "") != (opts.ServiceRoleKey == "") {
-		return nil, errors.New("emulator: set both AnonKey and ServiceRoleKey, or neither")
-	}
-	if opts.AnonKey != "" && opts.AnonKey == opts.ServiceRoleKey {
-		return nil, errors.New("emulator: AnonKey and ServiceRoleKey must differ")
-	}
-	if opts.AccessTokenTTL <= 0 {
-		opts.AccessTokenTTL = defaultAccessTokenTTL
-	}
-	if opts.AccessTokenTTL >= retiredKeyRetention {
-		return nil, errors.New("emulator: AccessTokenTTL must be shorter than a week")
-	}
-	if opts.BcryptCost == 0 {
-		opts.BcryptCost = bcrypt.DefaultCost
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	opts.Issuer = strings.TrimRight(opts.Issuer, "/")
 	if err := datadir.Create(opts.Dir); err != nil {
@@ -144,6 +120,38 @@ func Open(ctx context.Context, opts Options) (*Emulator, error) {
 	e.db = db
 	e.handler = e.routes()
 	return e, nil
+}
+
+// check refuses options Open cannot work with and fills in the defaults.
+func (opts *Options) check() error {
+	if opts.Dir == "" {
+		return errors.New("emulator: Options.Dir is required")
+	}
+	if opts.Issuer == "" {
+		return errors.New("emulator: Options.Issuer is required")
+	}
+	if (opts.AnonKey == "") != (opts.ServiceRoleKey == "") {
+		return errors.New("emulator: set both AnonKey and ServiceRoleKey, or neither")
+	}
+	if opts.AnonKey != "" && opts.AnonKey == opts.ServiceRoleKey {
+		return errors.New("emulator: AnonKey and ServiceRoleKey must differ")
+	}
+	if opts.AccessTokenTTL <= 0 {
+		opts.AccessTokenTTL = defaultAccessTokenTTL
+	}
+	if opts.AccessTokenTTL >= retiredKeyRetention {
+		return errors.New("emulator: AccessTokenTTL must be shorter than a week")
+	}
+	if opts.BcryptCost == 0 {
+		opts.BcryptCost = bcrypt.DefaultCost
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
 }
 
 // Close closes the database.
