@@ -272,23 +272,31 @@ func (l *EventLog) append(ctx context.Context, ev *gymbro.Event, seq int64) (wri
 		l.channel, ev.MessageID, seq,
 	).Int64Slice()
 	if err != nil {
-		l.tails.appended(ev.MessageID, *ev, 0, false)
+		if l.tails.appended(ev.MessageID, *ev, 0, false) {
+			l.wake(ev.MessageID)
+		}
 		return 0, 0, unavailable(err)
 	}
 	if len(res) != 3 {
-		l.tails.appended(ev.MessageID, *ev, -1, false)
+		if l.tails.appended(ev.MessageID, *ev, -1, false) {
+			l.wake(ev.MessageID)
+		}
 		return 0, 0, corrupt(fmt.Errorf("append script replied %v", res))
 	}
 	wrote := res[2] == 1
-	l.tails.appended(ev.MessageID, *ev, res[0], wrote)
+	if l.tails.appended(ev.MessageID, *ev, res[0], wrote) || wrote {
+		l.wake(ev.MessageID)
+	}
 	if res[0] < 0 {
 		return 0, 0, gymbro.Errorf(gymbro.KindConflict, CodeLogClosed, "The message's event log has already ended.")
 	}
-	if wrote {
-		l.watchers.signal(ev.MessageID)
-		l.listeners.Notify(ev.MessageID)
-	}
 	return res[0], res[1], nil
+}
+
+// wake wakes this instance's watchers and listeners of id.
+func (l *EventLog) wake(id string) {
+	l.watchers.signal(id)
+	l.listeners.Notify(id)
 }
 
 // Read implements gymbro.EventLog with one XRANGE, or from memory when

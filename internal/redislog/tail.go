@@ -93,21 +93,24 @@ func (ts *tails) begin(id string, seq int64) {
 // seq the script gave ev, written whether this call wrote it. Anything but
 // the tail's next seq, written now, ends the tail: a failed call may or may
 // not have written, an expected seq already in the log means the log was
-// rewritten, and a log without a tail did not begin here.
-func (ts *tails) appended(id string, ev gymbro.Event, seq int64, written bool) {
+// rewritten, and a log without a tail did not begin here. It reports
+// whether id had a tail: its readers may have been told to wait for this
+// append (see read), and must be woken whatever came of it.
+func (ts *tails) appended(id string, ev gymbro.Event, seq int64, written bool) (had bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	t := ts.m[id]
 	if t == nil {
-		return
+		return false
 	}
 	t.inflight--
 	if written && seq == int64(len(t.evs))+1 && len(t.evs) < maxTailEvents && t.heard <= len(t.evs)+1+t.inflight {
 		ev.Seq = seq
-		t.evs = append(t.evs, ev)
-		return
+		t.evs = append(t.evs, clone(ev))
+		return true
 	}
 	delete(ts.m, id)
+	return true
 }
 
 // heard counts a notification for id from the subscription; it runs before
@@ -124,7 +127,11 @@ func (ts *tails) heard(id string) {
 }
 
 // read answers Read from id's tail: ok false when the tail cannot (then
-// Redis must).
+// Redis must). Notifications heard beyond the tail's events, as many as
+// its appends in flight, are those appends (Redis may send the
+// notification before the script's reply is read): a reader at the
+// tail's end gets nothing yet and is woken when they land (appended),
+// instead of reading them from Redis.
 func (ts *tails) read(id string, after int64, max int) (evs []gymbro.Event, ok bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -133,17 +140,33 @@ func (ts *tails) read(id string, after int64, max int) (evs []gymbro.Event, ok b
 		return nil, false
 	}
 	if time.Since(t.born) > ts.age {
-		delete(ts.m, id) // the log's own expiry is the store's to apply
+		delete(ts.m, id) // the log's own expiry is Redis's to apply
 		return nil, false
 	}
 	n := int64(len(t.evs))
-	if after < 0 || after > n || t.heard > len(t.evs) {
+	if after < 0 || after > n || t.heard > len(t.evs)+t.inflight {
 		return nil, false
-	}
-	if after == n && t.inflight > 0 {
-		return nil, false // an append may be in Redis already
 	}
 	ts.hits++
 	end := min(n, after+int64(max))
-	return append([]gymbro.Event(nil), t.evs[after:end]...), true
+	evs = make([]gymbro.Event, 0, end-after)
+	for _, ev := range t.evs[after:end] {
+		evs = append(evs, clone(ev))
+	}
+	return evs, true
+}
+
+// clone copies ev and what its pointers point to, so that neither the
+// appender nor a reader shares anything with the tail, as with events
+// decoded from Redis.
+func clone(ev gymbro.Event) gymbro.Event {
+	if ev.Usage != nil {
+		u := *ev.Usage
+		ev.Usage = &u
+	}
+	if ev.Retryable != nil {
+		r := *ev.Retryable
+		ev.Retryable = &r
+	}
+	return ev
 }
