@@ -16,7 +16,11 @@
 // Followers cost no Redis connection each: one subscriber goroutine per
 // EventLog receives every append's message id and wakes the local watchers
 // of that id. When that subscription reconnects, notifications may have
-// been lost, so every local watcher is woken once and re-reads.
+// been lost, so every local watcher is woken once and re-reads. An append
+// wakes the watchers on its own instance at once, without waiting for the
+// notification's round trip, and a log this instance began is read from a
+// copy of its first events in memory while no other instance writes to it
+// (see tails).
 package redislog
 
 import (
