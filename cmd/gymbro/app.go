@@ -329,6 +329,11 @@ func (f *fetchLog) result(url string) (string, bool) {
 	return r, ok
 }
 
+// outboxGather is how long the outbox worker lets finished exchanges gather
+// after the first one wakes it: a claim per exchange would take the
+// store's write lock just as the app's next post wants it (issue 25).
+const outboxGather = 20 * time.Millisecond
+
 // startOutbox runs the worker that delivers finished exchanges from the
 // store's outbox to Supabase's chat_records. Locally (the emulator, or no
 // Supabase at all) the store is their only home, so a local sink just
@@ -341,7 +346,8 @@ func (m *Main) startOutbox(bg context.Context, serviceKey string) {
 	} else if cfg.SupabaseURL != "" {
 		m.Logger.Warn("SUPABASE_SERVICE_ROLE_KEY is not set: chat records stay in the local store and are not synced to Supabase")
 	}
-	m.Outbox = outbox.NewWorker(outbox.Options{Store: m.Store, Sink: sink, Owner: cfg.InstanceID, BatchSize: cfg.SyncBatchSize, Logger: m.Logger})
+	m.Outbox = outbox.NewWorker(outbox.Options{Store: m.Store, Sink: sink, Owner: cfg.InstanceID, BatchSize: cfg.SyncBatchSize,
+		Gather: outboxGather, Logger: m.Logger})
 	m.wg.Add(1)
 	go func() { defer m.wg.Done(); _ = m.Outbox.Run(bg) }()
 }

@@ -247,7 +247,7 @@ var (
 // Stream sends req as a streaming chat completion and calls emit with each
 // content delta. See the package doc for timeouts, retries and errors.
 func (m *Model) Stream(ctx context.Context, req gymbro.ModelRequest, emit func(delta string) error) (gymbro.ModelResult, error) {
-	params, err := m.params(req)
+	body, err := m.body(req)
 	if err != nil {
 		return gymbro.ModelResult{}, err
 	}
@@ -264,7 +264,7 @@ func (m *Model) Stream(ctx context.Context, req gymbro.ModelRequest, emit func(d
 	defer m.release()
 
 	for attempt := 0; ; attempt++ {
-		res, started, err := m.attempt(tctx, params, emit)
+		res, started, err := m.attempt(tctx, body, emit)
 		if err == nil {
 			return res, nil
 		}
@@ -299,7 +299,7 @@ func (e emitError) Unwrap() error { return e.err }
 
 // attempt makes one request and streams its reply. started reports whether
 // any chunk arrived, after which the generation must not be retried.
-func (m *Model) attempt(ctx context.Context, params sdk.ChatCompletionNewParams, emit func(string) error) (res gymbro.ModelResult, started bool, err error) {
+func (m *Model) attempt(ctx context.Context, body []byte, emit func(string) error) (res gymbro.ModelResult, started bool, err error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var gotChunk atomic.Bool
@@ -312,10 +312,12 @@ func (m *Model) attempt(ctx context.Context, params sdk.ChatCompletionNewParams,
 	})
 	defer timer.Stop()
 
-	// The SDK sends the request and maps HTTP errors; the body, an event
+	// The SDK sends the request (its body encoded by m.body; the empty
+	// params are replaced) and maps HTTP errors; the reply, an event
 	// stream, is read here (see chunks.go).
 	var httpRes *http.Response
-	_, err = m.client.New(actx, params, option.WithResponseBodyInto(&httpRes), option.WithJSONSet("stream", true))
+	_, err = m.client.New(actx, sdk.ChatCompletionNewParams{}, option.WithRequestBody("application/json", body),
+		option.WithResponseBodyInto(&httpRes))
 	if httpRes != nil && httpRes.Body != nil {
 		defer httpRes.Body.Close()
 	}

@@ -36,6 +36,11 @@ type Options struct {
 	// Poll is the idle wait between claims that found nothing due; default
 	// 1s. Notify cuts it short.
 	Poll time.Duration
+	// Gather is how long an idle worker that Notify woke waits before it
+	// claims, so that records finished close together go in one claim and
+	// the claim's write does not land just as the next exchange is being
+	// stored; default 0 (claim at once).
+	Gather time.Duration
 	// MinBackoff and MaxBackoff bound the exponential backoff after a
 	// transient failure; defaults 1s and 5m.
 	MinBackoff, MaxBackoff time.Duration
@@ -139,6 +144,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		case <-timer:
 		case <-w.wake:
+			if idle && w.o.Gather > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-w.o.After(w.o.Gather):
+				}
+			}
 			if !idle {
 				// A new record does not end an outage: sit out the rest of
 				// the backoff (the nudge is spent; the claim after the wait

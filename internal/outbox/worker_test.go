@@ -341,6 +341,51 @@ func TestNotifyWakesAnIdleWorker(t *testing.T) {
 	wantDeliveredOnce(t, fake, append(first, second...))
 }
 
+// TestNotifyGathers: with Gather set, a worker that Notify woke waits that
+// long before it claims, and what finished meanwhile goes in the same claim.
+func TestNotifyGathers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := sqliteBackend().place(t)(t)
+	fake := supabasetest.New(t, key)
+	const gather = time.Minute // stands for the real 20 ms; the test ends it
+	gathering := make(chan chan time.Time, 1)
+	idle := make(chan struct{}, 1)
+	after := func(d time.Duration) <-chan time.Time {
+		if d != gather {
+			select { // the idle wait: only Notify or the end of ctx
+			case idle <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		ch := make(chan time.Time, 1)
+		gathering <- ch
+		return ch
+	}
+	w := outbox.NewWorker(outbox.Options{Store: s, Sink: sinkFor(fake), Owner: "w", Poll: time.Hour, Gather: gather,
+		After: after, Logger: slog.New(slog.DiscardHandler)})
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+
+	<-idle // found nothing, waits
+	first := finish(t, s, 1, time.Now())
+	w.Notify()
+	release := <-gathering // the worker is gathering
+	more := finish(t, s, 3, time.Now())
+	w.Notify()
+	release <- time.Now()
+	eventually(t, "all four records", func() bool { return fake.Len() == 4 })
+	if n := fake.Requests(); n != 1 {
+		t.Errorf("%d requests to the sink; want the four records gathered into one", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	wantDeliveredOnce(t, fake, append(first, more...))
+}
+
 func TestFlushStopsAtTheDeadline(t *testing.T) {
 	s := sqliteBackend().place(t)(t)
 	fake := supabasetest.New(t, key)

@@ -16,7 +16,11 @@
 // Followers cost no Redis connection each: one subscriber goroutine per
 // EventLog receives every append's message id and wakes the local watchers
 // of that id. When that subscription reconnects, notifications may have
-// been lost, so every local watcher is woken once and re-reads.
+// been lost, so every local watcher is woken once and re-reads. An append
+// wakes the watchers on its own instance at once, without waiting for the
+// notification's round trip, and a log this instance began is read from a
+// copy of its first events in memory while no other instance writes to it
+// (see tails).
 package redislog
 
 import (
@@ -101,6 +105,7 @@ type EventLog struct {
 
 	watchers  registry
 	listeners eventlog.Listeners
+	tails     tails
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -132,13 +137,14 @@ func (l *EventLog) OnAppend(fn func(messageID string)) (stop func()) { return l.
 // ARGV[3] "1" when terminal; ARGV[4] TTL ms; ARGV[5] open TTL ms;
 // ARGV[6] channel; ARGV[7] message id; ARGV[8] the seq the writer expects
 // the event to get, or "0" for the next one.
-// Returns {seq, last}: the event's seq and the log's last seq. seq is -1
-// when the log is closed, 0 when the log holds fewer events than the
-// expected seq needs (nothing written); an expected seq the log already
-// holds was written by an earlier call and is not written again.
+// Returns {seq, last, written}: the event's seq, the log's last seq, and 1
+// when this call wrote it. seq is -1 when the log is closed, 0 when the log
+// holds fewer events than the expected seq needs (nothing written); an
+// expected seq the log already holds was written by an earlier call and is
+// not written again.
 var appendScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, 0}
+  return {-1, 0, 0}
 end
 local last = 0
 local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -149,9 +155,9 @@ local seq = tonumber(ARGV[8])
 if seq == 0 then
   seq = last + 1
 elseif seq <= last then
-  return {seq, last}
+  return {seq, last, 0}
 elseif seq > last + 1 then
-  return {0, last}
+  return {0, last, 0}
 end
 local s = string.format('%d', seq)
 redis.call('XADD', KEYS[1], '0-' .. s, 'e', ARGV[1] .. s .. ARGV[2])
@@ -162,7 +168,7 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
-return {seq, seq}
+return {seq, seq, 1}
 `)
 
 // New returns an EventLog on client and starts its one subscriber
@@ -199,6 +205,7 @@ func New(client redis.UniversalClient, opts Options) (*EventLog, error) {
 	l.replicas.Store(-1)
 	l.channel = l.prefix + "events"
 	l.watchers.init()
+	l.tails.init(l.ttl, l.openTTL)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.subscribe()
 	return l, nil
@@ -211,7 +218,10 @@ func (l *EventLog) closedKey(id string) string { return l.prefix + "msg:{" + id 
 // before it, is an escaped JSON string and so cannot contain it.
 const seqMarker = `"seq":0`
 
-// Append implements gymbro.EventLog in one script round trip.
+// Append implements gymbro.EventLog in one script round trip. The watchers
+// and listeners on this instance are woken as soon as it returns, not when
+// the append's notification comes back through the subscription (which
+// wakes them again, as it wakes those of every other instance).
 func (l *EventLog) Append(ctx context.Context, ev gymbro.Event) (gymbro.Event, error) {
 	seq, _, err := l.append(ctx, &ev, 0)
 	if err != nil {
@@ -259,16 +269,27 @@ func (l *EventLog) append(ctx context.Context, ev *gymbro.Event, seq int64) (wri
 	if ev.Type.Terminal() {
 		terminal = "1"
 	}
+	l.tails.begin(ev.MessageID, seq)
 	res, err := appendScript.Run(ctx, l.client,
 		[]string{l.streamKey(ev.MessageID), l.closedKey(ev.MessageID)},
 		before+`"seq":`, after, terminal, l.ttl.Milliseconds(), l.openTTL.Milliseconds(),
 		l.channel, ev.MessageID, seq,
 	).Int64Slice()
 	if err != nil {
+		if l.tails.appended(ev.MessageID, *ev, 0, false) {
+			l.wake(ev.MessageID)
+		}
 		return 0, 0, unavailable(err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
+		if l.tails.appended(ev.MessageID, *ev, -1, false) {
+			l.wake(ev.MessageID)
+		}
 		return 0, 0, corrupt(fmt.Errorf("append script replied %v", res))
+	}
+	wrote := res[2] == 1
+	if l.tails.appended(ev.MessageID, *ev, res[0], wrote) || wrote {
+		l.wake(ev.MessageID)
 	}
 	if res[0] < 0 {
 		return 0, 0, gymbro.Errorf(gymbro.KindConflict, CodeLogClosed, "The message's event log has already ended.")
@@ -276,10 +297,20 @@ func (l *EventLog) append(ctx context.Context, ev *gymbro.Event, seq int64) (wri
 	return res[0], res[1], nil
 }
 
-// Read implements gymbro.EventLog with one XRANGE.
+// wake wakes this instance's watchers and listeners of id.
+func (l *EventLog) wake(id string) {
+	l.watchers.signal(id)
+	l.listeners.Notify(id)
+}
+
+// Read implements gymbro.EventLog with one XRANGE, or from memory when
+// this instance wrote the whole log so far (see tails).
 func (l *EventLog) Read(ctx context.Context, messageID string, after int64, max int) ([]gymbro.Event, error) {
 	if max <= 0 {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, gymbro.CodeValidation, "max must be positive.")
+	}
+	if evs, ok := l.tails.read(messageID, after, max); ok {
+		return evs, nil
 	}
 	start := "-"
 	if after > 0 {
@@ -378,6 +409,7 @@ func (l *EventLog) subscribe() {
 			// watcher is woken once it is confirmed.
 			failures++
 			pinged = false
+			l.tails.lost()
 			l.log.Warn("redislog: event subscription lost; reconnecting",
 				slog.String("channel", l.channel), slog.Any("error", err), slog.Int("attempt", failures))
 			if ps = l.resubscribe(failures); ps == nil {
@@ -389,6 +421,7 @@ func (l *EventLog) subscribe() {
 		switch m := msg.(type) {
 		case *redis.Message:
 			failures = 0
+			l.tails.heard(m.Payload)
 			l.watchers.signal(m.Payload)
 			l.listeners.Notify(m.Payload)
 		case *redis.Subscription:
@@ -396,6 +429,7 @@ func (l *EventLog) subscribe() {
 			if m.Kind == "subscribe" {
 				// Also the first confirmation: a watcher registered before
 				// the subscription was live may have missed an append.
+				l.tails.subscribed()
 				l.watchers.signalAll()
 				l.listeners.Notify("")
 			}

@@ -37,7 +37,7 @@ const (
 )
 
 var hotWrites = []string{qPrior, qInsertConv, qBumpConv, qInsertMsg, qFinish, qEnqueue, qAddTokens, qTokensUsed,
-	qGetMsg, qRenew, qSaveReply, qCountRunning}
+	qGetMsg, qRenew, qSaveReply, qCountRunning, qClaim, qAck}
 
 // The reads of the request paths and of every generation, one constant per
 // shape (a cursor or a before bound is a different statement), prepared

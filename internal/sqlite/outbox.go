@@ -3,11 +3,24 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"strings"
+	"encoding/json"
 	"time"
 
 	"github.com/gymbro/gymbro-api/internal/gymbro"
 	"github.com/gymbro/gymbro-api/internal/sqlstore"
+)
+
+// The outbox worker's claim and acknowledgement run after every exchange,
+// so they are among the statements prepared at Open (hotWrites): the
+// acknowledgement takes its ids as one JSON array to have a fixed text.
+const (
+	qClaim = `UPDATE outbox SET attempts = attempts + 1, lease_owner = ?1, lease_until = ?2
+			WHERE id IN (
+				SELECT id FROM outbox
+				WHERE state = 'pending' AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
+				ORDER BY next_attempt_at, id LIMIT ?4)
+			RETURNING id, record, attempts, created_at, last_error, next_attempt_at`
+	qAck = `DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))`
 )
 
 // ClaimOutbox leases due pending items to owner. The single write
@@ -19,13 +32,11 @@ func (db *DB) ClaimOutbox(ctx context.Context, owner string, now, leaseUntil tim
 	}
 	var out []gymbro.OutboxItem
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE outbox SET attempts = attempts + 1, lease_owner = ?1, lease_until = ?2
-			WHERE id IN (
-				SELECT id FROM outbox
-				WHERE state = 'pending' AND next_attempt_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
-				ORDER BY next_attempt_at, id LIMIT ?4)
-			RETURNING id, record, attempts, created_at, last_error, next_attempt_at`,
-			owner, micros(leaseUntil), micros(now), limit)
+		st, err := db.stmt(ctx, tx, qClaim)
+		if err != nil {
+			return err
+		}
+		rows, err := st.QueryContext(ctx, owner, micros(leaseUntil), micros(now), limit)
 		if err != nil {
 			return err
 		}
@@ -60,12 +71,12 @@ func (db *DB) AckOutbox(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
 	}
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, args...)
+		_, err := db.exec(ctx, tx, qAck, string(list))
 		return err
 	})
 }

@@ -40,12 +40,15 @@ type DB struct {
 
 	stmts map[string]*sql.Stmt // prepared on the write connection, by query
 	reads map[string]*sql.Stmt // prepared on the read pool, by query
+	ckpt  *checkpointer        // nil until Open has migrated and prepared
 }
 
 type options struct {
-	now         func() time.Time
-	readConns   int
-	busyTimeout time.Duration
+	now             func() time.Time
+	readConns       int
+	busyTimeout     time.Duration
+	checkpointEvery int
+	checkpointIdle  time.Duration
 }
 
 // Option configures Open.
@@ -63,12 +66,24 @@ func WithReadConns(n int) Option { return func(o *options) { o.readConns = n } }
 // process holds before failing with SQLITE_BUSY; the default is 5s.
 func WithBusyTimeout(d time.Duration) Option { return func(o *options) { o.busyTimeout = d } }
 
+// WithCheckpoint sets how many commits pass between the background
+// checkpointer's PASSIVE checkpoints (default 64) and how long the store
+// must be idle before it truncates the WAL (default 1s); see checkpointer.
+func WithCheckpoint(every int, idle time.Duration) Option {
+	return func(o *options) { o.checkpointEvery, o.checkpointIdle = every, idle }
+}
+
 // Open opens (creating if needed) the SQLite database at path and applies
 // pending migrations. The path must not contain '?'.
 func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
-	o := options{now: time.Now, readConns: max(4, 2*runtime.GOMAXPROCS(0)), busyTimeout: 5 * time.Second}
+	o := options{now: time.Now, readConns: max(4, 2*runtime.GOMAXPROCS(0)), busyTimeout: 5 * time.Second,
+		checkpointEvery: 64, checkpointIdle: time.Second}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	o.checkpointEvery = max(1, o.checkpointEvery)
+	if o.checkpointIdle <= 0 {
+		o.checkpointIdle = time.Second
 	}
 	if path == "" || strings.Contains(path, "?") {
 		return nil, gymbro.Errorf(gymbro.KindInvalid, "invalid_path", "The SQLite path %q is not usable.", path)
@@ -82,8 +97,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	}
 	// IMMEDIATE takes the write lock at BEGIN, so a transaction that reads
 	// and then writes cannot fail half-way with SQLITE_BUSY when another
-	// process holds the file.
-	write, err := openWrite(ctx, dsn(path, o.busyTimeout, url.Values{"_txlock": {"immediate"}}))
+	// process holds the file. Its commits never checkpoint: the
+	// checkpointer does, off their path.
+	write, err := openWrite(ctx, dsn(path, o.busyTimeout, url.Values{"_txlock": {"immediate"}, "_pragma": {"wal_autocheckpoint(0)"}}))
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +121,15 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	ckpt, err := sql.Open("sqlite", dsn(path, o.busyTimeout, nil))
+	if err != nil {
+		db.Close()
+		return nil, dbErr(err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	ckpt.SetMaxIdleConns(1)
+	ckpt.SetConnMaxIdleTime(0)
+	db.ckpt = newCheckpointer(ckpt, write, o.checkpointEvery, o.checkpointIdle)
 	return db, nil
 }
 
@@ -191,9 +216,13 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools. A WAL checkpoint runs as the last connection
-// closes, leaving a self-contained file behind.
+// Close stops the checkpointer and closes both pools. A WAL checkpoint
+// runs as the last connection closes, leaving a self-contained file behind.
 func (db *DB) Close() error {
+	var cerr error
+	if db.ckpt != nil {
+		cerr = db.ckpt.close()
+	}
 	for _, st := range db.stmts {
 		st.Close()
 	}
@@ -202,7 +231,7 @@ func (db *DB) Close() error {
 	}
 	rerr := db.read.Close()
 	werr := db.write.Close()
-	return errors.Join(rerr, werr)
+	return errors.Join(cerr, rerr, werr)
 }
 
 // writeTx runs fn in a transaction on the write connection, committing when
@@ -218,6 +247,9 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return dbErr(err)
+	}
+	if db.ckpt != nil {
+		db.ckpt.committed()
 	}
 	return nil
 }
