@@ -269,7 +269,7 @@ func (l *EventLog) append(ctx context.Context, ev *gymbro.Event, seq int64) (wri
 	if ev.Type.Terminal() {
 		terminal = "1"
 	}
-	l.tails.begin(ev.MessageID, seq)
+	l.tails.begin(ev, seq)
 	res, err := appendScript.Run(ctx, l.client,
 		[]string{l.streamKey(ev.MessageID), l.closedKey(ev.MessageID)},
 		before+`"seq":`, after, terminal, l.ttl.Milliseconds(), l.openTTL.Milliseconds(),

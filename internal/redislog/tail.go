@@ -65,17 +65,20 @@ func (ts *tails) reset(live bool) {
 	ts.order = ts.order[:0]
 }
 
-// begin notes an append of this instance to id about to run; seq is the
-// seq it expects (0: the next one). An Append to a log without a tail may
-// be its first event: a tail is started for it now, empty, so that the
-// notification of that first event, which may come back before the
-// script's reply, is counted.
-func (ts *tails) begin(id string, seq int64) {
+// begin notes an append of this instance of ev about to run; seq is the
+// seq it expects (0: the next one). The queued event begins every log: a
+// tail is started for it now, empty, so that the notification of that
+// first event, which may come back before the script's reply, is counted.
+// Any other append to a log without a tail (recovery ending an old log,
+// say) starts none: an empty tail would answer a replay from the start
+// with nothing while that append is in flight.
+func (ts *tails) begin(ev *gymbro.Event, seq int64) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	id := ev.MessageID
 	t := ts.m[id]
 	if t == nil {
-		if seq != 0 || !ts.live {
+		if ev.Type != gymbro.EventQueued || seq > 1 || !ts.live {
 			return
 		}
 		if len(ts.order) >= maxTails {

@@ -63,7 +63,11 @@ func TestLocalTailWithRemoteAppends(t *testing.T) {
 		if i > 20 && i%3 == 0 {
 			w, name = b, "b"
 		}
-		ev, err := w.Append(ctx, gymbro.Event{MessageID: id, Type: gymbro.EventContentDelta, Delta: fmt.Sprintf("%s%d", name, i)})
+		typ := gymbro.EventContentDelta
+		if i == 1 {
+			typ = gymbro.EventQueued // what begins every log
+		}
+		ev, err := w.Append(ctx, gymbro.Event{MessageID: id, Type: typ, Delta: fmt.Sprintf("%s%d", name, i)})
 		if err != nil || ev.Seq != int64(i) {
 			t.Fatalf("append %d: seq %d, %v", i, ev.Seq, err)
 		}
