@@ -37,15 +37,6 @@ ROUNDS=${ROUNDS:-1}
 BEFORE_BIN=${BEFORE_BIN:-}
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
-SCHEMAS=()
-PREFIXES=()
-
-on_exit() {
-	for s in "${SCHEMAS[@]}"; do psql -q "${DATABASE_URL%%\?*}" -c "DROP SCHEMA IF EXISTS $s CASCADE" >/dev/null 2>&1 || true; done
-	for p in "${PREFIXES[@]}"; do
-		redis-cli -u "$REDIS_URL" --scan --pattern "$p*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
-	done
-}
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 

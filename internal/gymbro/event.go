@@ -52,6 +52,21 @@ type Event struct {
 	Retryable      *bool     `json:"retryable,omitempty"`       // error
 }
 
+// Clone returns a copy of ev that shares nothing with it: what its
+// pointers point to is copied too. Logs that keep events in memory hand
+// out clones, so no reader or writer can change another's.
+func (ev Event) Clone() Event {
+	if ev.Usage != nil {
+		u := *ev.Usage
+		ev.Usage = &u
+	}
+	if ev.Retryable != nil {
+		r := *ev.Retryable
+		ev.Retryable = &r
+	}
+	return ev
+}
+
 // Validate checks what every event log requires of an event to append.
 func (ev Event) Validate() error {
 	if ev.MessageID == "" {

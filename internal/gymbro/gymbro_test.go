@@ -151,3 +151,18 @@ func TestBudgetTokens(t *testing.T) {
 		t.Errorf("EstimatePrompt = %d, want 4 (13 bytes)", got)
 	}
 }
+
+// TestEventCloneSharesNothing: changing what a clone's pointers point to
+// leaves the original as it was.
+func TestEventCloneSharesNothing(t *testing.T) {
+	retry := true
+	ev := Event{MessageID: "m", Type: EventCompleted, Usage: &Usage{PromptTokens: 1}, Retryable: &retry}
+	c := ev.Clone()
+	c.Usage.PromptTokens, *c.Retryable = 99, false
+	if ev.Usage.PromptTokens != 1 || !*ev.Retryable {
+		t.Fatalf("the original changed with its clone: usage %+v, retryable %v", *ev.Usage, *ev.Retryable)
+	}
+	if none := (Event{MessageID: "m"}).Clone(); none.Usage != nil || none.Retryable != nil {
+		t.Fatalf("Clone of an event without pointers made some: %+v", none)
+	}
+}

@@ -144,14 +144,7 @@ func (l *EventLog) Append(_ context.Context, ev gymbro.Event) (gymbro.Event, err
 	ev.At = now.UTC().Round(0)
 	// Events are shared with every reader; copy what the caller could still
 	// mutate through a pointer.
-	if ev.Usage != nil {
-		u := *ev.Usage
-		ev.Usage = &u
-	}
-	if ev.Retryable != nil {
-		r := *ev.Retryable
-		ev.Retryable = &r
-	}
+	ev = ev.Clone()
 
 	ev, err := l.store(ev, now)
 	if err != nil {

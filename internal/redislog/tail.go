@@ -109,7 +109,7 @@ func (ts *tails) appended(id string, ev gymbro.Event, seq int64, written bool) (
 	t.inflight--
 	if written && seq == int64(len(t.evs))+1 && len(t.evs) < maxTailEvents && t.heard <= len(t.evs)+1+t.inflight {
 		ev.Seq = seq
-		t.evs = append(t.evs, clone(ev))
+		t.evs = append(t.evs, ev.Clone())
 		return true
 	}
 	delete(ts.m, id)
@@ -154,22 +154,7 @@ func (ts *tails) read(id string, after int64, max int) (evs []gymbro.Event, ok b
 	end := min(n, after+int64(max))
 	evs = make([]gymbro.Event, 0, end-after)
 	for _, ev := range t.evs[after:end] {
-		evs = append(evs, clone(ev))
+		evs = append(evs, ev.Clone())
 	}
 	return evs, true
-}
-
-// clone copies ev and what its pointers point to, so that neither the
-// appender nor a reader shares anything with the tail, as with events
-// decoded from Redis.
-func clone(ev gymbro.Event) gymbro.Event {
-	if ev.Usage != nil {
-		u := *ev.Usage
-		ev.Usage = &u
-	}
-	if ev.Retryable != nil {
-		r := *ev.Retryable
-		ev.Retryable = &r
-	}
-	return ev
 }
