@@ -1,27 +1,26 @@
 package redislog_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gymbro/gymbro-api/internal/redislog"
+	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
 // TestSetLoggerRoutesLibraryMessages: a client whose server cannot be
 // reached makes go-redis log its dial failures; after SetLogger they are
 // JSON records of the service's logger, not bare lines on standard error.
 func TestSetLoggerRoutesLibraryMessages(t *testing.T) {
-	var buf syncBuffer
-	redislog.SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	buf := &testenv.LogBuffer{}
+	redislog.SetLogger(slog.New(slog.NewJSONHandler(buf, nil)))
 	t.Cleanup(func() { redislog.SetLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))) })
 
 	// A Sentinel client with no sentinel listening logs each failed lookup.
@@ -49,23 +48,4 @@ func TestSetLoggerRoutesLibraryMessages(t *testing.T) {
 	if rec.Level != "WARN" || rec.Component != "go-redis" || !strings.Contains(rec.Msg, "sentinel") {
 		t.Fatalf("record = %+v, want a WARN from component go-redis about the sentinel", rec)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that go-redis's goroutines and the test may
-// use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
