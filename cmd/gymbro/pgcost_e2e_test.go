@@ -83,6 +83,8 @@ type costClient struct {
 	tok string
 }
 
+// newCostClient starts an instance configured by env (on free ports, in a
+// temporary data directory, logging errors only) and signs a user in.
 func newCostClient(b *testing.B, env map[string]string) *costClient {
 	env["GYMBRO_HTTP_ADDR"], env["GYMBRO_DATA_DIR"], env["GYMBRO_LOG_LEVEL"] = "127.0.0.1:0", b.TempDir(), "error"
 	cfg, err := config.Load(func(k string) string { return env[k] })

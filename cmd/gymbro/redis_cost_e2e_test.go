@@ -16,7 +16,6 @@ import (
 
 	"github.com/gymbro/gymbro-api/internal/config"
 	"github.com/gymbro/gymbro-api/internal/sse"
-	"github.com/gymbro/gymbro-api/internal/supabase"
 	"github.com/gymbro/gymbro-api/internal/testenv"
 )
 
@@ -63,32 +62,11 @@ func BenchmarkRedisPerExchange(b *testing.B) {
 // costApp starts an instance on SQLite and the Redis at url, and returns
 // its URL and a user's token.
 func costApp(b *testing.B, mode, url string) (string, string) {
-	env := map[string]string{
-		"GYMBRO_HTTP_ADDR": "127.0.0.1:0", "GYMBRO_DATA_DIR": b.TempDir(), "GYMBRO_LOG_LEVEL": "error",
+	c := newCostClient(b, map[string]string{
 		"GYMBRO_REDIS_MODE": mode, "GYMBRO_REDIS_URL": url,
 		"GYMBRO_RATE_LIMIT": "100000", "GYMBRO_MAX_RUNNING_PER_USER": "1000",
-	}
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := NewMain(cfg, io.Discard)
-	if err := m.Run(context.Background()); err != nil {
-		m.Close()
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
-	anon, service := m.Emulator.Keys()
-	ctx := context.Background()
-	c := supabase.NewAuthClient(supabase.AuthConfig{URL: m.URL, AnonKey: anon, ServiceRoleKey: service})
-	if _, err := c.CreateUser(ctx, supabase.AdminUserParams{Email: "cost@example.com", Password: "correct horse battery", EmailConfirm: true}); err != nil {
-		b.Fatal(err)
-	}
-	s, err := c.SignInWithPassword(ctx, "cost@example.com", "correct horse battery")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return m.URL, s.AccessToken
+	})
+	return c.m.URL, c.tok
 }
 
 // exchange posts a message and reads its stream to the terminal event.
